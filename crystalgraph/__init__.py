@@ -1,0 +1,98 @@
+"""crystalgraph: periodic crystal graphs and CGCNN / SR-CGCNN models.
+
+The one graph and featurization core shared by ``training/`` and ``service/``: import from
+here, not from the private modules.
+"""
+
+from __future__ import annotations
+
+from .checkpoint import (
+    CheckpointError,
+    LoadedModel,
+    export_model,
+    library_versions,
+    load_checkpoint,
+    load_exported,
+    read_manifest,
+    save_checkpoint,
+    sha256_file,
+    verify_file,
+    write_manifest,
+)
+from .errors import (
+    DisorderedStructureError,
+    EmptyStructureError,
+    InvalidCIFError,
+    IsolatedAtomError,
+    OverlappingAtomsError,
+    StructureError,
+    UnsupportedElementError,
+)
+from .features import FEATURE_SET, MAX_Z, element_feature_table, feature_hash, table_hash
+from .graph import cif_to_graphs, collate, neighbor_list, structure_to_graph
+from .graph_config import GraphConfig
+from .legacy import LegacyFormatError, import_legacy
+from .nets import (
+    CGCNN,
+    KNOWN_TARGETS,
+    SRCGCNN,
+    CGCNNConfig,
+    CrystalGraphNet,
+    ModelConfig,
+    SRCGCNNConfig,
+    TargetSpec,
+    build_model,
+    parse_model_config,
+)
+from .parsing import parse_cif
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    # graphs
+    "GraphConfig",
+    "parse_cif",
+    "structure_to_graph",
+    "cif_to_graphs",
+    "collate",
+    "neighbor_list",
+    "FEATURE_SET",
+    "MAX_Z",
+    "element_feature_table",
+    "feature_hash",
+    "table_hash",
+    # errors
+    "StructureError",
+    "InvalidCIFError",
+    "EmptyStructureError",
+    "DisorderedStructureError",
+    "UnsupportedElementError",
+    "IsolatedAtomError",
+    "OverlappingAtomsError",
+    # models
+    "CGCNN",
+    "SRCGCNN",
+    "CGCNNConfig",
+    "SRCGCNNConfig",
+    "ModelConfig",
+    "TargetSpec",
+    "KNOWN_TARGETS",
+    "CrystalGraphNet",
+    "build_model",
+    "parse_model_config",
+    # checkpoints
+    "CheckpointError",
+    "LoadedModel",
+    "save_checkpoint",
+    "load_checkpoint",
+    "export_model",
+    "write_manifest",
+    "read_manifest",
+    "load_exported",
+    "verify_file",
+    "sha256_file",
+    "library_versions",
+    "LegacyFormatError",
+    "import_legacy",
+]

@@ -1,0 +1,59 @@
+"""Exceptions raised while turning a crystal into a graph.
+
+Every exception carries a stable machine-readable ``code`` that the service maps to
+an API error; the message is a sentence meant for a person.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "StructureError",
+    "InvalidCIFError",
+    "EmptyStructureError",
+    "DisorderedStructureError",
+    "UnsupportedElementError",
+    "IsolatedAtomError",
+    "OverlappingAtomsError",
+]
+
+
+class StructureError(ValueError):
+    """Base class: a structure that cannot be turned into a crystal graph."""
+
+    code = "invalid_structure"
+
+
+class InvalidCIFError(StructureError):
+    """The input is not a parseable CIF (empty, binary, or malformed)."""
+
+    code = "invalid_cif"
+
+
+class EmptyStructureError(StructureError):
+    """The structure has no sites."""
+
+    code = "empty_structure"
+
+
+class DisorderedStructureError(StructureError):
+    """A site has partial occupancy or mixed species."""
+
+    code = "disordered_structure"
+
+
+class UnsupportedElementError(StructureError):
+    """An element is outside the element feature table (Z = 1-100) or not an element."""
+
+    code = "unsupported_element"
+
+
+class IsolatedAtomError(StructureError):
+    """An atom has no neighbour within the cutoff radius."""
+
+    code = "isolated_atom"
+
+
+class OverlappingAtomsError(StructureError):
+    """Two atoms are closer than the minimum allowed distance."""
+
+    code = "overlapping_atoms"

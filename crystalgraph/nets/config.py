@@ -1,0 +1,78 @@
+"""Frozen, strict model configurations; ``build_model`` is the only factory."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from ..features import FEATURE_BLOCKS
+from ..graph_config import GraphConfig
+
+__all__ = [
+    "TargetSpec",
+    "CGCNNConfig",
+    "SRCGCNNConfig",
+    "ModelConfig",
+    "KNOWN_TARGETS",
+    "parse_model_config",
+]
+
+
+class TargetSpec(BaseModel):
+    """One predicted property.
+
+    Attributes:
+        name: Column name in the labels file and key in API answers.
+        unit: Physical unit of the predictions.
+        nonnegative: Predictions are clipped at 0 (band gaps).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    unit: str
+    nonnegative: bool = False
+
+
+#: Properties we know the unit and sign of; other label columns need ``--unit``.
+KNOWN_TARGETS: dict[str, TargetSpec] = {
+    "formation_energy_per_atom": TargetSpec(name="formation_energy_per_atom", unit="eV/atom"),
+    "band_gap": TargetSpec(name="band_gap", unit="eV", nonnegative=True),
+    "efermi": TargetSpec(name="efermi", unit="eV"),
+    "total_magnetization": TargetSpec(name="total_magnetization", unit="μB/cell", nonnegative=True),
+}
+
+
+class _NetConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    targets: tuple[TargetSpec, ...] = Field(min_length=1)
+    graph: GraphConfig = GraphConfig()
+    feature_dim: int = Field(sum(w for _, w in FEATURE_BLOCKS), ge=1)
+    atom_fea_len: int = Field(64, ge=1)
+    h_fea_len: int = Field(128, ge=1)
+    n_h: int = Field(1, ge=1)
+
+
+class CGCNNConfig(_NetConfig):
+    """CGCNN (Xie & Grossman 2018): ``n_conv`` stacked gated convolutions."""
+
+    model_type: Literal["cgcnn"] = "cgcnn"
+    n_conv: int = Field(3, ge=1)
+
+
+class SRCGCNNConfig(_NetConfig):
+    """SR-CGCNN: one gated convolution applied ``n_steps`` times, batch norm per step."""
+
+    model_type: Literal["sr-cgcnn"] = "sr-cgcnn"
+    n_steps: int = Field(3, ge=1)
+
+
+ModelConfig = Annotated[CGCNNConfig | SRCGCNNConfig, Field(discriminator="model_type")]
+_ADAPTER: TypeAdapter[CGCNNConfig | SRCGCNNConfig] = TypeAdapter(ModelConfig)
+
+
+def parse_model_config(data: dict) -> CGCNNConfig | SRCGCNNConfig:
+    """Validate a plain dict (from a checkpoint or manifest) into a model config."""
+    return _ADAPTER.validate_python(data)
