@@ -31,6 +31,7 @@ from .errors import (
 from .features import FEATURE_SET, MAX_Z, element_feature_table, feature_hash, table_hash
 from .graph import cif_to_graphs, collate, neighbor_list, structure_to_graph
 from .graph_config import GraphConfig
+from .inference import model_inputs, predict_graphs
 from .legacy import LegacyFormatError, import_legacy
 from .nets import (
     CGCNN,
@@ -43,6 +44,16 @@ from .nets import (
     TargetSpec,
     build_model,
     parse_model_config,
+)
+from .onnx_export import (
+    OnnxError,
+    OnnxParityError,
+    OnnxPredictor,
+    OnnxProviderError,
+    check_parity,
+    export_onnx,
+    export_onnx_checked,
+    parity_batches,
 )
 from .parsing import parse_cif
 
@@ -57,6 +68,8 @@ __all__ = [
     "cif_to_graphs",
     "collate",
     "neighbor_list",
+    "model_inputs",
+    "predict_graphs",
     "FEATURE_SET",
     "MAX_Z",
     "element_feature_table",
@@ -95,4 +108,13 @@ __all__ = [
     "library_versions",
     "LegacyFormatError",
     "import_legacy",
+    # onnx
+    "export_onnx",
+    "export_onnx_checked",
+    "check_parity",
+    "parity_batches",
+    "OnnxPredictor",
+    "OnnxError",
+    "OnnxParityError",
+    "OnnxProviderError",
 ]

@@ -1,0 +1,364 @@
+"""ONNX export of crystal graph networks, the torch/onnxruntime parity gate, and an onnxruntime predictor.
+
+The exported graph computes :meth:`CrystalGraphNet.predict` (physical units, non-negative
+targets clipped at 0) with dynamic numbers of atoms, edges and crystals. It is produced by
+the dynamo exporter (``torch.export`` then onnxscript): every ``scatter_add`` becomes
+``ScatterElements(reduction="add")``. The legacy TorchScript exporter can lower ``index_add_``
+to a ``ScatterElements`` without reduction, an overwrite that gives silently wrong sums;
+:func:`export_onnx` refuses any scatter node without a reduction and :func:`check_parity`
+compares the two runtimes on batches of several shapes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from pymatgen.core import Lattice, Structure
+from torch import Tensor, nn
+from torch_geometric.data import Batch
+
+from .graph import collate, structure_to_graph
+from .graph_config import GraphConfig
+from .nets import CrystalGraphNet
+
+__all__ = [
+    "ONNX_FILE",
+    "INPUT_NAMES",
+    "OnnxError",
+    "OnnxParityError",
+    "OnnxProviderError",
+    "OnnxPredictor",
+    "export_onnx",
+    "export_onnx_checked",
+    "check_parity",
+    "parity_batches",
+]
+
+ONNX_FILE = "model.onnx"
+INPUT_NAMES = ("z", "edge_index", "edge_dist", "batch", "num_atoms")
+_INPUT_DTYPES = (np.int64, np.int64, np.float32, np.int64, np.int64)
+_SCATTER_OPS = ("ScatterElements", "ScatterND")
+
+
+class OnnxError(RuntimeError):
+    """Base class: an ONNX file that cannot be exported, trusted or run as asked."""
+
+
+class OnnxParityError(OnnxError):
+    """onnxruntime and torch disagree by more than the tolerance (or the graph sums wrongly)."""
+
+
+class OnnxProviderError(OnnxError):
+    """The requested onnxruntime execution provider is not available or not active."""
+
+
+class _Predict(nn.Module):
+    """``predict`` as ``forward``, so that the exported graph returns physical units."""
+
+    def __init__(self, model: CrystalGraphNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, z: Tensor, edge_index: Tensor, edge_dist: Tensor, batch: Tensor, num_atoms: Tensor) -> Tensor:
+        return self.model.predict(z, edge_index, edge_dist, batch, num_atoms)
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _inputs(batch: Batch) -> tuple[Tensor, ...]:
+    return (batch.z, batch.edge_index, batch.edge_dist, batch.batch, batch.ptr.diff())
+
+
+def export_onnx(model: CrystalGraphNet, path: Path, opset: int = 18) -> Path:
+    """Export ``model.predict`` to an ONNX file with dynamic atoms, edges and crystals.
+
+    The model is copied to the CPU in eval mode; the caller's model is left untouched. The
+    file carries the target names and units as metadata (``targets``: JSON list).
+
+    Args:
+        model: The network to export.
+        path: Where to write the ``.onnx`` file.
+        opset: ONNX opset, at least 18 (the exporter's own; converting down to 17 produces an
+            invalid ``Split``).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: ``opset`` below 18.
+        OnnxError: the exported graph holds a scatter without a reduction (an overwrite).
+
+    Shapes:
+        The graph maps ``z: [N]`` int64, ``edge_index: [2, E]`` int64, ``edge_dist: [E]``
+        float32, ``batch: [N]`` int64, ``num_atoms: [B]`` int64 to ``y: [B, T]`` float32.
+    """
+    if opset < 18:
+        raise ValueError(f"opset {opset} < 18")
+    path = Path(path)
+    module = _Predict(copy.deepcopy(model).cpu()).eval()
+    example = _inputs(_example_batch(model.config.graph))  # two crystals: no 0/1 specialization
+    atoms, edges, crystals = (torch.export.Dim(n) for n in ("atoms", "edges", "crystals"))
+    dynamic = ({0: atoms}, {1: edges}, {0: edges}, {0: atoms}, {0: crystals})
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)  # "torchvision is not installed" notices
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                module,
+                example,
+                dynamo=True,
+                opset_version=opset,
+                input_names=list(INPUT_NAMES),
+                output_names=["y"],
+                dynamic_shapes=dynamic,
+                verbose=False,
+            )
+    finally:
+        registration.setLevel(level)
+    proto = program.model_proto
+    onnx.checker.check_model(proto)
+    _check_scatter_reductions(proto)
+    targets = [{"name": t.name, "unit": t.unit} for t in model.config.targets]
+    onnx.helper.set_model_props(proto, {"targets": json.dumps(targets), "model_type": model.config.model_type})
+    onnx.save_model(proto, path)
+    return path
+
+
+def _check_scatter_reductions(proto: onnx.ModelProto) -> None:
+    for node in proto.graph.node:
+        if node.op_type in _SCATTER_OPS:
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            if attrs.get("reduction", b"none") != b"add":
+                raise OnnxError(f"{node.op_type} node {node.name!r} has no add reduction: it would overwrite sums")
+
+
+def export_onnx_checked(model: CrystalGraphNet, folder: Path, tol: float = 1e-4, opset: int = 18) -> Path:
+    """Export to ``folder/model.onnx`` only if the file passes :func:`check_parity`.
+
+    The file is written under a temporary name in ``folder`` and renamed into place after
+    the parity check; on failure it is deleted and an existing ``model.onnx`` is left as is.
+
+    Raises:
+        ValueError: a negative ``tol`` or an ``opset`` below 18.
+        OnnxParityError: max |torch - onnxruntime| above ``tol`` on a parity batch.
+        OnnxError: the export produced an overwriting scatter.
+    """
+    if not tol >= 0:
+        raise ValueError(f"tolerance {tol} < 0")
+    folder = Path(folder)
+    fd, tmp_name = tempfile.mkstemp(prefix=".model-", suffix=".onnx.tmp", dir=folder)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        export_onnx(model, tmp, opset=opset)
+        check_parity(model, tmp, tol=tol)
+        target = folder / ONNX_FILE
+        tmp.replace(target)
+        return target
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _structure(lattice: Lattice, species: list[str], coords: list[list[float]]) -> Structure:
+    return Structure(lattice, species, coords)
+
+
+def _cu_fcc(a: float = 3.615) -> Structure:
+    h = a / 2
+    return _structure(Lattice([[0, h, h], [h, 0, h], [h, h, 0]]), ["Cu"], [[0, 0, 0]])
+
+
+def _cscl(a: float = 4.12) -> Structure:
+    return _structure(Lattice.cubic(a), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+
+
+def _srtio3(a: float = 3.905) -> Structure:
+    coords = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    return _structure(Lattice.cubic(a), ["Sr", "Ti", "O", "O", "O"], coords)
+
+
+def _zno(a: float = 3.25, c: float = 5.21) -> Structure:
+    """Wurtzite ZnO: four atoms in a hexagonal cell, two species, non-cubic neighbourhoods."""
+    u = 0.382
+    coords = [[1 / 3, 2 / 3, 0], [2 / 3, 1 / 3, 0.5], [1 / 3, 2 / 3, u], [2 / 3, 1 / 3, 0.5 + u]]
+    return _structure(Lattice.hexagonal(a, c), ["Zn", "Zn", "O", "O"], coords)
+
+
+def _supercell_200() -> Structure:
+    """A 2x4x5 SrTiO3 supercell (200 atoms) with seeded 0.05 Å displacements."""
+    s = _srtio3().make_supercell([2, 4, 5], in_place=False)
+    shifts = np.random.default_rng(0).normal(scale=0.05, size=(len(s), 3))
+    return Structure(s.lattice, s.species, s.cart_coords + shifts, coords_are_cartesian=True)
+
+
+@lru_cache(maxsize=4)
+def _example_batch(config: GraphConfig) -> Batch:
+    return collate([structure_to_graph(_cscl(), config), structure_to_graph(_zno(), config)])
+
+
+@lru_cache(maxsize=4)
+def parity_batches(config: GraphConfig) -> dict[str, Batch]:
+    """The batches the parity gate runs (built once per graph config; treat as read-only).
+
+    ``one_atom``: fcc Cu primitive cell (1 atom, 12 neighbours); ``one_crystal``: wurtzite
+    ZnO; ``64_crystals``: Cu, CsCl, SrTiO3 and ZnO cells with lattices scaled by 0.96-1.05;
+    ``200_atoms``: a displaced 2x4x5 SrTiO3 supercell.
+    """
+    makers = (_cu_fcc, _cscl, _srtio3, _zno)
+    many = []
+    for i in range(64):
+        s = makers[i % len(makers)]()
+        s.scale_lattice(s.volume * (0.96 + 0.09 * (i / 63)) ** 3)
+        many.append(structure_to_graph(s, config))
+    return {
+        "one_atom": collate([structure_to_graph(_cu_fcc(), config)]),
+        "one_crystal": collate([structure_to_graph(_zno(), config)]),
+        "64_crystals": collate(many),
+        "200_atoms": collate([structure_to_graph(_supercell_200(), config)]),
+    }
+
+
+def check_parity(model: CrystalGraphNet, onnx_path: Path, tol: float = 1e-4) -> float:
+    """Compare torch ``predict`` with onnxruntime (CPU) on the :func:`parity_batches`.
+
+    Args:
+        model: The network the file was exported from (run in eval mode, on its device).
+        onnx_path: The exported file.
+        tol: Largest allowed max |difference|, in the targets' units.
+
+    Returns:
+        The max |difference| over all batches and targets.
+
+    Raises:
+        OnnxParityError: a batch above ``tol``, a shape mismatch, or a non-finite output.
+    """
+    predictor = OnnxPredictor(onnx_path, device="cpu")
+    device = next(model.parameters()).device
+    worst = 0.0
+    with _eval_mode(model), torch.inference_mode():
+        for name, batch in parity_batches(model.config.graph).items():
+            inputs = _inputs(batch)
+            ref = model.predict(*(t.to(device) for t in inputs)).cpu().numpy()
+            got = predictor.predict(*inputs)
+            if got.shape != ref.shape:
+                raise OnnxParityError(f"{name}: onnxruntime shape {got.shape} != torch shape {ref.shape}")
+            diff = float(np.max(np.abs(got - ref))) if np.isfinite(got).all() else float("inf")
+            if not diff <= tol:
+                raise OnnxParityError(f"{name}: max |torch - onnxruntime| = {diff:.3g} > tolerance {tol:g}")
+            worst = max(worst, diff)
+    return worst
+
+
+def _providers(device: str) -> list[Any]:
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    kind, _, index = device.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', not {device!r}")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise OnnxProviderError(
+            f"device {device!r} asked for, but this onnxruntime has no CUDAExecutionProvider "
+            f"(available: {', '.join(ort.get_available_providers())}); install onnxruntime-gpu"
+        )
+    return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
+
+
+class OnnxPredictor:
+    """An exported model run by onnxruntime, a drop-in for a torch model's ``predict``.
+
+    Args:
+        path: The ``.onnx`` file (from :func:`export_onnx`).
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. With CUDA the session must really run on
+            ``CUDAExecutionProvider`` (onnxruntime falls back to CPU silently otherwise).
+        num_threads: onnxruntime intra-op threads; onnxruntime's default (all cores) if ``None``.
+
+    Attributes:
+        backend: ``"onnx"``.
+        device: The device asked for.
+        provider: The active execution provider, e.g. ``"CPUExecutionProvider"``.
+        target_names: Names of the output columns, in order.
+        target_units: Their units.
+
+    Raises:
+        OnnxProviderError: CUDA asked for but not available or not active.
+        OnnxError: the file cannot be loaded or its inputs are not those of a crystal graph network.
+    """
+
+    backend = "onnx"
+
+    def __init__(self, path: Path, device: str = "cpu", num_threads: int | None = None) -> None:
+        self.path = Path(path)
+        self.device = device
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if num_threads is not None:
+            options.intra_op_num_threads = num_threads
+            options.inter_op_num_threads = 1
+        providers = _providers(device)
+        try:
+            self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/NoSuchFile classes
+            raise OnnxError(f"{self.path}: onnxruntime cannot load it: {exc}") from exc
+        active = self._session.get_providers()
+        if device != "cpu" and active[0] != "CUDAExecutionProvider":
+            raise OnnxProviderError(f"asked for {device!r}, but onnxruntime runs on {active[0]}")
+        self.provider = active[0]
+        names = tuple(i.name for i in self._session.get_inputs())
+        if names != INPUT_NAMES:
+            raise OnnxError(f"{self.path}: inputs {names} are not {INPUT_NAMES}")
+        meta = self._session.get_modelmeta().custom_metadata_map
+        targets = json.loads(meta.get("targets", "[]"))
+        self.target_names = [t["name"] for t in targets]
+        self.target_units = [t["unit"] for t in targets]
+
+    def predict(
+        self,
+        z: Tensor | np.ndarray,
+        edge_index: Tensor | np.ndarray,
+        edge_dist: Tensor | np.ndarray,
+        batch: Tensor | np.ndarray,
+        num_atoms: Tensor | np.ndarray,
+    ) -> np.ndarray:
+        """Predictions in physical units, non-negative targets clipped at 0.
+
+        Takes the inputs of :meth:`CrystalGraphNet.predict` as torch tensors (any device) or
+        numpy arrays.
+
+        Shapes:
+            ``z: [N]``, ``edge_index: [2, E]``, ``edge_dist: [E]``, ``batch: [N]``,
+            ``num_atoms: [B]`` -> ``[B, T]`` float32 numpy.
+        """
+        feeds = {}
+        for name, value, dtype in zip(
+            INPUT_NAMES, (z, edge_index, edge_dist, batch, num_atoms), _INPUT_DTYPES, strict=True
+        ):
+            array = value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
+            feeds[name] = np.ascontiguousarray(array, dtype=dtype)
+        return self._session.run(None, feeds)[0]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.path.name!r}, device={self.device!r}, provider={self.provider!r})"
