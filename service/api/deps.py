@@ -1,0 +1,85 @@
+"""Typed dependencies: ``StateDep``, ``RegistryDep``, ``EngineDep``, ``SelectionDep``, ``LimitsDep``."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Header, Query, Request
+
+from ..engine import Engine
+from ..errors import Unauthorized
+from ..metrics import Metrics
+from ..registry import Registry, Selection
+from ..state import ServiceState
+from ..uploads import UploadLimits
+
+__all__ = [
+    "StateDep",
+    "RegistryDep",
+    "EngineDep",
+    "SelectionDep",
+    "LimitsDep",
+    "MetricsDep",
+    "require_api_key",
+]
+
+
+def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.service
+    return state
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+def get_registry(state: StateDep) -> Registry:
+    return state.require_registry()
+
+
+def get_engine(state: StateDep) -> Engine:
+    return state.require_ready()[1]
+
+
+def get_metrics(state: StateDep) -> Metrics:
+    return state.metrics
+
+
+def get_limits(state: StateDep) -> UploadLimits:
+    return UploadLimits.from_settings(state.settings)
+
+
+RegistryDep = Annotated[Registry, Depends(get_registry)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+LimitsDep = Annotated[UploadLimits, Depends(get_limits)]
+
+
+def get_selection(
+    state: StateDep,
+    models: Annotated[
+        str | None,
+        Query(
+            description="Comma-separated model names (``name`` or ``name@version``); "
+            "default: the registry's default model for each property.",
+            examples=["cgcnn-formation-energy,sr-cgcnn-band-gap"],
+        ),
+    ] = None,
+) -> Selection:
+    registry, _ = state.require_ready()
+    refs = [ref.strip() for ref in (models or "").split(",") if ref.strip()]
+    return registry.select(refs or None)
+
+
+SelectionDep = Annotated[Selection, Depends(get_selection)]
+
+
+async def require_api_key(
+    state: StateDep, x_api_key: Annotated[str | None, Header(description="Required when the service has a key.")] = None
+) -> None:
+    """Refuse ``/v1`` requests without the right ``X-API-Key`` when ``CRYSTAL_API_KEY`` is set."""
+    expected = state.settings.api_key
+    if expected is None:
+        return
+    if x_api_key is None or not secrets.compare_digest(x_api_key.encode(), expected.get_secret_value().encode()):
+        raise Unauthorized("Send the service's API key in the X-API-Key header.")

@@ -1,0 +1,99 @@
+"""Inference backends: how a model folder becomes a :class:`Predictor`.
+
+A backend is a factory ``(folder, manifest, device, precision) -> Predictor`` registered in
+:data:`BACKENDS` under the name ``CRYSTAL_BACKEND`` selects. Today there is ``torch``
+(:mod:`service.backends._torch`); an onnxruntime backend is added by writing
+``_onnx.py`` with a ``load_onnx`` factory and one line in :data:`BACKENDS`. Nothing else in the
+service knows which backend runs a model: the registry reads graph settings and targets from
+the manifest, and the inference worker only calls :meth:`Predictor.predict`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from torch_geometric.data import Batch
+
+__all__ = ["Predictor", "BackendFactory", "BACKENDS", "available_backends", "create_predictor", "resolve_device"]
+
+
+class Predictor(Protocol):
+    """One loaded model, ready to predict on the device it was loaded for.
+
+    Attributes:
+        backend: Backend name, as in ``CRYSTAL_BACKEND`` (``torch``).
+        device: Where it runs (``cpu``, ``cuda:0``).
+        provider: Backend-specific engine detail, e.g. an onnxruntime execution provider;
+            ``None`` when there is nothing to add.
+        precision: Floating-point type of the computation (``float64``, ``float32``).
+    """
+
+    backend: str
+    device: str
+    provider: str | None
+    precision: str
+
+    def predict(self, batch: Batch) -> np.ndarray:
+        """Predictions in physical units for a collated batch (``crystalgraph.collate``).
+
+        Shapes:
+            ``batch`` of ``B`` crystals -> ``[B, T]`` float32, ``T`` = number of targets,
+            in the order of the model config's ``targets``.
+        """
+        ...
+
+
+BackendFactory = Callable[[Path, dict[str, Any], str, str], Predictor]
+
+
+def _load_torch(folder: Path, manifest: dict[str, Any], device: str, precision: str) -> Predictor:
+    from ._torch import TorchPredictor
+
+    return TorchPredictor.load(folder, manifest, device, precision)
+
+
+#: Backend name -> factory ``(model folder, manifest, device, precision) -> Predictor``.
+BACKENDS: dict[str, BackendFactory] = {"torch": _load_torch}
+
+
+def available_backends() -> list[str]:
+    return sorted(BACKENDS)
+
+
+def create_predictor(
+    backend: str, folder: Path, manifest: dict[str, Any], device: str, precision: str = "float64"
+) -> Predictor:
+    """Load one model folder with the named backend.
+
+    Args:
+        precision: ``float64`` or ``float32`` (see ``Settings.precision``); a backend that
+            cannot honour it says so in its ``provider``.
+
+    Raises:
+        crystalgraph.CheckpointError: a corrupt or unknown file (the sha256 is checked).
+        KeyError: an unknown backend name (the settings refuse these earlier).
+    """
+    return BACKENDS[backend](folder, manifest, device, precision)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` to ``cuda`` when a CUDA device is visible, else ``cpu``; check explicit choices.
+
+    Raises:
+        ValueError: CUDA was asked for and is not available.
+    """
+    import torch
+
+    if device == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"CRYSTAL_DEVICE={device} but no CUDA device is available")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"CRYSTAL_DEVICE={device} but only {torch.cuda.device_count()} CUDA device(s) exist")
+        return f"cuda:{index}"
+    return device

@@ -1,0 +1,161 @@
+"""Micro-batching: one inference worker per device gathers concurrent structures into batches.
+
+Requests hand single graphs to :meth:`InferenceWorker.predict`. The worker takes what is
+queued, waits a short window for more only while other structures are still being parsed
+(nothing else could arrive otherwise, so a lone request never waits), groups the jobs by model,
+and runs each group as one collated batch on a dedicated thread, so the event loop stays free.
+In eval mode a crystal's prediction does not depend on the rest of its batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from crystalgraph import collate
+
+from .errors import InferenceFailed, ModelNotReady
+from .featurize import GraphArrays
+from .metrics import Metrics
+from .registry import ModelEntry
+
+__all__ = ["InferenceWorker"]
+
+log = logging.getLogger("service.batching")
+
+
+@dataclass(eq=False)
+class _Job:
+    entry: ModelEntry
+    graph: GraphArrays
+    future: asyncio.Future[np.ndarray] = field(repr=False)
+
+
+class InferenceWorker:
+    """Runs every model of one device on one thread, in micro-batches.
+
+    Args:
+        device: The device its models live on (a label for logs and the thread name).
+        metrics: Where batch sizes and inference seconds are recorded.
+        max_structures: Largest micro-batch per model.
+        max_atoms: Largest number of atoms per micro-batch.
+        wait_s: Window to wait for more jobs when ``more_coming()`` says some are on their way.
+        more_coming: True while structures are being parsed that will need this worker.
+    """
+
+    def __init__(
+        self,
+        device: str,
+        *,
+        metrics: Metrics,
+        max_structures: int = 64,
+        max_atoms: int = 16_384,
+        wait_s: float = 0.002,
+        more_coming: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.device = device
+        self.metrics = metrics
+        self.max_structures = max_structures
+        self.max_atoms = max_atoms
+        self.wait_s = wait_s
+        self.more_coming = more_coming
+        self._queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Start the batching loop and its thread (call from the event loop)."""
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"infer-{self.device}")
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"inference-{self.device}")
+
+    async def stop(self) -> None:
+        """Stop the loop; jobs still queued fail with ``not_ready``."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        while not self._queue.empty():
+            job = self._queue.get_nowait()
+            if not job.future.done():
+                job.future.set_exception(ModelNotReady("The service is shutting down."))
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def predict(self, entry: ModelEntry, graph: GraphArrays) -> np.ndarray:
+        """One structure's predictions, ``[T]`` in the order of ``entry.targets``.
+
+        Raises:
+            InferenceFailed: the model raised, or gave a wrong shape.
+        """
+        if self._task is None:
+            raise ModelNotReady("The inference worker is not running.")
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Job(entry, graph, future))
+        return await future
+
+    def _drain(self, jobs: list[_Job]) -> None:
+        while len(jobs) < self.max_structures * 4 and not self._queue.empty():
+            jobs.append(self._queue.get_nowait())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self._queue.get()]
+            self._drain(jobs)
+            if self.wait_s > 0 and len(jobs) < self.max_structures and self.more_coming():
+                await asyncio.sleep(self.wait_s)
+                self._drain(jobs)
+            for group in self._groups(jobs):
+                try:
+                    out = await loop.run_in_executor(self._executor, self._infer, group[0].entry, group)
+                except Exception as exc:  # noqa: BLE001 - a failing model fails its jobs, not the worker
+                    log.exception("inference failed for %s on %d structure(s)", group[0].entry.ref, len(group))
+                    error = InferenceFailed(f"Model {group[0].entry.ref} failed: {type(exc).__name__}: {exc}")
+                    for job in group:
+                        if not job.future.done():
+                            job.future.set_exception(error)
+                    continue
+                for job, row in zip(group, out, strict=True):
+                    if not job.future.done():  # the request may have been cancelled meanwhile
+                        job.future.set_result(row)
+
+    def _groups(self, jobs: list[_Job]) -> list[list[_Job]]:
+        """Live jobs grouped by model, then cut at ``max_structures`` / ``max_atoms``."""
+        by_model: dict[ModelEntry, list[_Job]] = {}
+        for job in jobs:
+            if not job.future.done():
+                by_model.setdefault(job.entry, []).append(job)
+        groups: list[list[_Job]] = []
+        for model_jobs in by_model.values():
+            current: list[_Job] = []
+            atoms = 0
+            for job in model_jobs:
+                n = job.graph.num_atoms
+                if current and (len(current) >= self.max_structures or atoms + n > self.max_atoms):
+                    groups.append(current)
+                    current, atoms = [], 0
+                current.append(job)
+                atoms += n
+            groups.append(current)
+        return groups
+
+    def _infer(self, entry: ModelEntry, jobs: list[_Job]) -> np.ndarray:
+        """Collate and predict on the worker thread; ``[B, T]``."""
+        start = time.perf_counter()
+        batch = collate([job.graph.to_data() for job in jobs])
+        out = np.asarray(entry.predictor.predict(batch))
+        expected = (len(jobs), len(entry.targets))
+        if out.shape != expected:
+            raise ValueError(f"predictor returned shape {out.shape}, expected {expected}")
+        self.metrics.inference_seconds.labels(entry.ref).observe(time.perf_counter() - start)
+        self.metrics.inference_batch.labels(entry.ref).observe(len(jobs))
+        return out

@@ -1,0 +1,81 @@
+"""What ``/v1/models`` says about each loaded model, read from its manifest and backend."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .registry import ModelEntry, Registry
+from .schemas import GraphSettings, ModelInfo, ModelList, ParameterCounts, PropertyInfo, RefusedModelInfo, TrainingSet
+
+__all__ = ["model_info", "model_list"]
+
+
+def _metrics(metadata: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
+    """``metadata.metrics`` keeping only finite numbers (the metadata is free-form)."""
+    raw = metadata.get("metrics")
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    if not isinstance(raw, dict):
+        return out
+    for split, by_prop in raw.items():
+        if not isinstance(by_prop, dict):
+            continue
+        for prop, values in by_prop.items():
+            if not isinstance(values, dict):
+                continue
+            numbers = {
+                k: float(v)
+                for k, v in values.items()
+                if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            }
+            if numbers:
+                out.setdefault(str(split), {})[str(prop)] = numbers
+    return out
+
+
+def _training_set(metadata: dict[str, Any]) -> TrainingSet:
+    dataset = metadata.get("dataset")
+    if not isinstance(dataset, dict):
+        return TrainingSet()
+    fields = {k: dataset.get(k) for k in TrainingSet.model_fields}
+    try:
+        return TrainingSet.model_validate(fields)
+    except ValueError:
+        return TrainingSet(fingerprint=str(dataset.get("fingerprint")) if dataset.get("fingerprint") else None)
+
+
+def model_info(registry: Registry, entry: ModelEntry) -> ModelInfo:
+    """The registry's description of one model version."""
+    metrics = _metrics(entry.metadata)
+    test = metrics.get("test", {})
+    elements = entry.elements
+    return ModelInfo(
+        name=entry.name,
+        version=entry.version,
+        ref=entry.ref,
+        latest=registry.latest.get(entry.name) is entry,
+        architecture=entry.config.model_type,
+        properties=[PropertyInfo(name=t.name, unit=t.unit) for t in entry.targets],
+        default_for=registry.default_for(entry),
+        parameters=ParameterCounts(**entry.parameters),
+        graph=GraphSettings(fingerprint=entry.graph.fingerprint, **entry.graph.model_dump()),
+        test_mae={prop: values["mae"] for prop, values in test.items() if "mae" in values},
+        metrics=metrics,
+        training_set=_training_set(entry.metadata),
+        elements=sorted(elements) if elements is not None else None,
+        backend=entry.predictor.backend,
+        device=entry.predictor.device,
+        provider=entry.predictor.provider,
+        precision=entry.predictor.precision,
+        sha256=entry.weights_sha256,
+        created=str(entry.manifest["created"]) if entry.manifest.get("created") else None,
+    )
+
+
+def model_list(registry: Registry) -> ModelList:
+    """Every loaded model, the default per property, and the refused folders."""
+    return ModelList(
+        models=[model_info(registry, e) for e in registry.entries],
+        defaults={prop: e.ref for prop, e in sorted(registry.defaults.items())},
+        refused=[RefusedModelInfo(path=r.path, reason=r.reason) for r in registry.refused],
+    )

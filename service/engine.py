@@ -1,0 +1,280 @@
+"""The prediction pipeline: CIF bytes -> graphs (process pool) -> models (micro-batches) -> answers.
+
+Parsing and graph building run in a pool of worker processes, off the event loop (pymatgen holds
+the GIL). Each structure then goes to the inference worker of its models' device, which batches
+concurrent structures together. A structure gets the same answer alone or in a batch. The
+engine knows no HTTP: routes hand it uploads and a model selection and get schemas back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import multiprocessing
+import time
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import numpy as np
+
+from crystalgraph import GraphConfig
+
+from .batching import InferenceWorker
+from .errors import InferenceFailed, InternalError, InvalidStructure, ServiceError, TooManyAtoms
+from .featurize import Featurized, GraphArrays, featurize, init_worker
+from .metrics import Metrics
+from .registry import ModelEntry, Selection
+from .schemas import BatchError, BatchItem, BatchResponse, BatchResult, Notice, Prediction, PredictResponse
+from .settings import Settings
+from .uploads import Upload
+
+__all__ = ["Engine", "warmup_cif"]
+
+log = logging.getLogger("service.engine")
+
+
+def warmup_cif() -> str:
+    """A rock-salt NaCl CIF, built with pymatgen (warms the parse workers)."""
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.cif import CifWriter
+
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    return str(CifWriter(nacl))
+
+
+def _warmup_graph() -> GraphArrays:
+    """Two atoms (Na, Cl) bonded both ways: a valid input for any model."""
+    return GraphArrays(
+        z=np.array([11, 17], dtype=np.int64),
+        edge_index=np.array([[1, 0], [0, 1]], dtype=np.int64),
+        edge_dist=np.array([2.82, 2.82], dtype=np.float32),
+    )
+
+
+def _structure_error(code: str, detail: str) -> ServiceError:
+    return TooManyAtoms(detail) if code == TooManyAtoms.code else InvalidStructure(detail, code=code)
+
+
+class Engine:
+    """Parse pool plus one inference worker per device.
+
+    Args:
+        settings: Pool size, batching window and limits.
+        metrics: Where the pipeline's counters go.
+    """
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._pool: ProcessPoolExecutor | None = None
+        self._workers: dict[str, InferenceWorker] = {}
+        self._parsing = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn, not fork: the server process has threads (event loop, inference, torch).
+        return ProcessPoolExecutor(
+            max_workers=self.settings.parse_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=init_worker,
+            initargs=(1,),
+        )
+
+    async def start(self, devices: Sequence[str]) -> None:
+        """Start the parse pool and an inference worker for each device."""
+        self._pool = self._new_pool()
+        for device in devices:
+            worker = InferenceWorker(
+                device,
+                metrics=self.metrics,
+                max_structures=self.settings.batch_max_structures,
+                max_atoms=self.settings.batch_max_atoms,
+                wait_s=self.settings.batch_wait_ms / 1000,
+                more_coming=lambda: self._parsing > 0,
+            )
+            worker.start()
+            self._workers[device] = worker
+
+    async def warm_up(self, entries: Sequence[ModelEntry]) -> dict[ModelEntry, str]:
+        """Start every parse worker and run every model once.
+
+        Returns:
+            The models that failed, with the reason (the caller stops serving them).
+        """
+        cif = warmup_cif().encode()
+        configs = tuple({e.graph.fingerprint: e.graph for e in entries}.values()) or (GraphConfig(),)
+        parsed = await asyncio.gather(*(self.featurize(cif, configs) for _ in range(self.settings.parse_workers)))
+        if parsed[0][0].error is not None:
+            log.warning("warm-up CIF did not featurize: %s", parsed[0][0].error)
+        failed: dict[ModelEntry, str] = {}
+        for entry in entries:
+            try:
+                await self._worker(entry).predict(entry, _warmup_graph())
+            except Exception as exc:  # noqa: BLE001 - a model that cannot predict is not served
+                failed[entry] = f"warm-up failed: {exc}"
+                log.error("refusing model %s: warm-up failed: %s", entry.ref, exc)
+        return failed
+
+    async def stop(self) -> None:
+        for worker in self._workers.values():
+            await worker.stop()
+        self._workers.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _worker(self, entry: ModelEntry) -> InferenceWorker:
+        return self._workers[entry.predictor.device]
+
+    # -- parsing ---------------------------------------------------------------------------
+
+    def _replace_pool(self, broken: ProcessPoolExecutor) -> None:
+        if self._pool is broken:
+            log.error("a parse worker died; starting a new pool")
+            self._pool = self._new_pool()
+            broken.shutdown(wait=False, cancel_futures=True)
+
+    async def featurize(self, data: bytes, configs: Sequence[GraphConfig]) -> list[Featurized]:
+        """Parse and build graphs in the pool (a crashed worker is replaced; the file retried once)."""
+        self._parsing += 1
+        start = time.perf_counter()
+        try:
+            for _ in range(2):
+                pool = self._pool
+                if pool is None:
+                    raise InternalError("The parse pool is not running.")
+                try:
+                    future = pool.submit(featurize, data, tuple(configs), self.settings.max_atoms)
+                    return await asyncio.wrap_future(future)
+                except BrokenProcessPool:
+                    self._replace_pool(pool)
+                except RuntimeError:  # submitted to a pool another request just replaced
+                    if pool is self._pool:
+                        raise
+            raise InternalError("The parser process crashed on this file.")
+        finally:
+            self._parsing -= 1
+            self.metrics.parse_seconds.observe(time.perf_counter() - start)
+
+    # -- prediction ------------------------------------------------------------------------
+
+    async def _predict_block(self, feat: Featurized, selection: Selection) -> PredictResponse:
+        if feat.error is not None or feat.structure is None:
+            code, detail = feat.error or ("invalid_structure", "The structure could not be read.")
+            self.metrics.parse_failures.labels(code).inc()
+            raise _structure_error(code, detail)
+        rows = await asyncio.gather(
+            *(self._worker(e).predict(e, feat.graphs[e.graph.fingerprint]) for e in selection.entries)
+        )
+        predictions: dict[str, Prediction] = {}
+        alternatives: dict[str, list[Prediction]] = {}
+        for entry, row in zip(selection.entries, rows, strict=True):
+            for target, value in zip(entry.targets, row.tolist(), strict=True):
+                if not math.isfinite(value):
+                    raise InferenceFailed(f"Model {entry.ref} gave a non-finite {target.name}.")
+                pred = Prediction(value=round(value, 6), unit=target.unit, model=entry.name, version=entry.version)
+                if selection.primary.get(target.name) is entry:
+                    predictions[target.name] = pred
+                elif selection.alternatives:
+                    alternatives.setdefault(target.name, []).append(pred)
+        warnings = []
+        for entry in selection.entries:
+            known = entry.elements
+            unseen = sorted(set(feat.structure.elements) - known) if known is not None else []
+            if unseen:
+                warnings.append(
+                    Notice(
+                        code="element_not_in_training_set",
+                        detail=f"Model {entry.ref} saw no {', '.join(unseen)} in training; "
+                        "its prediction is an extrapolation.",
+                    )
+                )
+        self.metrics.structures.labels("ok").inc()
+        return PredictResponse(
+            structure=feat.structure,
+            predictions={p: predictions[p] for p in selection.primary if p in predictions},
+            alternatives=alternatives,
+            warnings=warnings,
+        )
+
+    async def predict_one(self, upload: Upload, selection: Selection) -> PredictResponse:
+        """``POST /v1/predict``: the first data block of one file (a warning names the others).
+
+        Raises:
+            ServiceError: the file cannot be predicted (``invalid_cif``, ``too_many_atoms``...).
+        """
+        if upload.error is not None:
+            raise upload.error
+        feats = await self.featurize(upload.data, selection.graph_configs)
+        try:
+            response = await self._predict_block(feats[0], selection)
+        except ServiceError:
+            self.metrics.structures.labels("failed").inc()
+            raise
+        if len(feats) > 1:
+            names = ", ".join(f"'{f.block}'" for f in feats)
+            response.warnings.insert(
+                0,
+                Notice(
+                    code="multiple_blocks",
+                    detail=f"The file has {len(feats)} data blocks ({names}); this is the first. "
+                    "POST it to /v1/predict/batch to predict each block.",
+                ),
+            )
+        return response
+
+    def _failed(self, index: int, name: str, exc: Exception) -> BatchError:
+        if not isinstance(exc, ServiceError):
+            log.error("unexpected error on batch item %s", name, exc_info=exc)
+            exc = InternalError("The server met an unexpected error on this file; it has been logged.")
+        self.metrics.structures.labels("failed").inc()
+        return BatchError(index=index, filename=name, error=Notice(code=exc.code, detail=exc.detail))
+
+    async def _batch_item(self, index: int, name: str, feat: Featurized, selection: Selection) -> BatchItem:
+        try:
+            response = await self._predict_block(feat, selection)
+        except Exception as exc:  # noqa: BLE001 - a bad structure never fails the batch
+            return self._failed(index, name, exc)
+        return BatchResult(index=index, filename=name, **dict(response))
+
+    async def _predict_file(
+        self, index: int, upload: Upload, selection: Selection, gate: asyncio.Semaphore
+    ) -> list[BatchItem]:
+        """Every data block of one batch file (``file#block`` when there are several)."""
+        try:
+            if upload.error is not None:
+                raise upload.error
+            async with gate:
+                feats = await self.featurize(upload.data, selection.graph_configs)
+        except Exception as exc:  # noqa: BLE001 - a bad file never fails the batch
+            return [self._failed(index, upload.filename, exc)]
+        multi = len(feats) > 1
+        names = [f"{upload.filename}#{f.block}" if multi else upload.filename for f in feats]
+        return list(
+            await asyncio.gather(
+                *(self._batch_item(index, name, feat, selection) for name, feat in zip(names, feats, strict=True))
+            )
+        )
+
+    async def iter_batch(self, uploads: Sequence[Upload], selection: Selection) -> AsyncIterator[BatchItem]:
+        """Results as they are computed (each file's blocks together, ``index`` = file position)."""
+        self.metrics.batch_files.observe(len(uploads))
+        gate = asyncio.Semaphore(self.settings.batch_concurrency)
+        tasks = [asyncio.ensure_future(self._predict_file(i, u, selection, gate)) for i, u in enumerate(uploads)]
+        try:
+            for next_done in asyncio.as_completed(tasks):
+                for item in await next_done:
+                    yield item
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def predict_batch(self, uploads: Sequence[Upload], selection: Selection) -> BatchResponse:
+        """``POST /v1/predict/batch``: every structure, in input order."""
+        items = [item async for item in self.iter_batch(uploads, selection)]
+        items.sort(key=lambda item: item.index)  # stable: a file's blocks stay in file order
+        n_ok = sum(1 for item in items if item.ok)
+        return BatchResponse(results=items, n_ok=n_ok, n_failed=len(items) - n_ok)

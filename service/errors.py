@@ -1,0 +1,184 @@
+"""One error hierarchy and one handler that renders RFC 9457 ``application/problem+json``.
+
+Every request-level error is a :class:`ServiceError` subclass carrying its HTTP status and a
+stable machine-readable ``code``; the handler also turns FastAPI's validation errors, unknown
+routes and unexpected exceptions into the same shape, so a client never sees an HTML 500.
+Inside a batch the same errors become per-item ``{"code", "detail"}`` entries instead.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from crystalgraph import StructureError
+
+__all__ = [
+    "PROBLEM_JSON",
+    "ServiceError",
+    "InvalidRequest",
+    "UnsupportedMediaType",
+    "Unauthorized",
+    "NotFound",
+    "ModelNotFound",
+    "ModelNotReady",
+    "InvalidStructure",
+    "TooManyAtoms",
+    "PayloadTooLarge",
+    "FileTooLarge",
+    "RequestTooLarge",
+    "TooManyFiles",
+    "ArchiveInvalid",
+    "InferenceFailed",
+    "InternalError",
+    "to_service_error",
+    "install_error_handler",
+]
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("service.errors")
+
+
+class ServiceError(Exception):
+    """Base class: an error with an HTTP status, a stable ``code`` and a sentence for a person.
+
+    Args:
+        detail: What went wrong with this request, for a person.
+        code: Overrides the class's ``code`` (structure errors carry the core library's code).
+    """
+
+    status: int = 500
+    code: str = "internal_error"
+    title: str = "Internal error"
+
+    def __init__(self, detail: str, *, code: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        if code is not None:
+            self.code = code
+
+    def problem(self, instance: str | None = None) -> dict[str, object]:
+        """The RFC 9457 problem document (``type``, ``title``, ``status``, ``detail``, ``code``)."""
+        body: dict[str, object] = {
+            "type": f"urn:crystal-service:problem:{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if instance is not None:
+            body["instance"] = instance
+        return body
+
+
+class InvalidRequest(ServiceError):
+    status, code, title = 422, "invalid_request", "Invalid request"
+
+
+class UnsupportedMediaType(ServiceError):
+    status, code, title = 415, "unsupported_media_type", "Unsupported media type"
+
+
+class Unauthorized(ServiceError):
+    status, code, title = 401, "unauthorized", "Missing or wrong API key"
+
+
+class NotFound(ServiceError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class ModelNotFound(NotFound):
+    code, title = "unknown_model", "Unknown model"
+
+
+class ModelNotReady(ServiceError):
+    status, code, title = 503, "not_ready", "Service not ready"
+
+
+class InvalidStructure(ServiceError):
+    """A file that cannot be predicted; ``code`` names why (``invalid_cif``, ``isolated_atom``...)."""
+
+    status, code, title = 422, "invalid_structure", "Structure cannot be predicted"
+
+    @classmethod
+    def from_structure_error(cls, exc: StructureError) -> InvalidStructure:
+        return cls(str(exc), code=exc.code)
+
+
+class TooManyAtoms(InvalidStructure):
+    code = "too_many_atoms"
+
+
+class PayloadTooLarge(ServiceError):
+    status, code, title = 413, "request_too_large", "Content too large"
+
+
+class FileTooLarge(PayloadTooLarge):
+    code = "file_too_large"
+
+
+class RequestTooLarge(PayloadTooLarge):
+    code = "request_too_large"
+
+
+class TooManyFiles(PayloadTooLarge):
+    code = "too_many_files"
+
+
+class ArchiveInvalid(ServiceError):
+    status, code, title = 400, "archive_invalid", "Archive cannot be unpacked"
+
+
+class InferenceFailed(ServiceError):
+    status, code, title = 500, "inference_failed", "Inference failed"
+
+
+class InternalError(ServiceError):
+    status, code, title = 500, "internal_error", "Internal error"
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "The request is invalid."
+
+
+def to_service_error(exc: BaseException) -> ServiceError:
+    """Map any exception met while handling a request to a :class:`ServiceError`."""
+    if isinstance(exc, ServiceError):
+        return exc
+    if isinstance(exc, StructureError):
+        return InvalidStructure.from_structure_error(exc)
+    if isinstance(exc, RequestValidationError):
+        return InvalidRequest(_validation_detail(exc))
+    if isinstance(exc, StarletteHTTPException):
+        if exc.status_code == 404:
+            return NotFound("No such resource.")
+        err = ServiceError(str(exc.detail), code="method_not_allowed" if exc.status_code == 405 else "http_error")
+        err.status, err.title = exc.status_code, "HTTP error"
+        return err
+    return InternalError("The server met an unexpected error; it has been logged.")
+
+
+async def _handle(request: Request, exc: Exception) -> JSONResponse:
+    error = to_service_error(exc)
+    if not isinstance(exc, ServiceError | StarletteHTTPException | RequestValidationError):
+        log.error("%s %s -> unexpected %s: %s", request.method, request.url.path, type(exc).__name__, exc, exc_info=exc)
+    elif error.status >= 500 and error.status != 503:
+        log.error("%s %s -> %s: %s", request.method, request.url.path, error.code, error.detail)
+    headers = {"WWW-Authenticate": "ApiKey"} if error.status == 401 else None
+    return JSONResponse(
+        error.problem(instance=request.url.path), status_code=error.status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+def install_error_handler(app: FastAPI) -> None:
+    """Register the one handler for service errors, validation errors, HTTP errors and the rest."""
+    for exc_type in (ServiceError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(exc_type, _handle)

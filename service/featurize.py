@@ -1,0 +1,148 @@
+"""CIF bytes to crystal graphs: the work the parse pool does, one file per call.
+
+These functions run in worker processes (pymatgen holds the GIL for the whole parse), so they
+take and return plain picklable data: bytes in, numpy arrays and small records out. Errors
+are returned, not raised, one per data block, so one bad block never hides the others.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from pymatgen.core import Structure
+from torch_geometric.data import Data
+
+from crystalgraph import GraphConfig, StructureError, parse_cif, structure_to_graph
+
+from .schemas import StructureInfo
+
+__all__ = ["GraphArrays", "Featurized", "init_worker", "featurize", "summarize"]
+
+_TOKEN_RE = re.compile(r"^([A-Z][a-z]*)(.*)$")
+
+
+@dataclass(frozen=True)
+class GraphArrays:
+    """A crystal graph as numpy arrays (cheap to pickle between processes).
+
+    Shapes:
+        ``z: [N]`` int64, ``edge_index: [2, E]`` int64, ``edge_dist: [E]`` float32.
+    """
+
+    z: np.ndarray
+    edge_index: np.ndarray
+    edge_dist: np.ndarray
+
+    @classmethod
+    def from_data(cls, data: Data) -> GraphArrays:
+        return cls(z=data.z.numpy(), edge_index=data.edge_index.numpy(), edge_dist=data.edge_dist.numpy())
+
+    def to_data(self) -> Data:
+        """The torch-geometric ``Data`` that ``crystalgraph.structure_to_graph`` built."""
+        return Data(
+            z=torch.from_numpy(self.z),
+            edge_index=torch.from_numpy(self.edge_index),
+            edge_dist=torch.from_numpy(self.edge_dist),
+            num_nodes=int(self.z.shape[0]),
+        )
+
+    @property
+    def num_atoms(self) -> int:
+        return int(self.z.shape[0])
+
+
+@dataclass(frozen=True)
+class Featurized:
+    """One data block of a CIF: its summary and graphs, or why it cannot be predicted.
+
+    Attributes:
+        block: The CIF data block name; ``None`` when the file itself could not be parsed.
+        structure: Formula, sites, volume and elements; ``None`` when parsing failed.
+        graphs: Graph per graph-settings fingerprint (empty on error).
+        error: ``(code, detail)`` when the block cannot be predicted.
+    """
+
+    block: str | None
+    structure: StructureInfo | None = None
+    graphs: dict[str, GraphArrays] = field(default_factory=dict)
+    error: tuple[str, str] | None = None
+
+
+def init_worker(torch_threads: int = 1) -> None:
+    """Pool initializer: one torch thread, quiet pymatgen, parser imported before the first job."""
+    torch.set_num_threads(torch_threads)
+    warnings.simplefilter("ignore")
+    import pymatgen.io.cif  # noqa: F401 - imported here so the first request does not pay for it
+
+
+def _formula(structure: Structure) -> str:
+    """``Na4 Cl4`` -> ``Na4Cl4``; ``Na1 Cl1`` -> ``NaCl``."""
+    parts = []
+    for token in structure.composition.formula.split():
+        match = _TOKEN_RE.match(token)
+        symbol, amount = (match.group(1), match.group(2)) if match else (token, "")
+        parts.append(symbol if amount == "1" else symbol + amount)
+    return "".join(parts)
+
+
+def summarize(structure: Structure, block: str) -> StructureInfo:
+    """What the answer says about the structure it predicted."""
+    return StructureInfo(
+        block=block,
+        formula=_formula(structure),
+        reduced_formula=structure.composition.reduced_formula,
+        n_sites=len(structure),
+        volume=round(float(structure.volume), 4),
+        elements=sorted({el.symbol for el in structure.composition.elements if hasattr(el, "symbol")}),
+    )
+
+
+def _featurize_block(block: str, structure: Structure, configs: Sequence[GraphConfig], max_atoms: int) -> Featurized:
+    try:
+        info = summarize(structure, block)
+    except Exception as exc:  # noqa: BLE001 - odd species make pymatgen raise many types
+        return Featurized(block=block, error=("invalid_structure", f"The structure cannot be read: {exc}"))
+    if len(structure) > max_atoms:
+        detail = f"The structure has {len(structure)} atoms; the limit is {max_atoms}."
+        return Featurized(block=block, structure=info, error=("too_many_atoms", detail))
+    graphs: dict[str, GraphArrays] = {}
+    try:
+        for config in configs:
+            if config.fingerprint not in graphs:
+                graphs[config.fingerprint] = GraphArrays.from_data(structure_to_graph(structure, config))
+    except StructureError as exc:
+        return Featurized(block=block, structure=info, error=(exc.code, str(exc)))
+    except Exception as exc:  # noqa: BLE001 - a pymatgen failure on one block must not lose the rest
+        return Featurized(
+            block=block, structure=info, error=("invalid_structure", f"The graph could not be built: {exc}")
+        )
+    return Featurized(block=block, structure=info, graphs=graphs)
+
+
+def featurize(data: bytes, configs: Sequence[GraphConfig], max_atoms: int) -> list[Featurized]:
+    """Parse a CIF and build, for each data block, one graph per distinct graph fingerprint.
+
+    Args:
+        data: The CIF file's bytes.
+        configs: Graph settings of the models that will predict.
+        max_atoms: Blocks with more atoms are refused (``too_many_atoms``) before the graph
+            is built.
+
+    Returns:
+        One :class:`Featurized` per data block in file order, or a single one with
+        ``block=None`` and an ``invalid_cif`` error when the file cannot be parsed.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            blocks = parse_cif(data)
+    except StructureError as exc:
+        return [Featurized(block=None, error=(exc.code, str(exc)))]
+    except Exception as exc:  # noqa: BLE001 - parse_cif wraps pymatgen, but never crash the worker
+        return [Featurized(block=None, error=("invalid_cif", f"The CIF could not be parsed: {exc}"))]
+    return [_featurize_block(name, structure, configs, max_atoms) for name, structure in blocks]

@@ -1,0 +1,49 @@
+"""The app factory: ``create_app(settings)`` builds one FastAPI app with its own state."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from .api import api_router
+from .errors import install_error_handler
+from .metrics import Metrics, MetricsMiddleware
+from .settings import Settings, get_settings
+from .state import ServiceState
+
+__all__ = ["create_app"]
+
+_DESCRIPTION = """Upload a CIF, get formation energy per atom (eV/atom) and band gap (eV) from the CGCNN and
+SR-CGCNN models of the model repository. Errors are RFC 9457 `application/problem+json` with a
+stable `code`."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A new app; its models load in the background once the server starts (see ``/readyz``).
+
+    Args:
+        settings: Defaults to :func:`~service.settings.get_settings` (the environment).
+    """
+    settings = settings or get_settings()
+    logging.getLogger("service").setLevel(settings.log_level)
+    metrics = Metrics()
+    state = ServiceState(settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.check()
+        state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    app = FastAPI(title="Crystal property prediction", version="1", description=_DESCRIPTION, lifespan=lifespan)
+    app.state.service = state
+    install_error_handler(app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.include_router(api_router)
+    return app

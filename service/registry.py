@@ -1,0 +1,315 @@
+"""The model registry: every ``models/<name>/<version>/`` folder, loaded and resident.
+
+Each version of each model is loaded (a reference ``name`` means its newest version,
+``name@version`` a given one). A folder whose manifest, config or weights cannot be trusted is
+refused with one log line and listed in :attr:`Registry.refused`; the others still serve.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from crystalgraph import (
+    CGCNNConfig,
+    GraphConfig,
+    SRCGCNNConfig,
+    TargetSpec,
+    build_model,
+    parse_model_config,
+    read_manifest,
+)
+
+from .backends import Predictor, create_predictor
+from .errors import ModelNotFound
+
+__all__ = ["ModelEntry", "RefusedModel", "Selection", "Registry", "load_registry", "version_key"]
+
+log = logging.getLogger("service.registry")
+
+
+def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    """Natural sort key: ``"10" > "9"``, ``"2024-06-01" > "2024-05-30"``, ``"v2" > "v1"``."""
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.findall(r"\d+|[^\d]+", version))
+
+
+@dataclass(frozen=True, eq=False)
+class ModelEntry:
+    """One loaded model version.
+
+    Attributes:
+        name: Folder name under the repository (``cgcnn-formation-energy``).
+        version: Version folder name (``1``).
+        folder: The model folder.
+        config: The model config from the manifest (architecture, targets, graph settings).
+        manifest: The parsed ``manifest.json``.
+        predictor: The backend object that runs it.
+        parameters: ``{"total", "conv"}`` parameter counts.
+    """
+
+    name: str
+    version: str
+    folder: Path
+    config: CGCNNConfig | SRCGCNNConfig
+    manifest: dict[str, Any]
+    predictor: Predictor
+    parameters: dict[str, int]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        meta = self.manifest.get("metadata")
+        return meta if isinstance(meta, dict) else {}
+
+    @property
+    def targets(self) -> tuple[TargetSpec, ...]:
+        return self.config.targets
+
+    @property
+    def properties(self) -> list[str]:
+        return [t.name for t in self.config.targets]
+
+    @property
+    def graph(self) -> GraphConfig:
+        return self.config.graph
+
+    @property
+    def elements(self) -> frozenset[str] | None:
+        """Element symbols of the training set, when the metadata records them."""
+        elements = self.metadata.get("elements")
+        if isinstance(elements, list) and elements and all(isinstance(e, str) for e in elements):
+            return frozenset(elements)
+        return None
+
+    @property
+    def weights_sha256(self) -> str | None:
+        entry = self.manifest.get("files", {}).get("weights", {})
+        return entry.get("sha256") if isinstance(entry, dict) else None
+
+    def metric(self, split: str, prop: str, name: str = "mae") -> float | None:
+        """A number from ``metadata.metrics[split][prop][name]``, ``None`` when absent."""
+        try:
+            value = self.metadata["metrics"][split][prop][name]
+        except (KeyError, TypeError):
+            return None
+        if isinstance(value, int | float) and math.isfinite(value):
+            return float(value)
+        return None
+
+
+@dataclass(frozen=True)
+class RefusedModel:
+    """A model folder that was not loaded, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The models one request runs.
+
+    Attributes:
+        entries: Models to run, in the order asked for (each once).
+        primary: For each property, the model whose answer goes in ``predictions``.
+        alternatives: Whether the other models' answers for a property are returned (in
+            ``alternatives``): when models were named, not for the defaults.
+    """
+
+    entries: tuple[ModelEntry, ...]
+    primary: dict[str, ModelEntry]
+    alternatives: bool = False
+
+    @property
+    def graph_configs(self) -> tuple[GraphConfig, ...]:
+        """One graph config per distinct graph fingerprint among the entries."""
+        seen: dict[str, GraphConfig] = {}
+        for entry in self.entries:
+            seen.setdefault(entry.graph.fingerprint, entry.graph)
+        return tuple(seen.values())
+
+
+class Registry:
+    """Loaded models, the newest version of each name, and the default model per property.
+
+    Args:
+        entries: Loaded models.
+        refused: Folders that were not loaded.
+        default_overrides: ``{property: "name" | "name@version"}`` from the settings.
+    """
+
+    def __init__(
+        self,
+        entries: Iterable[ModelEntry],
+        refused: Iterable[RefusedModel] = (),
+        default_overrides: Mapping[str, str] | None = None,
+    ) -> None:
+        self.entries: tuple[ModelEntry, ...] = tuple(sorted(entries, key=lambda e: (e.name, version_key(e.version))))
+        self.refused: tuple[RefusedModel, ...] = tuple(refused)
+        self._overrides = dict(default_overrides or {})
+        self.latest: dict[str, ModelEntry] = {}
+        for entry in self.entries:  # sorted by version: the last one wins
+            self.latest[entry.name] = entry
+        self.defaults: dict[str, ModelEntry] = self._choose_defaults()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    @property
+    def properties(self) -> list[str]:
+        return sorted(self.defaults)
+
+    def _choose_defaults(self) -> dict[str, ModelEntry]:
+        candidates: dict[str, list[ModelEntry]] = {}
+        for entry in self.latest.values():
+            for prop in entry.properties:
+                candidates.setdefault(prop, []).append(entry)
+        defaults: dict[str, ModelEntry] = {}
+        for prop, entries in sorted(candidates.items()):
+            override = self._overrides.get(prop)
+            if override is not None:
+                chosen = self._find(override)
+                if chosen is not None and prop in chosen.properties:
+                    defaults[prop] = chosen
+                    continue
+                log.error("default for %s: %r is not a loaded model predicting %s; choosing one", prop, override, prop)
+            scored = [(e.metric("val", prop), e) for e in entries]
+            with_mae = [(mae, e) for mae, e in scored if mae is not None]
+            defaults[prop] = min(with_mae, key=lambda t: t[0])[1] if with_mae else entries[0]
+        for prop in sorted(set(self._overrides) - set(candidates)):
+            log.error("default for %s: no loaded model predicts %s", prop, prop)
+        return defaults
+
+    def _find(self, ref: str) -> ModelEntry | None:
+        name, _, version = ref.strip().partition("@")
+        if not version:
+            return self.latest.get(name)
+        return next((e for e in self.entries if e.name == name and e.version == version), None)
+
+    def get(self, ref: str) -> ModelEntry:
+        """The model ``name`` (newest version) or ``name@version``.
+
+        Raises:
+            ModelNotFound: no such model is loaded.
+        """
+        entry = self._find(ref)
+        if entry is None:
+            known = ", ".join(sorted(self.latest)) or "none"
+            raise ModelNotFound(f"No model {ref!r} is loaded. Loaded models: {known}.")
+        return entry
+
+    def default_for(self, entry: ModelEntry) -> list[str]:
+        """The properties this model is the default for."""
+        return [prop for prop, e in self.defaults.items() if e is entry]
+
+    def select(self, refs: Sequence[str] | None = None) -> Selection:
+        """The models to run: those named (in that order), else the default of each property.
+
+        Raises:
+            ModelNotFound: a name that is not loaded.
+        """
+        if not refs:
+            # a multi-task default answers only the properties it is the default for
+            defaults = tuple(dict.fromkeys(self.defaults[prop] for prop in self.properties))
+            return Selection(entries=defaults, primary=dict(self.defaults))
+        entries = tuple(dict.fromkeys(self.get(ref) for ref in refs))
+        primary: dict[str, ModelEntry] = {}
+        for entry in entries:
+            for prop in entry.properties:
+                primary.setdefault(prop, entry)
+        return Selection(entries=entries, primary=primary, alternatives=True)
+
+    def without(self, refused: Mapping[ModelEntry, str]) -> Registry:
+        """A registry without the given models, each listed as refused with its reason."""
+        kept = [e for e in self.entries if e not in refused]
+        extra = [RefusedModel(path=str(e.folder), reason=reason) for e, reason in refused.items()]
+        return Registry(kept, [*self.refused, *extra], self._overrides)
+
+
+def _model_folders(models_dir: Path) -> list[Path]:
+    if not models_dir.is_dir():
+        log.warning("model repository %s does not exist: no models to serve", models_dir)
+        return []
+    folders = []
+    for name_dir in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        folders.extend(sorted(p for p in name_dir.iterdir() if p.is_dir() and not p.name.startswith(".")))
+    return folders
+
+
+def _load_entry(folder: Path, backend: str, device: str, precision: str) -> ModelEntry:
+    manifest = read_manifest(folder)
+    config = parse_model_config(manifest["config"])
+    name, version = folder.parent.name, folder.name
+    if (manifest.get("name"), str(manifest.get("version"))) != (name, version):
+        log.warning(
+            "%s: manifest says %s@%s; serving it as %s@%s (its folder)",
+            folder,
+            manifest.get("name"),
+            manifest.get("version"),
+            name,
+            version,
+        )
+    predictor = create_predictor(backend, folder, manifest, device, precision)
+    meta = manifest.get("metadata") or {}
+    parameters = meta.get("parameters") if isinstance(meta, dict) else None
+    if not (isinstance(parameters, dict) and {"total", "conv"} <= parameters.keys()):
+        parameters = build_model(config).count_parameters()
+    return ModelEntry(
+        name=name,
+        version=version,
+        folder=folder,
+        config=config,
+        manifest=manifest,
+        predictor=predictor,
+        parameters={"total": int(parameters["total"]), "conv": int(parameters["conv"])},
+    )
+
+
+def load_registry(
+    models_dir: Path,
+    *,
+    backend: str,
+    device: str,
+    precision: str = "float64",
+    defaults: Mapping[str, str] | None = None,
+) -> Registry:
+    """Load every model folder of a repository; refuse (and log) the ones that fail.
+
+    Args:
+        models_dir: ``<models_dir>/<name>/<version>/``.
+        backend: A name in :data:`service.backends.BACKENDS`.
+        device: A resolved device (``cpu``, ``cuda:0``).
+        precision: ``float64`` or ``float32``.
+        defaults: Default model per property (see :class:`~service.settings.Settings`).
+    """
+    entries: list[ModelEntry] = []
+    refused: list[RefusedModel] = []
+    for folder in _model_folders(Path(models_dir)):
+        try:
+            entry = _load_entry(folder, backend, device, precision)
+        except Exception as exc:  # noqa: BLE001 - any broken folder is refused, the rest serve
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("refusing model folder %s: %s", folder, reason)
+            refused.append(RefusedModel(path=str(folder), reason=reason))
+            continue
+        log.info(
+            "loaded model %s (%s, %s) on %s/%s",
+            entry.ref,
+            entry.config.model_type,
+            ", ".join(entry.properties),
+            backend,
+            device,
+        )
+        entries.append(entry)
+    registry = Registry(entries, refused, defaults)
+    for prop, entry in sorted(registry.defaults.items()):
+        log.info("default model for %s: %s", prop, entry.ref)
+    return registry

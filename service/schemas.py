@@ -1,0 +1,201 @@
+"""Request and response bodies of API version 1 (stable names; shown in OpenAPI at ``/docs``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Problem",
+    "Notice",
+    "StructureInfo",
+    "Prediction",
+    "PredictRequest",
+    "PredictResponse",
+    "BatchResult",
+    "BatchError",
+    "BatchItem",
+    "BatchResponse",
+    "PropertyInfo",
+    "ParameterCounts",
+    "GraphSettings",
+    "TrainingSet",
+    "ModelInfo",
+    "RefusedModelInfo",
+    "ModelList",
+    "Health",
+    "Readiness",
+]
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, the body of every request-level error."""
+
+    type: str = Field(examples=["urn:crystal-service:problem:invalid_cif"])
+    title: str
+    status: int
+    detail: str
+    code: str = Field(description="Stable machine-readable error code.", examples=["invalid_cif"])
+    instance: str | None = None
+
+
+class Notice(BaseModel):
+    """A warning on a prediction, or why one structure of a batch failed."""
+
+    code: str = Field(examples=["element_not_in_training_set"])
+    detail: str
+
+
+class StructureInfo(BaseModel):
+    """The structure a prediction is for, as parsed (the cell as written in the CIF)."""
+
+    block: str | None = Field(None, description="CIF data block name.")
+    formula: str = Field(examples=["Na4Cl4"])
+    reduced_formula: str = Field(examples=["NaCl"])
+    n_sites: int
+    volume: float = Field(description="Cell volume in Å³.")
+    elements: list[str] = Field(examples=[["Cl", "Na"]])
+
+
+class Prediction(BaseModel):
+    """One property predicted by one model."""
+
+    value: float
+    unit: str = Field(examples=["eV/atom"])
+    model: str = Field(examples=["cgcnn-formation-energy"])
+    version: str = Field(examples=["1"])
+
+
+class PredictRequest(BaseModel):
+    """JSON body of ``POST /v1/predict``: the CIF as text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cif: str = Field(description="The CIF file's text.")
+    filename: str | None = Field(None, description="Echoed in logs; optional.")
+
+
+class PredictResponse(BaseModel):
+    """Predictions for one structure.
+
+    ``predictions`` holds one answer per property: from the property's default model, or,
+    when models are named (``?models=a,b``), from the first named model that predicts it.
+    When several named models predict one property, the others' answers are listed in
+    ``alternatives[property]`` in the order named.
+    """
+
+    structure: StructureInfo
+    predictions: dict[str, Prediction]
+    alternatives: dict[str, list[Prediction]] = Field(default_factory=dict)
+    warnings: list[Notice] = Field(default_factory=list)
+
+
+class BatchResult(PredictResponse):
+    """A structure of a batch that was predicted."""
+
+    index: int = Field(description="Position of the input file (archive members in archive order).")
+    filename: str = Field(description="File name; ``file#block`` for each block of a multi-block CIF.")
+    ok: Literal[True] = True
+
+
+class BatchError(BaseModel):
+    """A file or data block of a batch that could not be predicted."""
+
+    index: int
+    filename: str
+    ok: Literal[False] = False
+    error: Notice
+
+
+BatchItem = Annotated[BatchResult | BatchError, Field(discriminator="ok")]
+
+
+class BatchResponse(BaseModel):
+    """One result per structure, in input order (NDJSON streams the same items, one per line)."""
+
+    results: list[BatchItem]
+    n_ok: int
+    n_failed: int
+
+
+class PropertyInfo(BaseModel):
+    name: str = Field(examples=["band_gap"])
+    unit: str = Field(examples=["eV"])
+
+
+class ParameterCounts(BaseModel):
+    total: int
+    conv: int = Field(description="Parameters of the convolutions alone.")
+
+
+class GraphSettings(BaseModel):
+    """How structures become graphs for this model; ``fingerprint`` hashes what changes the graph."""
+
+    fingerprint: str
+    cutoff: float
+    max_neighbors: int
+    min_distance: float
+    gaussian_start: float
+    gaussian_stop: float
+    gaussian_step: float
+    gaussian_width: float
+    feature_set: str
+    feature_hash: str
+
+
+class TrainingSet(BaseModel):
+    fingerprint: str | None = None
+    n_train: int | None = None
+    n_val: int | None = None
+    n_test: int | None = None
+    split_seed: int | None = None
+
+
+class ModelInfo(BaseModel):
+    """One model version of the registry."""
+
+    name: str
+    version: str
+    ref: str = Field(description="``name@version``, accepted wherever a model name is.")
+    latest: bool = Field(description="The newest version of this name (what ``name`` alone selects).")
+    architecture: str = Field(examples=["cgcnn", "sr-cgcnn"])
+    properties: list[PropertyInfo]
+    default_for: list[str] = Field(description="Properties this model answers by default.")
+    parameters: ParameterCounts
+    graph: GraphSettings
+    test_mae: dict[str, float] = Field(description="Test-set MAE per property, in its unit.")
+    metrics: dict[str, dict[str, dict[str, float]]] = Field(
+        description="Training metrics by split and property: mae, rmse, r2, n."
+    )
+    training_set: TrainingSet
+    elements: list[str] | None = Field(None, description="Elements of the training set.")
+    backend: str
+    device: str
+    provider: str | None = None
+    precision: str = Field(description="Floating-point type inference runs in.")
+    sha256: str | None = Field(None, description="sha256 of the weights file.")
+    created: str | None = None
+
+
+class RefusedModelInfo(BaseModel):
+    """A model folder that was not loaded."""
+
+    path: str
+    reason: str
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+    defaults: dict[str, str] = Field(description="Default model (``name@version``) per property.")
+    refused: list[RefusedModelInfo]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"] = "ready"
+    models: int
+    properties: list[str]

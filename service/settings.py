@@ -1,0 +1,117 @@
+"""Every setting of the service, in one pydantic-settings class (env prefix ``CRYSTAL_``).
+
+Nothing is read when this module is imported: :func:`get_settings` builds the settings on first
+use, and tests pass their own :class:`Settings` to ``create_app``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+MIB = 1 << 20
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def _default_parse_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class Settings(BaseSettings):
+    """Service settings; each field is read from ``CRYSTAL_<FIELD>`` (e.g. ``CRYSTAL_MODELS_DIR``).
+
+    Attributes:
+        models_dir: The model repository, ``<models_dir>/<name>/<version>/manifest.json``.
+        backend: Inference backend serving every model (``torch``; see ``service.backends``).
+        device: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
+        precision: ``float64`` (default: a structure's answer does not depend on the batch it
+            shares, to the 6 decimals returned) or ``float32`` (faster; answers can move in the
+            7th digit with the batch).
+        defaults: Default model per property, e.g. ``{"band_gap": "sr-cgcnn-band-gap"}`` (a model
+            name, or ``name@version``). Properties not listed get the model with the best
+            validation MAE, else the first by name.
+        parse_workers: Processes parsing CIFs and building graphs.
+        torch_threads: Intra-op threads of the inference worker (CPU).
+        batch_max_structures: Largest micro-batch handed to a model.
+        batch_max_atoms: Largest number of atoms in one micro-batch.
+        batch_wait_ms: How long the inference worker waits for more structures to fill a
+            micro-batch, only while other structures are being parsed.
+        batch_concurrency: Files of one batch request in the parse pool at a time (keeps room
+            for single requests arriving during a large batch).
+        max_atoms: Largest structure (atoms per data block) accepted.
+        max_file_bytes: Largest CIF accepted, also per archive member.
+        max_files: Most files per batch request, archive members included.
+        max_request_bytes: Largest batch request body.
+        max_unpacked_bytes: Most bytes an archive may unpack to (zip-bomb guard).
+        api_key: When set, ``/v1/*`` requires the header ``X-API-Key``; health endpoints and
+            ``/metrics`` stay open.
+        log_level: Python log level of the ``service`` logger.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CRYSTAL_", extra="forbid", frozen=True)
+
+    models_dir: Path = Path("models")
+    backend: str = "torch"
+    device: str = "auto"
+    precision: Literal["float64", "float32"] = "float64"
+    defaults: dict[str, str] = Field(default_factory=dict)
+    parse_workers: int = Field(default_factory=_default_parse_workers, ge=1, le=64)
+    torch_threads: int = Field(1, ge=1, le=64)
+    batch_max_structures: int = Field(64, ge=1)
+    batch_max_atoms: int = Field(16_384, ge=1)
+    batch_wait_ms: float = Field(2.0, ge=0, le=1000)
+    batch_concurrency: int = Field(8, ge=1)
+    max_atoms: int = Field(500, ge=1)
+    max_file_bytes: int = Field(2 * MIB, ge=1)
+    max_files: int = Field(1000, ge=1)
+    max_request_bytes: int = Field(256 * MIB, ge=1)
+    max_unpacked_bytes: int = Field(256 * MIB, ge=1)
+    api_key: SecretStr | None = None
+    log_level: str = "INFO"
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not _DEVICE_RE.match(value):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {value!r}")
+        return value
+
+    @field_validator("backend")
+    @classmethod
+    def _check_backend(cls, value: str) -> str:
+        from .backends import available_backends
+
+        value = value.strip().lower()
+        if value not in available_backends():
+            raise ValueError(f"backend must be one of {available_backends()}, not {value!r}")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        value = value.strip().upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"log_level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {value!r}")
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _check_api_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None  # CRYSTAL_API_KEY= (empty) means no key
+        return value
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The settings from the environment, built once on first use."""
+    return Settings()

@@ -1,0 +1,119 @@
+"""The service's lifecycle: load the registry, start the engine, warm up, report readiness.
+
+Loading runs in the background after the server starts listening, so ``/healthz`` answers at
+once and ``/readyz`` says 503 until every model is loaded and warmed up (KServe's split of
+liveness and readiness).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from .backends import resolve_device
+from .engine import Engine
+from .errors import ModelNotReady
+from .metrics import Metrics
+from .registry import Registry, load_registry
+from .settings import Settings
+
+__all__ = ["ServiceState"]
+
+log = logging.getLogger("service.state")
+
+
+class ServiceState:
+    """Owns the registry and the engine of one app.
+
+    Attributes:
+        registry: Set once loading finished (possibly empty).
+        engine: Set once the parse pool and inference workers run.
+        ready: Every model loaded and warmed up, and at least one model to serve.
+    """
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.device = ""
+        self.registry: Registry | None = None
+        self.engine: Engine | None = None
+        self.ready = False
+        self._failure: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def check(self) -> None:
+        """Validate what needs the machine (the device) before serving.
+
+        Raises:
+            ValueError: e.g. ``CRYSTAL_DEVICE=cuda`` without a CUDA device.
+        """
+        import torch
+
+        self.device = resolve_device(self.settings.device)
+        torch.set_num_threads(self.settings.torch_threads)
+
+    def start(self) -> None:
+        """Begin loading in the background (call from the running event loop)."""
+        self._task = asyncio.get_running_loop().create_task(self._load(), name="service-load")
+
+    async def _load(self) -> None:
+        s = self.settings
+        try:
+            registry = await asyncio.to_thread(
+                load_registry,
+                s.models_dir,
+                backend=s.backend,
+                device=self.device,
+                precision=s.precision,
+                defaults=s.defaults,
+            )
+            self.engine = engine = Engine(s, self.metrics)
+            await engine.start(sorted({e.predictor.device for e in registry.entries} or {self.device}))
+            failed = await engine.warm_up(registry.entries)
+            if failed:
+                registry = registry.without(failed)
+            self.registry = registry
+        except Exception as exc:  # noqa: BLE001 - reported by /readyz, the process stays up
+            log.exception("start-up failed")
+            self._failure = f"start-up failed: {type(exc).__name__}: {exc}"
+            return
+        self.metrics.models_loaded.set(len(registry))
+        if len(registry) == 0:
+            self._failure = f"no model could be loaded from {s.models_dir}"
+            log.error("not ready: %s", self._failure)
+            return
+        self.ready = True
+        self.metrics.ready.set(1)
+        log.info("ready: %d model(s) on %s, properties %s", len(registry), self.device, registry.properties)
+
+    async def stop(self) -> None:
+        self.ready = False
+        self.metrics.ready.set(0)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self.engine is not None:
+            await self.engine.stop()
+            self.engine = None
+
+    def require_ready(self) -> tuple[Registry, Engine]:
+        """The registry and engine of a ready service.
+
+        Raises:
+            ModelNotReady: still loading, or nothing to serve.
+        """
+        if not self.ready or self.registry is None or self.engine is None:
+            raise ModelNotReady(
+                "The service " + (f"is not ready: {self._failure}." if self._failure else "is loading its models.")
+            )
+        return self.registry, self.engine
+
+    def require_registry(self) -> Registry:
+        """The registry once loading finished (ready or not: it lists refused models too)."""
+        if self.registry is None:
+            raise ModelNotReady(
+                "The service " + (f"is not ready: {self._failure}." if self._failure else "is loading its models.")
+            )
+        return self.registry

@@ -1,0 +1,207 @@
+"""Fixtures for the service tests: small real models, CIFs built with pymatgen, live servers.
+
+The model repository holds three small models built with ``crystalgraph.build_model`` and
+exported with ``export_model`` (untrained weights, normaliser set so values are not trivial),
+a second version of one of them, a folder with tampered weights and one of an unknown format.
+Servers are real uvicorn servers on a free loopback port, each in a thread, talked to with httpx.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import warnings
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import torch
+import uvicorn
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.cif import CifWriter
+
+import crystalgraph as cg
+from service import Settings, create_app
+
+FE = cg.KNOWN_TARGETS["formation_energy_per_atom"]
+BG = cg.KNOWN_TARGETS["band_gap"]
+SMALL = {"atom_fea_len": 16, "h_fea_len": 32}
+TRAINING_ELEMENTS = ["Na", "Cl", "Cu", "Sr", "Ti", "O", "K", "Br", "Li", "F"]
+
+
+def _export(models_dir: Path, name: str, version: str, model: cg.CrystalGraphNet, metadata: dict) -> Path:
+    torch.manual_seed(zlib.crc32(f"{name}@{version}".encode()))
+    for p in model.parameters():  # deterministic, non-trivial weights
+        torch.nn.init.normal_(p, std=0.2)
+    n = len(model.config.targets)
+    model.set_normalizer(torch.full((n,), -1.0) + torch.arange(n) * 2.5, torch.full((n,), 0.7))
+    return cg.export_model(model.eval(), models_dir, name, version, metadata)
+
+
+def _metrics(val: dict[str, float]) -> dict:
+    return {
+        "val": {p: {"mae": mae, "rmse": mae * 1.4, "r2": 0.9, "n": 50} for p, mae in val.items()},
+        "test": {p: {"mae": mae * 1.1, "rmse": mae * 1.5, "r2": 0.88, "n": 50} for p, mae in val.items()},
+    }
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model repository: 3 good models (one in two versions), 1 tampered, 1 unknown format."""
+    root = tmp_path_factory.mktemp("models")
+    dataset = {"fingerprint": "abc123", "n_train": 800, "n_val": 100, "n_test": 100, "split_seed": 42}
+    _export(
+        root,
+        "cgcnn-formation-energy",
+        "1",
+        cg.build_model(cg.CGCNNConfig(targets=(FE,), **SMALL)),
+        {"elements": TRAINING_ELEMENTS, "metrics": _metrics({FE.name: 0.05}), "dataset": dataset},
+    )
+    for version, mae in (("1", 0.40), ("2", 0.30)):
+        _export(
+            root,
+            "sr-cgcnn-band-gap",
+            version,
+            cg.build_model(cg.SRCGCNNConfig(targets=(BG,), **SMALL)),
+            {"elements": TRAINING_ELEMENTS, "metrics": _metrics({BG.name: mae})},
+        )
+    _export(
+        root,
+        "cgcnn-multitask",
+        "1",
+        cg.build_model(cg.CGCNNConfig(targets=(FE, BG), **SMALL)),
+        {"metrics": _metrics({FE.name: 0.08, BG.name: 0.35})},
+    )
+    broken = _export(root, "tampered", "1", cg.build_model(cg.CGCNNConfig(targets=(FE,), **SMALL)), {})
+    weights = broken / "weights.pt"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    alien = root / "alien" / "1"
+    alien.mkdir(parents=True)
+    (alien / "manifest.json").write_text(json.dumps({"format": "tensorflow-savedmodel", "format_version": 3}))
+    return root
+
+
+def _cif(structure: Structure) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return str(CifWriter(structure))
+
+
+@pytest.fixture(scope="session")
+def cifs() -> dict[str, str]:
+    """CIF texts of small crystals (good and bad), keyed by a short name."""
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    cu = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.61), ["Cu"], [[0, 0, 0]])
+    cscl = Structure(Lattice.cubic(4.12), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    srtio3 = Structure(
+        Lattice.cubic(3.905),
+        ["Sr", "Ti", "O", "O", "O"],
+        [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+    )
+    triclinic = Structure(
+        Lattice.from_parameters(4.1, 4.7, 5.3, 82, 97, 105), ["K", "Br"], [[0.1, 0.2, 0.3], [0.55, 0.6, 0.8]]
+    )
+    big = nacl.copy()
+    big.make_supercell([2, 2, 2])  # 64 atoms
+    return {
+        "nacl": _cif(nacl),
+        "cu": _cif(cu),
+        "cscl": _cif(cscl),
+        "srtio3": _cif(srtio3),
+        "triclinic": _cif(triclinic),
+        "big": _cif(big),
+        "two_blocks": _cif(nacl) + "\n" + _cif(srtio3),
+        "disordered": _cif(Structure(Lattice.cubic(3.6), [{"Cu": 0.5, "Au": 0.5}], [[0, 0, 0]])),
+        "unsupported": _cif(Structure(Lattice.cubic(3.5), ["Md"], [[0, 0, 0]])),
+        "isolated": _cif(Structure(Lattice.cubic(20.0), ["Cu"], [[0, 0, 0]])),
+        "overlapping": _cif(Structure(Lattice.cubic(4.0), ["Cu", "Cu"], [[0, 0, 0], [0.05, 0, 0]])),
+        "garbage": "this is not a crystal\n",
+        "empty": "",
+    }
+
+
+@dataclass
+class LiveServer:
+    """A uvicorn server running ``create_app(settings)`` in a thread on 127.0.0.1."""
+
+    settings: Settings
+    url: str = ""
+    #: /readyz status codes seen from the moment the socket accepted connections until 200.
+    startup_statuses: list[int] = field(default_factory=list)
+    _server: uvicorn.Server | None = None
+    _thread: threading.Thread | None = None
+
+    def start(self, ready_timeout: float = 180.0) -> LiveServer:
+        config = uvicorn.Config(create_app(self.settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="uvicorn-test", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 60
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.01)
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + ready_timeout
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            while time.monotonic() < deadline:
+                status = client.get("/readyz").status_code
+                self.startup_statuses.append(status)
+                if status == 200:
+                    return self
+                time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=60)
+
+    def client(self, **kwargs: object) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=120, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def server(models_dir: Path) -> Iterator[LiveServer]:
+    """The main server: default limits, one parse worker."""
+    live = LiveServer(Settings(models_dir=models_dir, parse_workers=1)).start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="session")
+def strict_server(models_dir: Path) -> Iterator[LiveServer]:
+    """A server with an API key and small limits."""
+    settings = Settings(
+        models_dir=models_dir,
+        parse_workers=1,
+        api_key="s3cret",
+        max_files=3,
+        max_file_bytes=32 << 10,
+        max_request_bytes=1 << 20,
+        max_unpacked_bytes=96 << 10,
+        max_atoms=8,
+        defaults={"formation_energy_per_atom": "cgcnn-multitask"},
+    )
+    live = LiveServer(settings).start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def client(server: LiveServer) -> Iterator[httpx.Client]:
+    with server.client() as c:
+        yield c
+
+
+@pytest.fixture
+def strict_client(strict_server: LiveServer) -> Iterator[httpx.Client]:
+    with strict_server.client(headers={"X-API-Key": "s3cret"}) as c:
+        yield c
