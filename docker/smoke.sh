@@ -1,0 +1,334 @@
+#!/usr/bin/env bash
+# End-to-end check of the Docker deployment: build the CPU image, start it with compose, predict rock-salt NaCl,
+# check the container's user and health, tear everything down. Prints one line per check.
+#
+#   docker/smoke.sh        # no arguments; exit status 0 only when every check passed
+#
+# Needs a Docker engine with BuildKit, compose (the v2 plugin or docker-compose 1.28+), curl, and exported models
+# in models/<name>/<version>/. When the default base image cannot be pulled (no registry), it builds
+# crystal-base:local with docker/local-base.sh (root and debootstrap) and builds on that.
+# Optional environment:
+#   CRYSTAL_BASE_IMAGE     base image (default: the official slim Python image, see docker/Dockerfile)
+#   CRYSTAL_IMAGE          tag to build and run (default crystal-service:cpu)
+#   CRYSTAL_WHEELS_DIR     folder holding the CPU torch wheel, for builds that cannot reach the PyTorch index
+#                          (default: the host pip's find-links folders)
+#   CRYSTAL_CA_BUNDLE      CA bundle that pip trusts in the build (default: the host pip's `cert`, else the
+#                          system bundle)
+#   CRYSTAL_SMOKE_TIMEOUT  seconds to wait for readiness and for the healthcheck (default 300)
+set -Eeuo pipefail
+cd "$(dirname "$0")/.."
+
+project=crystal-smoke
+image=${CRYSTAL_IMAGE:-crystal-service:cpu}
+default_base=$(sed -n 's/^ARG BASE_IMAGE=//p' docker/Dockerfile)
+base=${CRYSTAL_BASE_IMAGE:-$default_base}
+local_base=crystal-base:local
+timeout_s=${CRYSTAL_SMOKE_TIMEOUT:-300}
+torch_version=$(sed -n 's/^ARG TORCH_VERSION=//p' docker/Dockerfile)
+build_log=${TMPDIR:-/tmp}/crystal-smoke-build.log
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/crystal-smoke.XXXXXX")
+
+passed=0 failed=0 started=0
+copied_wheels=()
+docker=() compose=()
+pass() { passed=$((passed + 1)); printf 'PASS  %s\n' "$*"; }
+fail() { failed=$((failed + 1)); printf 'FAIL  %s\n' "$*"; }
+info() { printf '      %s\n' "$*"; }
+die() { fail "$*"; exit 1; }
+indent() { sed 's/^/      | /'; }
+
+cleanup() {
+    local rc=$?
+    trap - ERR
+    set +e
+    if ((started)); then
+        if ((failed || rc)); then
+            info "container logs (last 60 lines):"
+            "${compose[@]}" logs --no-color --tail 60 2>&1 | indent
+        fi
+        "${compose[@]}" down --volumes --remove-orphans >"$tmp/down.log" 2>&1
+        if [[ -z $("${compose[@]}" ps -q 2>/dev/null) ]]; then
+            pass "teardown: compose project $project and its volumes removed"
+        else
+            fail "teardown: containers of $project are left"
+            indent <"$tmp/down.log"
+        fi
+    fi
+    rm -f "${copied_wheels[@]}"
+    rm -rf "$tmp"
+    printf '\nsmoke: %d passed, %d failed, %d s\n' "$passed" "$failed" "$SECONDS"
+    if ((failed || rc)); then
+        echo "smoke: FAILED"
+        exit 1
+    fi
+    echo "smoke: OK"
+    exit 0
+}
+trap cleanup EXIT
+trap 'fail "unexpected error (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
+trap 'exit 130' INT TERM
+
+# --- tools -------------------------------------------------------------------------------------------------------
+# BuildKit is needed for the build secret. CLIs from 23.0 on only reach it through the buildx plugin; older ones
+# have it built in. Take the first docker on PATH that can build with it.
+while read -r candidate; do
+    "$candidate" version --format '{{.Server.Version}}' >/dev/null 2>&1 || continue
+    if "$candidate" buildx version >/dev/null 2>&1; then
+        docker=("$candidate") build=("$candidate" buildx build --load)
+        break
+    fi
+    client=$("$candidate" version --format '{{.Client.Version}}' 2>/dev/null || echo 0)
+    if ((${client%%.*} < 23)); then
+        docker=("$candidate") build=(env DOCKER_BUILDKIT=1 "$candidate" build)
+        break
+    fi
+done < <(type -ap docker | xargs -r -n1 readlink -f | awk '!seen[$0]++')
+((${#docker[@]})) || die "docker: no CLI on PATH reaches a running engine with BuildKit (install the buildx plugin)"
+pass "docker: ${build[*]} (engine $("${docker[@]}" version --format '{{.Server.Version}}'))"
+
+if "${docker[@]}" compose version >/dev/null 2>&1; then
+    compose=("${docker[@]}" compose)
+elif command -v docker-compose >/dev/null; then
+    compose=(docker-compose)
+else
+    die "compose: neither \`docker compose\` nor docker-compose is installed"
+fi
+pass "compose: ${compose[*]} ($("${compose[@]}" version --short 2>/dev/null || "${compose[@]}" version | head -1))"
+compose+=(--project-name "$project" --file docker-compose.yml)
+command -v curl >/dev/null || die "curl is not installed"
+
+shopt -s nullglob
+manifests=(models/*/*/manifest.json)
+shopt -u nullglob
+((${#manifests[@]})) || die "models: no models/<name>/<version>/manifest.json to serve; export models first"
+pass "models: ${#manifests[@]} in models/ (${manifests[*]%/manifest.json})"
+
+# --- base image --------------------------------------------------------------------------------------------------
+if "${docker[@]}" image inspect "$base" >/dev/null 2>&1; then
+    pass "base image: $base (present)"
+elif timeout 180 "${docker[@]}" pull --quiet "$base" >"$tmp/pull.log" 2>&1; then
+    pass "base image: $base (pulled)"
+elif [[ $base != "$default_base" ]]; then
+    indent <"$tmp/pull.log"
+    die "base image: $base is not present and cannot be pulled"
+elif "${docker[@]}" image inspect "$local_base" >/dev/null 2>&1; then
+    base=$local_base
+    pass "base image: $default_base cannot be pulled; using $local_base, built earlier"
+else
+    info "$default_base cannot be pulled ($(tail -1 "$tmp/pull.log")); building $local_base"
+    start=$SECONDS
+    if DOCKER=${docker[0]} docker/local-base.sh "$local_base" >"$tmp/local-base.log" 2>&1; then
+        base=$local_base
+        pass "base image: built $local_base with docker/local-base.sh ($((SECONDS - start)) s)"
+    else
+        tail -20 "$tmp/local-base.log" | indent
+        die "base image: docker/local-base.sh failed"
+    fi
+fi
+
+# --- build -------------------------------------------------------------------------------------------------------
+build_args=(--build-arg "BASE_IMAGE=$base")
+
+# A CPU torch wheel on the host spares the build the PyTorch index (and works where that index is blocked).
+py_tag=$("${docker[@]}" run --rm "$base" python3 -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
+arch=$("${docker[@]}" info --format '{{.Architecture}}')
+wheel_dirs=()
+if [[ -n ${CRYSTAL_WHEELS_DIR:-} ]]; then
+    wheel_dirs=("$CRYSTAL_WHEELS_DIR")
+elif command -v python3 >/dev/null; then
+    read -ra wheel_dirs <<<"$({
+        python3 -m pip config list 2>/dev/null | sed -n "s/^[^=]*find-links='\(.*\)'$/\1/p"
+        echo "${PIP_FIND_LINKS:-}"
+    } | tr ' ' '\n' | sed 's|^file://||' | awk 'NF && !seen[$0]++' | tr '\n' ' ')"
+fi
+wheel=""
+for dir in docker/wheels "${wheel_dirs[@]}"; do
+    for candidate in "$dir/torch-$torch_version-$py_tag-$py_tag-"*"_$arch.whl" \
+        "$dir/torch-${torch_version/+/%2B}-$py_tag-$py_tag-"*"_$arch.whl"; do
+        [[ -f $candidate ]] && wheel=$candidate && break 2
+    done
+done
+if [[ -n $wheel ]]; then
+    target=docker/wheels/$(basename "$wheel")
+    if [[ ! -e $target ]]; then
+        ln "$wheel" "$target" 2>/dev/null || cp "$wheel" "$target"
+        copied_wheels+=("$target")
+    fi
+    build_args+=(--build-arg "TORCH_INDEX_URL=")
+    pass "torch wheel: $wheel (no PyTorch index needed)"
+else
+    info "torch $torch_version: no local wheel for $py_tag/$arch; the build uses the PyTorch CPU index"
+fi
+
+ca=${CRYSTAL_CA_BUNDLE:-}
+if [[ -z $ca ]] && command -v python3 >/dev/null; then
+    ca=$(python3 -m pip config list 2>/dev/null | sed -n "s/^[^=]*\.cert='\(.*\)'$/\1/p" | head -1)
+fi
+for candidate in "$ca" "${PIP_CERT:-}" /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt; do
+    if [[ -n $candidate && -s $candidate ]]; then
+        build_args+=(--secret "id=pip_ca,src=$candidate")
+        info "pip in the build also trusts $candidate"
+        break
+    fi
+done
+
+info "building $image on $base (log: $build_log)"
+start=$SECONDS
+if "${build[@]}" --progress=plain -f docker/Dockerfile "${build_args[@]}" -t "$image" . >"$build_log" 2>&1; then
+    size=$("${docker[@]}" image inspect --format '{{.Size}}' "$image")
+    pass "build: $image in $((SECONDS - start)) s, $((size / 1000000)) MB"
+else
+    tail -40 "$build_log" | indent
+    die "build: $image failed (log: $build_log)"
+fi
+
+probe=$("${docker[@]}" image inspect --format '{{with .Config.Healthcheck}}{{join .Test " "}}{{end}}' "$image")
+if [[ $probe == *healthcheck.py* ]]; then
+    pass "image HEALTHCHECK: ${probe#CMD }"
+else
+    fail "image HEALTHCHECK: '${probe}' does not probe /readyz"
+fi
+user=$("${docker[@]}" image inspect --format '{{.Config.User}}' "$image")
+if [[ -n $user && ${user%%:*} != 0 && ${user%%:*} != root ]]; then
+    pass "image user: $user (not root)"
+else
+    fail "image user: '${user}' is root"
+fi
+
+baked=$("${docker[@]}" run --rm "$image" sh -c 'cd /app/models && ls -d */*/manifest.json' | sort | tr '\n' ' ')
+expected=$(printf '%s\n' "${manifests[@]#models/}" | sort | tr '\n' ' ')
+if [[ $baked == "$expected" ]]; then
+    pass "baked-in models: /app/models in the image holds the same ${#manifests[@]} model folder(s) as models/"
+else
+    fail "baked-in models: image has '$baked', models/ has '$expected'"
+fi
+
+# --- run ---------------------------------------------------------------------------------------------------------
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])' \
+    2>/dev/null || echo $((20000 + RANDOM % 10000)))
+export CRYSTAL_IMAGE=$image CRYSTAL_BIND=127.0.0.1 CRYSTAL_PORT=$port CRYSTAL_MODELS_PATH=./models
+export CRYSTAL_ENV_FILE=${CRYSTAL_ENV_FILE:-docker/service.env.example}
+url=http://127.0.0.1:$port
+started=1
+if "${compose[@]}" up --detach --no-build crystal >"$tmp/up.log" 2>&1; then
+    cid=$("${compose[@]}" ps -q crystal)
+    pass "compose up: container ${cid:0:12} on $url (models mounted from ./models, settings $CRYSTAL_ENV_FILE)"
+else
+    indent <"$tmp/up.log"
+    die "compose up failed"
+fi
+
+running() { [[ $("${docker[@]}" inspect --format '{{.State.Running}}' "$cid" 2>/dev/null) == true ]]; }
+
+start=$SECONDS
+codes=""
+while :; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url/readyz" || true)
+    [[ $code != 000 && $codes != *"$code"* ]] && codes+="$code "
+    [[ $code == 200 ]] && break
+    running || die "readiness: the container stopped (readyz answers seen: ${codes:-none})"
+    ((SECONDS - start < timeout_s)) || die "readiness: /readyz not 200 after $timeout_s s (last answer $code)"
+    sleep 2
+done
+pass "GET /readyz: 200 after $((SECONDS - start)) s (answers seen: ${codes% })"
+
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url/healthz" || true)
+if [[ $code == 200 ]]; then pass "GET /healthz: 200"; else fail "GET /healthz: $code"; fi
+
+# Rock-salt NaCl, conventional cubic cell written out in P1 (a = 5.69 Å as relaxed in the Materials Project).
+cat >"$tmp/NaCl.cif" <<'EOF'
+data_NaCl
+_symmetry_space_group_name_H-M   'P 1'
+_symmetry_Int_Tables_number   1
+_cell_length_a   5.69
+_cell_length_b   5.69
+_cell_length_c   5.69
+_cell_angle_alpha   90
+_cell_angle_beta   90
+_cell_angle_gamma   90
+loop_
+ _symmetry_equiv_pos_as_xyz
+  'x, y, z'
+loop_
+ _atom_site_type_symbol
+ _atom_site_label
+ _atom_site_fract_x
+ _atom_site_fract_y
+ _atom_site_fract_z
+ _atom_site_occupancy
+  Na  Na1  0.0  0.0  0.0  1
+  Na  Na2  0.0  0.5  0.5  1
+  Na  Na3  0.5  0.0  0.5  1
+  Na  Na4  0.5  0.5  0.0  1
+  Cl  Cl1  0.5  0.5  0.5  1
+  Cl  Cl2  0.5  0.0  0.0  1
+  Cl  Cl3  0.0  0.5  0.0  1
+  Cl  Cl4  0.0  0.0  0.5  1
+EOF
+code=$(curl -s -o "$tmp/predict.json" -w '%{http_code}' --max-time 60 \
+    -F "file=@$tmp/NaCl.cif;type=chemical/x-cif" "$url/v1/predict" || true)
+if [[ $code == 200 ]]; then
+    pass "POST /v1/predict NaCl.cif: 200"
+else
+    head -c 2000 "$tmp/predict.json" 2>/dev/null | indent
+    die "POST /v1/predict NaCl.cif: $code"
+fi
+head -c 1500 "$tmp/predict.json" | indent
+echo
+
+# The container's own Python reads the JSON, so the host needs no jq. One line per property: name, value or error.
+"${docker[@]}" exec -i "$cid" python -c '
+import json, math, sys
+predictions = json.load(sys.stdin).get("predictions", {})
+for name in ("formation_energy_per_atom", "band_gap"):
+    value = predictions.get(name, {}).get("value") if isinstance(predictions.get(name), dict) else None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    print(name, value if ok else "missing")
+' <"$tmp/predict.json" >"$tmp/values" || true
+fe=$(awk '$1 == "formation_energy_per_atom" {print $2}' "$tmp/values")
+gap=$(awk '$1 == "band_gap" {print $2}' "$tmp/values")
+# Loose physical checks against the Materials Project (PBE) values, -2.0 eV/atom and 5.0 eV: NaCl is a stable,
+# wide-gap ionic solid, so a sign error or a mixed-up property fails here.
+if [[ $fe != missing && -n $fe ]] && awk -v v="$fe" 'BEGIN { exit !(v < -0.5 && v > -4) }'; then
+    pass "formation_energy_per_atom: $fe eV/atom (Materials Project: -2.0; expected in (-4, -0.5))"
+else
+    fail "formation_energy_per_atom: ${fe:-missing} (expected a number in (-4, -0.5) eV/atom)"
+fi
+if [[ $gap != missing && -n $gap ]] && awk -v v="$gap" 'BEGIN { exit !(v > 1 && v < 10) }'; then
+    pass "band_gap: $gap eV (Materials Project: 5.0; expected in (1, 10))"
+else
+    fail "band_gap: ${gap:-missing} (expected a number in (1, 10) eV)"
+fi
+
+# --- container hardening -----------------------------------------------------------------------------------------
+uid=$("${docker[@]}" exec "$cid" cat /proc/1/status | awk '/^Uid:/ {print $2}')
+if [[ -n $uid && $uid != 0 ]]; then
+    pass "non-root: the service process runs as uid $uid ($("${docker[@]}" exec "$cid" id -un 2>/dev/null || echo '?'))"
+else
+    fail "non-root: the service process runs as uid '${uid}'"
+fi
+# shellcheck disable=SC2016 # expanded by the container's shell
+if "${docker[@]}" exec "$cid" sh -c 'f=/data/.smoke-$$ && : >"$f" && rm "$f"'; then
+    pass "data volume: /data is writable by the service user"
+else
+    fail "data volume: /data is not writable by the service user"
+fi
+if "${docker[@]}" exec "$cid" sh -c ': >/app/.smoke' 2>/dev/null; then
+    fail "read-only root: the service user can write /app"
+else
+    pass "read-only root: /app cannot be written"
+fi
+
+start=$SECONDS
+while :; do
+    health=$("${docker[@]}" inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$cid")
+    [[ $health == healthy || $health == unhealthy || $health == none ]] && break
+    ((SECONDS - start < timeout_s)) || break
+    sleep 2
+done
+if [[ $health == healthy ]]; then
+    last=$("${docker[@]}" inspect --format '{{range .State.Health.Log}}{{.Output}}{{end}}' "$cid" | tail -1)
+    pass "healthcheck: healthy $((SECONDS - start)) s after ready (last probe: $last)"
+else
+    fail "healthcheck: $health"
+fi
