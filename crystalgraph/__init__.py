@@ -45,16 +45,8 @@ from .nets import (
     build_model,
     parse_model_config,
 )
-from .onnx_export import (
-    OnnxError,
-    OnnxParityError,
-    OnnxPredictor,
-    OnnxProviderError,
-    check_parity,
-    export_onnx,
-    export_onnx_checked,
-    parity_batches,
-)
+from .onnx_export import check_parity, export_onnx, export_onnx_checked, parity_batches
+from .onnx_predictor import OnnxError, OnnxParityError, OnnxPredictor, OnnxProviderError
 from .parsing import parse_cif
 
 __version__ = "0.1.0"

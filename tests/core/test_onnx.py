@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import crystalgraph as cg
-from crystalgraph import onnx_export
+from crystalgraph import _onnx_graph, onnx_export
 
 T = cg.KNOWN_TARGETS
 CONFIGS = {
@@ -19,6 +19,7 @@ CONFIGS = {
     "sr-cgcnn": cg.SRCGCNNConfig(targets=(T["formation_energy_per_atom"],)),
     "multitask": cg.CGCNNConfig(targets=(T["formation_energy_per_atom"], T["band_gap"], T["efermi"]), n_conv=2, n_h=2),
 }
+EXPORTS = [*CONFIGS, "cgcnn-plain"]  # "-plain": the exporter's own Softplus and ScatterElements (fast=False)
 
 
 def _model(config: cg.CGCNNConfig | cg.SRCGCNNConfig, mean: float = 1.0, seed: int = 0) -> cg.CrystalGraphNet:
@@ -41,9 +42,10 @@ def _inputs(batch):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[cg.CrystalGraphNet, Path]]:
     out = {}
-    for name, config in CONFIGS.items():
-        model = _model(config)
-        out[name] = (model, cg.export_onnx(model, tmp_path_factory.mktemp(name) / "model.onnx"))
+    for name in EXPORTS:
+        model = _model(CONFIGS[name.removesuffix("-plain")])
+        path = tmp_path_factory.mktemp(name) / "model.onnx"
+        out[name] = (model, cg.export_onnx(model, path, fast=not name.endswith("-plain")))
     return out
 
 
@@ -51,7 +53,7 @@ def _set_scatter_reduction(src: Path, dst: Path, reduction: str) -> int:
     proto = onnx.load(src)
     count = 0
     for node in proto.graph.node:
-        if node.op_type == "ScatterElements":
+        if node.op_type in ("ScatterElements", "ScatterND"):
             for attr in node.attribute:
                 if attr.name == "reduction":
                     attr.s = reduction.encode()
@@ -72,7 +74,7 @@ def test_parity_batches_cover_the_required_shapes() -> None:
         assert torch.bincount(b.edge_index[1], minlength=b.num_nodes).min() >= 4
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("name", EXPORTS)
 def test_onnx_matches_torch_on_every_batch_shape(exported, name: str) -> None:
     model, path = exported[name]
     worst = cg.check_parity(model, path, tol=1e-4)
@@ -89,11 +91,14 @@ def test_onnx_matches_torch_on_every_batch_shape(exported, name: str) -> None:
     assert np.unique(many.round(4), axis=0).shape[0] > 10
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("name", EXPORTS)
 def test_exported_graph_sums_with_add_reduction_and_has_dynamic_sizes(exported, name: str) -> None:
     model, path = exported[name]
     proto = onnx.load(path)
     scatters = [n for n in proto.graph.node if n.op_type in ("ScatterElements", "ScatterND")]
+    plain = name.endswith("-plain")
+    assert {n.op_type for n in scatters} == {"ScatterElements" if plain else "ScatterND"}
+    assert any(n.op_type == "Softplus" for n in proto.graph.node) == plain
     steps = model.config.n_conv if isinstance(model.config, cg.CGCNNConfig) else model.config.n_steps
     assert len(scatters) == steps + 1  # one per message-passing step, one for the mean pooling
     for node in scatters:
@@ -113,8 +118,59 @@ def test_exported_graph_sums_with_add_reduction_and_has_dynamic_sizes(exported, 
     }
 
 
-def test_parity_gate_catches_an_overwriting_scatter(exported, tmp_path: Path) -> None:
-    model, path = exported["cgcnn"]
+def test_fast_softplus_equals_torch_softplus() -> None:
+    x = np.concatenate([np.linspace(-40, 40, 4001), [-1e4, -100, 16.9, 17, 19.99, 20, 20.01, 100, 1e4]])
+    x = x.astype(np.float32)
+    got = _onnx_graph.softplus(x).value  # onnxscript runs the ops eagerly through onnxruntime
+    ref = torch.nn.functional.softplus(torch.from_numpy(x)).numpy()
+    assert np.abs(got - ref).max() <= 1e-6
+    np.testing.assert_array_equal(got[x >= 17], ref[x >= 17])  # torch's "return x" cut-off
+    with pytest.raises(NotImplementedError):
+        _onnx_graph.softplus(x, beta=2.0)
+
+
+def test_scatter_rewrite_touches_only_row_broadcast_scatters() -> None:
+    h, tp = onnx.helper, onnx.TensorProto
+    nodes = [
+        h.make_node("Unsqueeze", ["i", "axes"], ["i_col"]),
+        h.make_node("Shape", ["u"], ["u_shape"]),
+        h.make_node("Expand", ["i_col", "u_shape"], ["i_rows"]),
+        h.make_node("ScatterElements", ["d", "i_rows", "u"], ["rows"], axis=0, reduction="add"),
+        h.make_node("ScatterElements", ["d", "j", "u"], ["elements"], axis=0, reduction="add"),
+    ]
+    graph = h.make_graph(
+        nodes,
+        "scatters",
+        [
+            h.make_tensor_value_info("d", tp.FLOAT, ["n", 3]),
+            h.make_tensor_value_info("i", tp.INT64, ["e"]),
+            h.make_tensor_value_info("j", tp.INT64, ["e", 3]),
+            h.make_tensor_value_info("u", tp.FLOAT, ["e", 3]),
+        ],
+        [h.make_tensor_value_info(name, tp.FLOAT, ["n", 3]) for name in ("rows", "elements")],
+        initializer=[onnx.numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")],
+        value_info=[h.make_tensor_value_info("i_rows", tp.INT64, ["e", 3])],
+    )
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 18)], ir_version=10)
+    rng = np.random.default_rng(0)
+    feeds = {
+        "d": rng.normal(size=(4, 3)).astype(np.float32),
+        "i": np.array([0, 0, 3, 1, 0, 3, 3], dtype=np.int64),  # repeated rows: sums, not overwrites
+        "j": rng.integers(0, 4, size=(7, 3)),
+        "u": rng.normal(size=(7, 3)).astype(np.float32),
+    }
+    before = ort.InferenceSession(model.SerializeToString()).run(None, feeds)
+    assert _onnx_graph.scatter_rows_as_scatter_nd(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Unsqueeze", "ScatterND", "ScatterElements"]
+    _onnx_graph.check_scatter_reductions(model)
+    after = ort.InferenceSession(model.SerializeToString()).run(None, feeds)
+    np.testing.assert_allclose(after[0], before[0], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(after[1], before[1])
+
+
+@pytest.mark.parametrize("name", ["cgcnn", "cgcnn-plain"])
+def test_parity_gate_catches_an_overwriting_scatter(exported, tmp_path: Path, name: str) -> None:
+    model, path = exported[name]
     broken = tmp_path / "overwrite.onnx"
     assert _set_scatter_reduction(path, broken, "none") == 4
     with pytest.raises(cg.OnnxParityError, match="max"):
