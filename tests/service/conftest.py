@@ -13,7 +13,7 @@ import threading
 import time
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,7 +137,9 @@ class LiveServer:
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
 
-    def start(self, ready_timeout: float = 180.0) -> LiveServer:
+    def start(self, ready_timeout: float = 180.0, until: Callable[[httpx.Response], bool] | None = None) -> LiveServer:
+        """Start, then poll ``/readyz`` until ``until(response)`` (default: 200) or the timeout."""
+        until = until or (lambda r: r.status_code == 200)
         config = uvicorn.Config(create_app(self.settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="uvicorn-test", daemon=True)
@@ -152,12 +154,12 @@ class LiveServer:
         deadline = time.monotonic() + ready_timeout
         with httpx.Client(base_url=self.url, timeout=10) as client:
             while time.monotonic() < deadline:
-                status = client.get("/readyz").status_code
-                self.startup_statuses.append(status)
-                if status == 200:
+                response = client.get("/readyz")
+                self.startup_statuses.append(response.status_code)
+                if until(response):
                     return self
                 time.sleep(0.05)
-        return self
+        raise RuntimeError(f"the test server did not get ready: {self.startup_statuses[-3:]}")
 
     def stop(self) -> None:
         if self._server is not None and self._thread is not None:
@@ -193,6 +195,21 @@ def strict_server(models_dir: Path) -> Iterator[LiveServer]:
     live = LiveServer(settings).start()
     yield live
     live.stop()
+
+
+@pytest.fixture
+def live_server_factory() -> Iterator[Callable[..., LiveServer]]:
+    """Start extra servers in a test; they stop when it ends."""
+    started: list[LiveServer] = []
+
+    def start(settings: Settings, until: Callable[[httpx.Response], bool] | None = None) -> LiveServer:
+        live = LiveServer(settings)
+        started.append(live)
+        return live.start(until=until)
+
+    yield start
+    for live in started:
+        live.stop()
 
 
 @pytest.fixture

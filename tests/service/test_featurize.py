@@ -1,0 +1,64 @@
+"""The parse-pool work, called in-process: graphs, summaries, per-block errors."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from crystalgraph import GraphConfig, cif_to_graphs
+from service.featurize import featurize
+
+CONFIG = GraphConfig()
+
+
+def test_graph_is_the_core_librarys_graph(cifs: dict) -> None:
+    [feat] = featurize(cifs["srtio3"].encode(), [CONFIG], max_atoms=500)
+    assert feat.error is None and feat.block == "SrTiO3"
+    graph = feat.graphs[CONFIG.fingerprint].to_data()
+    [(_, expected)] = cif_to_graphs(cifs["srtio3"], CONFIG)
+    assert np.array_equal(graph.z.numpy(), expected.z.numpy())
+    assert np.array_equal(graph.edge_index.numpy(), expected.edge_index.numpy())
+    assert np.array_equal(graph.edge_dist.numpy(), expected.edge_dist.numpy())
+    assert feat.structure is not None
+    assert (feat.structure.formula, feat.structure.n_sites, feat.structure.elements) == ("SrTiO3", 5, ["O", "Sr", "Ti"])
+    pickle.loads(pickle.dumps(feat))  # crosses the process boundary
+
+
+def test_one_graph_per_distinct_fingerprint(cifs: dict) -> None:
+    short = GraphConfig(cutoff=6.0, gaussian_stop=6.0)
+    same_graph = GraphConfig(gaussian_width=0.5)  # expansion only: same fingerprint
+    [feat] = featurize(cifs["nacl"].encode(), [CONFIG, short, same_graph], max_atoms=500)
+    assert set(feat.graphs) == {CONFIG.fingerprint, short.fingerprint}
+    assert feat.graphs[short.fingerprint].edge_dist.max() <= 6.0
+
+
+def test_every_block_of_a_multi_block_file(cifs: dict) -> None:
+    text = cifs["two_blocks"] + "\n" + cifs["isolated"]
+    feats = featurize(text.encode(), [CONFIG], max_atoms=500)
+    assert [f.block for f in feats] == ["NaCl", "SrTiO3", "Cu"]
+    assert [f.error[0] if f.error else None for f in feats] == [None, None, "isolated_atom"]
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("garbage", "invalid_cif"),
+        ("empty", "invalid_cif"),
+        ("disordered", "disordered_structure"),
+        ("unsupported", "unsupported_element"),
+        ("isolated", "isolated_atom"),
+        ("overlapping", "overlapping_atoms"),
+    ],
+)
+def test_errors_are_returned_with_their_code(cifs: dict, name: str, code: str) -> None:
+    [feat] = featurize(cifs[name].encode(), [CONFIG], max_atoms=500)
+    assert feat.error is not None and feat.error[0] == code and feat.error[1]
+    assert feat.graphs == {}
+
+
+def test_too_many_atoms_is_checked_before_the_graph(cifs: dict) -> None:
+    [feat] = featurize(cifs["big"].encode(), [CONFIG], max_atoms=63)
+    assert feat.error == ("too_many_atoms", "The structure has 64 atoms; the limit is 63.")
+    assert feat.structure is not None and feat.structure.n_sites == 64
