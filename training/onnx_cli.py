@@ -1,7 +1,7 @@
 """``export-onnx``: add a parity-checked ``model.onnx`` to exported model folders.
 
 Wired into the training CLI with :func:`add_parser`; the subcommand sets ``args.func`` to
-:func:`run`, which returns the process exit code.
+:func:`run`, which exits with status 1 if any folder failed.
 """
 
 from __future__ import annotations
@@ -65,8 +65,13 @@ def export_folder(folder: Path, tol: float = 1e-4, opset: int = 18) -> Path:
     return path
 
 
-def run(args: argparse.Namespace) -> int:
-    """Export every folder in ``args.model_dirs``; 1 if any failed, 0 otherwise."""
+def run(args: argparse.Namespace) -> None:
+    """Export every folder in ``args.model_dirs``, going on past failures.
+
+    Raises:
+        SystemExit: some folders were not exported (exit status 1, whatever the caller does
+            with a return value).
+    """
     failed = 0
     for folder in args.model_dirs:
         try:
@@ -76,4 +81,5 @@ def run(args: argparse.Namespace) -> int:
             print(f"{folder}: not exported: {exc}", file=sys.stderr)
             continue
         print(f"{folder}: wrote {path.name} (parity within {args.tol:g})")
-    return 1 if failed else 0
+    if failed:
+        raise SystemExit(f"export-onnx: {failed} of {len(args.model_dirs)} model folders not exported")
