@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+from pymatgen.io.cif import CifWriter
+
+from crystalgraph import KNOWN_TARGETS, CGCNNConfig, GraphConfig, SRCGCNNConfig, build_model, load_exported
+from training.cli import main as cli
+from training.dataset import read_dataset
+from training.graph_cache import CachedError, GraphCache
+from training.pipeline import prepare
+from training.split import make_split
+from training.trainer import TrainConfig, Trainer, with_labels
+
+EF = KNOWN_TARGETS["formation_energy_per_atom"]
+
+
+def _rock_salts(folder, n: int = 24):
+    """Rock-salt crystals with a made-up label that depends on the lattice constant."""
+    (folder / "cifs").mkdir(parents=True)
+    pairs = [("Na", "Cl"), ("K", "Br"), ("Mg", "O"), ("Li", "F"), ("Ca", "S"), ("Ba", "Se")]
+    rows = []
+    for i in range(n):
+        a = 4.2 + 0.08 * i
+        s = Structure.from_spacegroup("Fm-3m", Lattice.cubic(a), list(pairs[i % 6]), [[0, 0, 0], [0.5, 0.5, 0.5]])
+        (folder / "cifs" / f"x-{i}.cif").write_text(str(CifWriter(s)))
+        rows.append((f"x-{i}", -3.0 + 0.4 * (a - 4.2), float(i % 3)))
+    return rows
+
+
+def test_labels_csv_and_id_prop_csv(tmp_path):
+    rows = _rock_salts(tmp_path / "a", 6)
+    (tmp_path / "a" / "labels.csv").write_text(
+        "material_id,formation_energy_per_atom,band_gap\n" + "".join(f"{i},{e},{g}\n" for i, e, g in rows)
+    )
+    ds = read_dataset(tmp_path / "a")
+    assert ds.targets == ["formation_energy_per_atom", "band_gap"] and ds.labels.shape == (6, 2)
+    assert read_dataset(tmp_path / "a", ["band_gap"]).labels[:, 0].tolist() == [g for *_, g in rows]
+    # classic CGCNN layout: CIFs next to a header-less id_prop.csv
+    b = tmp_path / "b"
+    b.mkdir()
+    for i, *_ in rows:
+        (b / f"{i}.cif").write_bytes((tmp_path / "a" / "cifs" / f"{i}.cif").read_bytes())
+    (b / "id_prop.csv").write_text("".join(f"{i},{e}\n" for i, e, _ in rows))
+    ds = read_dataset(b)
+    assert ds.targets == ["target"] and ds.labels[:, 0].tolist() == [e for _, e, _ in rows]
+    with pytest.raises(KeyError):
+        read_dataset(tmp_path / "a", ["nope"])
+
+
+def test_graph_cache_parses_each_content_once(tmp_path):
+    _rock_salts(tmp_path / "d", 4)
+    paths = sorted((tmp_path / "d" / "cifs").iterdir())
+    bad = tmp_path / "d" / "bad.cif"
+    bad.write_text("not a cif")
+    cache = GraphCache(GraphConfig(), tmp_path / "cache", workers=1)
+    first, keys = cache.graphs(paths + [bad], progress=False)
+    assert isinstance(first[-1], CachedError) and first[-1].code == "invalid_cif"
+    chunks = sorted(cache.folder.glob("chunk-*.pt"))
+    assert len(chunks) == 1
+    # a renamed copy and a fresh cache object: served from disk, nothing parsed, no new chunk
+    copy = tmp_path / "renamed.cif"
+    copy.write_bytes(paths[0].read_bytes())
+    again, _ = GraphCache(GraphConfig(), tmp_path / "cache", workers=1).graphs([copy, *paths], progress=False)
+    assert sorted(cache.folder.glob("chunk-*.pt")) == chunks
+    assert torch.equal(again[0].edge_dist, first[0].edge_dist)
+    # other graph settings: another cache folder
+    assert GraphCache(GraphConfig(cutoff=6.0), tmp_path / "cache").folder != cache.folder
+
+
+def test_split_is_seeded_and_order_independent():
+    ids = [f"mp-{i}" for i in range(1000)]
+    a = make_split(ids, seed=42)
+    assert a == make_split(ids[::-1], seed=42)
+    assert a != make_split(ids, seed=43)
+    assert [len(a[k]) for k in ("train", "val", "test")] == [800, 100, 100]
+    assert not set(a["train"]) & set(a["test"])
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path):
+    rows = _rock_salts(tmp_path / "d", 24)
+    (tmp_path / "d" / "labels.csv").write_text(
+        "material_id,formation_energy_per_atom\n" + "".join(f"{i},{e}\n" for i, e, _ in rows)
+    )
+    prepared = prepare(tmp_path / "d", ["formation_energy_per_atom"], tmp_path / "cache", workers=1, progress=False)
+    graphs = with_labels([prepared.graphs[i] for i in prepared.data.ids], prepared.data.labels)
+    config = TrainConfig(epochs=4, batch_size=8, lr=3e-3)
+
+    def trainer(run_dir):
+        torch.manual_seed(0)
+        model = build_model(SRCGCNNConfig(targets=(EF,), atom_fea_len=16, h_fea_len=16))
+        return Trainer(model, graphs[:18], graphs[18:], config, run_dir)
+
+    straight = trainer(tmp_path / "straight")
+    straight.fit(progress=False, log=lambda m: None)
+    first = trainer(tmp_path / "resumed")
+    first.fit(progress=False, log=lambda m: None, stop_after=2)
+    second = trainer(tmp_path / "resumed")
+    assert second.resume() and second.epoch == 2
+    second.fit(progress=False, log=lambda m: None)
+    assert second.epoch == 4 and len(second.history) == 4
+    for k, v in straight.model.state_dict().items():
+        torch.testing.assert_close(second.model.state_dict()[k], v)
+
+
+@pytest.mark.data
+def test_short_real_training_beats_the_mean_predictor(mp_subset, tmp_path):
+    """A few hundred real crystals, a few epochs: validation MAE well below the mean predictor's."""
+    torch.manual_seed(0)
+    cli([
+        "train", str(mp_subset), "--model", "cgcnn", "--targets", "formation_energy_per_atom",
+        "--run-dir", str(tmp_path / "run"), "--epochs", "15", "--batch-size", "32", "--lr", "3e-3",
+        "--loss", "l1", "--cache-dir", str(tmp_path / "cache"), "--workers", "2", "--no-progress",
+        "--export-to", str(tmp_path / "models"), "--name", "tiny-ef",
+    ])
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    ds = read_dataset(mp_subset, ["formation_energy_per_atom"])
+    label = dict(zip(ds.ids, ds.labels[:, 0], strict=True))
+    train_mean = np.mean([label[i] for i in split["train"]])
+    mean_mae = np.mean([abs(label[i] - train_mean) for i in split["val"]])
+    best_val = min(h["val_mae_formation_energy_per_atom"] for h in history)
+    assert best_val < 0.5 * mean_mae, (best_val, mean_mae)
+    # the export is complete and self-describing
+    loaded = load_exported(tmp_path / "models" / "tiny-ef" / "1")
+    meta = loaded.metadata
+    assert meta["dataset"]["n_train"] == len(split["train"]) and meta["dataset"]["split_seed"] == 42
+    assert meta["metrics"]["test"]["formation_energy_per_atom"]["n"] == len(split["test"])
+    assert meta["training"]["best_epoch"] >= 1 and "O" in meta["elements"]
+    assert {"torch", "pymatgen"} <= set(meta["library_versions"])
+    for name in ("test_predictions.csv", "learning_curve.png", "parity_test_formation_energy_per_atom.png"):
+        assert (tmp_path / "run" / name).stat().st_size > 0
+
+
+def test_cli_trains_multi_task_from_id_prop_folder_and_evaluates(tmp_path, capsys):
+    rows = _rock_salts(tmp_path / "d", 24)
+    (tmp_path / "d" / "labels.csv").write_text(
+        "material_id,formation_energy_per_atom,band_gap\n" + "".join(f"{i},{e},{g}\n" for i, e, g in rows)
+    )
+    common = ["--cache-dir", str(tmp_path / "cache"), "--workers", "1"]
+    cli(["train", str(tmp_path / "d"), "--model", "sr-cgcnn", "--targets", "formation_energy_per_atom", "band_gap",
+         "--run-dir", str(tmp_path / "run"), "--epochs", "2", "--batch-size", "8", "--no-progress",
+         "--atom-fea-len", "16", "--export-to", str(tmp_path / "models"), "--name", "mt", *common])
+    model = load_exported(tmp_path / "models" / "mt" / "1").model
+    assert [t.name for t in model.config.targets] == ["formation_energy_per_atom", "band_gap"]
+    assert isinstance(model.config, SRCGCNNConfig) and not isinstance(model.config, CGCNNConfig)
+    capsys.readouterr()
+    cli(["evaluate", str(tmp_path / "models" / "mt" / "1"), str(tmp_path / "d"), "--split",
+         str(tmp_path / "run" / "split.json"), "--out", str(tmp_path / "eval"), *common])
+    metrics = json.loads(capsys.readouterr().out)
+    assert {"formation_energy_per_atom", "band_gap", "band_gap[label=0]"} <= set(metrics)
+    assert (tmp_path / "eval" / "test_predictions.csv").is_file()

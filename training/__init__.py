@@ -1,0 +1,1 @@
+"""Offline training of CGCNN / SR-CGCNN on CGCNN-format folders, evaluation and export."""
