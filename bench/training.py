@@ -1,0 +1,46 @@
+"""Training throughput (structures/s over one epoch) for CGCNN and SR-CGCNN, default settings."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import torch
+
+from crystalgraph import KNOWN_TARGETS, CGCNNConfig, SRCGCNNConfig, build_model, collate, model_inputs
+from training.pipeline import prepare
+
+N_STRUCTURES = 8192
+BATCH_SIZES = (64, 128)
+
+
+def _epoch(model, graphs, batch_size: int) -> float:
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    order = list(range(len(graphs)))
+    random.Random(0).shuffle(order)
+    t0 = time.perf_counter()
+    for b in range(len(order) // batch_size):
+        batch = collate([graphs[i] for i in order[b * batch_size : (b + 1) * batch_size]])
+        loss = model(*model_inputs(batch)).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return (len(order) // batch_size) * batch_size / (time.perf_counter() - t0)
+
+
+def run(args) -> None:
+    prepared = prepare(args.data, ["formation_energy_per_atom"], progress=False)
+    ids = [i for i in prepared.data.ids if i in prepared.graphs]
+    random.Random(0).shuffle(ids)
+    graphs = [prepared.graphs[i] for i in ids[:N_STRUCTURES]]
+    atoms = sum(g.num_nodes for g in graphs) / len(graphs)
+    print(f"one epoch over {len(graphs)} random training crystals ({atoms:.1f} atoms each on average), "
+          f"{torch.get_num_threads()} threads; graphs from the on-disk cache")
+    target = (KNOWN_TARGETS["formation_energy_per_atom"],)
+    for name, config in (("CGCNN", CGCNNConfig(targets=target)), ("SR-CGCNN", SRCGCNNConfig(targets=target))):
+        for bs in BATCH_SIZES:
+            torch.manual_seed(0)
+            rate = _epoch(build_model(config), graphs, bs)
+            print(f"{name:10s} batch {bs:4d} {rate:8.0f} structures/s  "
+                  f"(a 27,592-crystal epoch: {27592 / rate / 60:.1f} min)")
