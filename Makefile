@@ -9,7 +9,7 @@ DATA_ARCHIVE ?= ../shared/data/mp-crystals.tar.gz
 CACHE_DIR ?= $(HOME)/.cache/crystal-service
 DATA_DIR ?= $(CACHE_DIR)/data/mp-crystals
 
-.PHONY: setup serve test test-slow bench lint data train-defaults evaluate-defaults clean
+.PHONY: setup serve test test-slow bench lint data train-defaults evaluate-defaults report clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,14 @@ bench: setup data
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# --- the default models (issue: train and ship) ---------------------------------------------
+EPOCHS ?= 12
+train-defaults: setup data
+	$(PY) -m training.protocol train --data $(DATA_DIR) --epochs $(EPOCHS) --no-progress
+
+evaluate-defaults: setup data
+	$(PY) -m training.protocol evaluate --data $(DATA_DIR)
+
+report: setup
+	$(PY) -m training.protocol report
