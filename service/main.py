@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from .api import api_router
 from .errors import install_error_handler
+from .jobs import JobService
 from .metrics import Metrics, MetricsMiddleware
 from .settings import Settings, get_settings
 from .state import ServiceState
@@ -31,18 +32,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     logging.getLogger("service").setLevel(settings.log_level)
     metrics = Metrics()
     state = ServiceState(settings, metrics)
+    jobs = JobService(settings, state)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.check()
         state.start()
+        jobs.start()
         try:
             yield
         finally:
+            await jobs.stop()
             await state.stop()
 
     app = FastAPI(title="Crystal property prediction", version="1", description=_DESCRIPTION, lifespan=lifespan)
     app.state.service = state
+    app.state.jobs = jobs
     install_error_handler(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(api_router)

@@ -25,6 +25,12 @@ def _default_parse_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
+def _default_data_dir() -> Path:
+    """``$XDG_STATE_HOME/crystal-service`` (``~/.local/state/crystal-service``); nothing is created here."""
+    state_home = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(state_home) / "crystal-service"
+
+
 class Settings(BaseSettings):
     """Service settings; each field is read from ``CRYSTAL_<FIELD>`` (e.g. ``CRYSTAL_MODELS_DIR``).
 
@@ -54,6 +60,17 @@ class Settings(BaseSettings):
         api_key: When set, ``/v1/*`` requires the header ``X-API-Key``; health endpoints and
             ``/metrics`` stay open.
         log_level: Python log level of the ``service`` logger.
+        data_dir: Where batch jobs are kept: ``jobs.sqlite3`` (metadata and results) and
+            ``jobs/<id>/inputs.bin`` (the uploaded CIFs). Created on the first job.
+        jobs_max_files: Most CIFs in one job, archive members included.
+        jobs_max_request_bytes: Largest ``POST /v1/jobs`` body (held in memory while unpacked).
+        jobs_max_unpacked_bytes: Most bytes the archives of one job may unpack to.
+        jobs_max_storage_bytes: Most bytes all stored jobs may use (inputs and results);
+            a job that would pass it is refused with ``storage_full``.
+        jobs_ttl_s: Seconds a finished job is kept (default 7 days), then deleted.
+        jobs_chunk: Files a job reads from disk and hands to the engine per step; the engine
+            parses ``batch_concurrency`` of them at a time, which leaves the parse pool to
+            interactive requests in between.
     """
 
     model_config = SettingsConfigDict(env_prefix="CRYSTAL_", extra="forbid", frozen=True)
@@ -76,6 +93,13 @@ class Settings(BaseSettings):
     max_unpacked_bytes: int = Field(256 * MIB, ge=1)
     api_key: SecretStr | None = None
     log_level: str = "INFO"
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    jobs_max_files: int = Field(100_000, ge=1)
+    jobs_max_request_bytes: int = Field(512 * MIB, ge=1)
+    jobs_max_unpacked_bytes: int = Field(1024 * MIB, ge=1)
+    jobs_max_storage_bytes: int = Field(10 * 1024 * MIB, ge=1)
+    jobs_ttl_s: float = Field(7 * 86_400.0, gt=0)
+    jobs_chunk: int = Field(256, ge=1)
 
     @field_validator("device")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from .deps import require_api_key
-from .routes import health, models, predict
+from .routes import health, jobs, models, predict
 
 __all__ = ["api_router"]
 
@@ -15,4 +15,5 @@ api_router.include_router(health.router)
 _v1 = APIRouter(dependencies=[Depends(require_api_key)])
 _v1.include_router(predict.router)
 _v1.include_router(models.router)
+_v1.include_router(jobs.router)
 api_router.include_router(_v1)

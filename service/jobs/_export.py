@@ -1,0 +1,61 @@
+"""Job results as CSV (one row per structure) or NDJSON (one ``BatchItem`` per line).
+
+CSV columns: ``file, formula, n_sites``, then for each property of the job its value and the
+model that gave it (``<property>``, ``<property>_model`` as ``name@version``), then
+``error_code`` and ``error``. Values are in the property's unit (formation energy eV/atom,
+band gap eV); ``formula`` is the reduced formula. No cell holds a line break, so a partial
+download can be resumed by counting lines (``?offset=<rows already read>``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["csv_header", "csv_lines", "ndjson_lines"]
+
+
+def csv_header(properties: Sequence[str]) -> list[str]:
+    columns = ["file", "formula", "n_sites"]
+    for prop in properties:
+        columns += [prop, f"{prop}_model"]
+    return [*columns, "error_code", "error"]
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _csv_row(item: dict[str, Any], properties: Sequence[str]) -> list[object]:
+    structure = item.get("structure") or {}
+    row: list[object] = [
+        _one_line(item.get("filename", "")),
+        structure.get("reduced_formula", ""),
+        structure.get("n_sites", ""),
+    ]
+    predictions = item.get("predictions") or {}
+    for prop in properties:
+        pred = predictions.get(prop)
+        row += [pred["value"], f"{pred['model']}@{pred['version']}"] if pred else ["", ""]
+    error = item.get("error") or {}
+    return [*row, error.get("code", ""), _one_line(error.get("detail", ""))]
+
+
+def _render(rows: Sequence[Sequence[object]]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
+def csv_lines(payloads: Sequence[str], properties: Sequence[str], *, header: bool) -> str:
+    """CSV text of stored result payloads, with the header line first when asked."""
+    rows = [_csv_row(json.loads(p), properties) for p in payloads]
+    return _render([csv_header(properties), *rows] if header else rows)
+
+
+def ndjson_lines(payloads: Sequence[str]) -> str:
+    """The stored ``BatchItem`` JSON, one per line."""
+    return "".join(p + "\n" for p in payloads)

@@ -1,0 +1,380 @@
+"""The job service: creates, lists and deletes jobs, and runs them one at a time in the background.
+
+A job runs on the same engine as interactive requests (the parse pool, then the micro-batching
+inference workers), through :meth:`Engine.iter_batch` one chunk of ``jobs_chunk`` files at a
+time. The engine parses at most ``batch_concurrency`` files of a chunk at once, so a request
+arriving during a job waits behind at most that many parses, never behind the whole job; its
+structures join the next micro-batch. Finished files are committed every quarter second (or
+every 64 files), each with its results in one transaction; after a crash the job resumes with
+the files that have no result.
+
+Nothing is read or written until the first job is submitted, or until the database exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import shutil
+import sqlite3
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import IO, Literal, TypeVar
+
+from ..engine import Engine
+from ..errors import ServiceError
+from ..registry import Selection
+from ..schemas import BatchError, Notice
+from ..settings import Settings
+from ..state import ServiceState
+from ..uploads import Upload
+from ._errors import InputsMissing, JobNotFound, StorageFull
+from ._export import csv_lines, ndjson_lines
+from ._ingest import write_inputs
+from ._store import FileResult, InputRow, JobRow, JobStore
+from .schemas import FINISHED, JobCounts, JobLinks, JobStatus
+
+__all__ = ["JobService"]
+
+log = logging.getLogger("service.jobs")
+T = TypeVar("T")
+
+_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+_FLUSH_FILES = 64
+_FLUSH_SECONDS = 0.25
+_PAGE = 1000
+
+
+def _time(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
+
+
+class JobService:
+    """Owns the job store and the background runner of one app.
+
+    Args:
+        settings: ``data_dir`` and the ``jobs_*`` limits.
+        state: The service state whose engine and registry run the jobs.
+    """
+
+    def __init__(self, settings: Settings, state: ServiceState) -> None:
+        self.settings = settings
+        self.state = state
+        self.store = JobStore(settings.data_dir / "jobs.sqlite3")
+        self._executor: ThreadPoolExecutor | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._current: tuple[str, asyncio.Task[None]] | None = None
+        self._swept_orphans = False
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.settings.data_dir / "jobs"
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the runner (call from the running event loop)."""
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobs-db")
+        self._task = asyncio.get_running_loop().create_task(self._main(), name="jobs-runner")
+
+    async def stop(self) -> None:
+        """Stop the runner; a running job stays ``running`` and resumes on the next start."""
+        current = self._current  # the runner forgets it when cancelled below
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if current is not None:
+            current[1].cancel()
+            await asyncio.wait([current[1]])
+            self._current = None
+        if self._executor is not None:
+            await self._db(self.store.close)
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def _db(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+        """Run a store call on the store's own thread."""
+        if self._executor is None:
+            raise RuntimeError("the job service is not running")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    async def _open(self, *, create: bool) -> bool:
+        """Open the database; without ``create``, only when it exists already."""
+        if not self.store.is_open:
+            if not create and not self.store.path.exists():
+                return False
+            await self._db(self.store.open)
+        return True
+
+    # -- the API's operations --------------------------------------------------------------
+
+    def status(self, row: JobRow) -> JobStatus:
+        base = f"/v1/jobs/{row.id}"
+        return JobStatus(
+            id=row.id,
+            state=row.state,  # type: ignore[arg-type]
+            counts=JobCounts(total=row.total, done=row.done, ok=row.n_ok, failed=row.n_failed),
+            models=row.models,
+            properties=row.properties,
+            created=_time(row.created),  # type: ignore[arg-type]
+            started=_time(row.started),
+            finished=_time(row.finished),
+            expires=_time(row.finished + self.settings.jobs_ttl_s if row.finished is not None else None),
+            error=Notice(code=row.error_code, detail=row.error_detail or "") if row.error_code else None,
+            links=JobLinks(self=base, results=f"{base}/results"),
+        )
+
+    async def create(
+        self, files: Sequence[Upload], selection: Selection, *, idempotency_key: str | None = None
+    ) -> tuple[JobStatus, bool]:
+        """Store the files as a new queued job.
+
+        Returns:
+            The job, and whether it is new (``False``: the idempotency key named an existing job).
+
+        Raises:
+            StorageFull: the job would pass ``jobs_max_storage_bytes``.
+        """
+        await self._open(create=True)
+        if idempotency_key is not None:
+            existing = await self._db(self.store.find_key, idempotency_key)
+            if existing is not None:
+                return self.status(existing), False
+        models = [e.ref for e in selection.entries] if selection.alternatives else []
+        size = sum(len(f.data) for f in files)
+        async with self._lock:
+            used = await self._db(self.store.storage_bytes)
+            limit = self.settings.jobs_max_storage_bytes
+            if used + size > limit:
+                raise StorageFull(
+                    f"Stored jobs use {used:,} of {limit:,} bytes and this one needs {size:,}; "
+                    "delete finished jobs (DELETE /v1/jobs/{id}) or wait for them to expire."
+                )
+            job_id = uuid.uuid4().hex
+            folder = self.jobs_dir / job_id
+            rows = await asyncio.to_thread(write_inputs, folder / "inputs.bin", files)
+            try:
+                await self._db(
+                    self.store.create,
+                    job_id=job_id,
+                    created=time.time(),
+                    models=models,
+                    properties=list(selection.primary),
+                    inputs=rows,
+                    input_bytes=size,
+                    idempotency_key=idempotency_key,
+                )
+            except sqlite3.IntegrityError:  # the same key, submitted twice at once
+                await asyncio.to_thread(shutil.rmtree, folder, True)
+                existing = await self._db(self.store.find_key, idempotency_key)
+                if existing is None:
+                    raise
+                return self.status(existing), False
+        log.info("job %s queued: %d files, %d bytes", job_id, len(rows), size)
+        self._wake.set()
+        return await self.get(job_id), True
+
+    async def _row(self, job_id: str) -> JobRow:
+        row = None
+        if _ID_RE.match(job_id) and await self._open(create=False):
+            row = await self._db(self.store.get, job_id)
+        if row is None:
+            raise JobNotFound(f"No job {job_id!r}: it never existed, was deleted, or expired.")
+        return row
+
+    async def get(self, job_id: str) -> JobStatus:
+        """Raises: JobNotFound."""
+        return self.status(await self._row(job_id))
+
+    async def recent(self, limit: int) -> list[JobStatus]:
+        if not await self._open(create=False):
+            return []
+        return [self.status(r) for r in await self._db(self.store.recent, limit)]
+
+    async def delete(self, job_id: str) -> JobStatus:
+        """Cancel the job if it has not finished, then delete it with its inputs and results.
+
+        Returns:
+            Its last status (``cancelled`` when it had not finished).
+        """
+        async with self._lock:
+            row = await self._row(job_id)
+            if self._current is not None and self._current[0] == job_id:
+                self._current[1].cancel()
+                await asyncio.wait([self._current[1]])
+            row = await self._row(job_id)
+            await self._remove(job_id)
+        status = self.status(row)
+        if status.state not in FINISHED:
+            status.state, status.finished = "cancelled", datetime.now(UTC)
+        log.info("job %s deleted (%s)", job_id, status.state)
+        return status
+
+    async def _remove(self, job_id: str) -> None:
+        await self._db(self.store.delete, job_id)
+        await asyncio.to_thread(shutil.rmtree, self.jobs_dir / job_id, True)
+
+    async def results(
+        self, job_id: str, fmt: Literal["csv", "ndjson"], *, offset: int = 0, header: bool = True
+    ) -> tuple[JobStatus, AsyncIterator[str]]:
+        """The job's results so far, from row ``offset``, streamed a page at a time.
+
+        Raises:
+            JobNotFound.
+        """
+        row = await self._row(job_id)
+
+        async def pages() -> AsyncIterator[str]:
+            position = offset
+            if fmt == "csv" and header:
+                yield csv_lines([], row.properties, header=True)
+            while True:
+                payloads = await self._db(self.store.results, job_id, position, _PAGE)
+                if not payloads:
+                    return
+                position += len(payloads)
+                yield csv_lines(payloads, row.properties, header=False) if fmt == "csv" else ndjson_lines(payloads)
+                if len(payloads) < _PAGE:
+                    return
+
+        return self.status(row), pages()
+
+    # -- the runner ----------------------------------------------------------------------
+
+    async def _main(self) -> None:
+        last_sweep = -float("inf")
+        sweep_every = min(60.0, max(0.5, self.settings.jobs_ttl_s / 4))
+        while True:
+            try:
+                if await self._open(create=False):
+                    if time.monotonic() - last_sweep >= sweep_every:
+                        last_sweep = time.monotonic()
+                        await self._sweep()
+                    if self.state.ready and await self._run_next():
+                        continue
+            except Exception:  # noqa: BLE001 - the runner never dies; the next round retries
+                log.exception("job runner error")
+                await asyncio.sleep(1.0)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=sweep_every if self.state.ready else 0.2)
+
+    async def _sweep(self) -> None:
+        """Delete expired jobs, and input folders left without a job by a crash."""
+        async with self._lock:
+            for job_id in await self._db(self.store.expired, time.time() - self.settings.jobs_ttl_s):
+                await self._remove(job_id)
+                log.info("job %s expired and was deleted", job_id)
+            if not self._swept_orphans and self.jobs_dir.is_dir():
+                self._swept_orphans = True
+                known = await self._db(self.store.job_ids)
+                for folder in self.jobs_dir.iterdir():
+                    if folder.name not in known:
+                        await asyncio.to_thread(shutil.rmtree, folder, True)
+
+    async def _run_next(self) -> bool:
+        """Run the next queued (or interrupted) job to its end; ``False`` when there is none."""
+        async with self._lock:
+            row = await self._db(self.store.next_runnable)
+            if row is None:
+                return False
+            task = asyncio.get_running_loop().create_task(self._run(row), name=f"job-{row.id}")
+            self._current = (row.id, task)
+        try:
+            await asyncio.wait([task])
+        finally:
+            self._current = None
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.error("job %s failed", row.id, exc_info=exc)
+            await self._db(
+                self.store.finish, row.id, "failed", time.time(), ("internal_error", f"The job stopped: {exc}")
+            )
+        return True
+
+    async def _run(self, row: JobRow) -> None:
+        registry, engine = self.state.require_ready()
+        try:
+            selection = registry.select(row.models or None)
+        except ServiceError as exc:
+            await self._db(self.store.finish, row.id, "failed", time.time(), (exc.code, exc.detail))
+            return
+        await self._db(self.store.mark_running, row.id, time.time())
+        log.info("job %s running (%d of %d files done)", row.id, row.done, row.total)
+        try:
+            fh = open(self.jobs_dir / row.id / "inputs.bin", "rb")  # noqa: SIM115 - closed below
+        except FileNotFoundError:
+            error = InputsMissing("The job's uploaded files are missing from the server's disk.")
+            await self._db(self.store.finish, row.id, "failed", time.time(), (error.code, error.detail))
+            return
+        with fh:
+            while pending := await self._db(self.store.pending, row.id, self.settings.jobs_chunk):
+                files = await asyncio.to_thread(_read_files, fh, pending)
+                await self._run_chunk(row.id, engine, selection, pending, files)
+        await self._db(self.store.finish, row.id, "done", time.time())
+        log.info("job %s done", row.id)
+
+    async def _run_chunk(
+        self, job_id: str, engine: Engine, selection: Selection, pending: list[InputRow], files: list[Upload]
+    ) -> None:
+        buffer: list[FileResult] = []
+        seen: set[int] = set()
+        last_flush = time.monotonic()
+
+        async def flush() -> None:
+            nonlocal buffer, last_flush
+            if buffer:
+                batch, buffer = buffer, []
+                await self._db(self.store.record, job_id, batch)
+            last_flush = time.monotonic()
+
+        current: int | None = None
+        rows: list[tuple[bool, str]] = []
+        try:
+            async with contextlib.aclosing(engine.iter_batch(files, selection)) as items:
+                async for item in items:
+                    if current is not None and item.index != current:
+                        buffer.append(FileResult(pending[current].idx, rows))
+                        rows = []
+                        if len(buffer) >= _FLUSH_FILES or time.monotonic() - last_flush >= _FLUSH_SECONDS:
+                            await flush()
+                    current = item.index
+                    seen.add(current)
+                    item = item.model_copy(update={"index": pending[current].idx})
+                    rows.append((item.ok, item.model_dump_json()))
+            if current is not None:
+                buffer.append(FileResult(pending[current].idx, rows))
+            for position, inp in enumerate(pending):  # a file that gave no result at all
+                if position not in seen:
+                    error = BatchError(
+                        index=inp.idx,
+                        filename=inp.filename,
+                        error=Notice(code="invalid_cif", detail="The file holds no CIF data block."),
+                    )
+                    buffer.append(FileResult(inp.idx, [(False, error.model_dump_json())]))
+        finally:
+            await asyncio.shield(flush())
+
+
+def _read_files(fh: IO[bytes], pending: Sequence[InputRow]) -> list[Upload]:
+    """The pending files' bytes from the job's ``inputs.bin`` (or the error found on upload)."""
+    files = []
+    for inp in pending:
+        if inp.error_code is not None:
+            error = ServiceError(inp.error_detail or inp.error_code, code=inp.error_code)
+            files.append(Upload(inp.filename, error=error))
+            continue
+        fh.seek(inp.offset)
+        files.append(Upload(inp.filename, fh.read(inp.length)))
+    return files

@@ -1,0 +1,57 @@
+"""Bodies of the jobs API (``/v1/jobs``); results themselves are ``BatchItem`` lines or CSV rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from ..schemas import Notice
+
+__all__ = ["JobState", "JobCounts", "JobLinks", "JobStatus", "JobList", "FINISHED"]
+
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+#: States a job never leaves.
+FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+
+
+class JobCounts(BaseModel):
+    """Progress of a job.
+
+    ``total`` and ``done`` count input files (``done / total`` is the progress); ``ok`` and
+    ``failed`` count result rows, one per structure (a CIF with several data blocks gives
+    several rows; a file that cannot be read gives one failed row).
+    """
+
+    total: int = Field(description="Input files, archive members included.")
+    done: int = Field(description="Input files processed so far.")
+    ok: int = Field(description="Structures predicted so far.")
+    failed: int = Field(description="Structures or files that could not be predicted so far.")
+
+
+class JobLinks(BaseModel):
+    self: str = Field(examples=["/v1/jobs/3f2a..."])
+    results: str = Field(examples=["/v1/jobs/3f2a.../results"])
+
+
+class JobStatus(BaseModel):
+    """One batch-screening job (times are UTC)."""
+
+    id: str
+    state: JobState
+    counts: JobCounts
+    models: list[str] = Field(description="Models asked for (``[]``: the default model of each property).")
+    properties: list[str] = Field(description="Properties in the results, in CSV column order.")
+    created: datetime
+    started: datetime | None = None
+    finished: datetime | None = None
+    expires: datetime | None = Field(None, description="When a finished job will be deleted.")
+    error: Notice | None = Field(None, description="Why the whole job failed (state ``failed``).")
+    links: JobLinks
+
+
+class JobList(BaseModel):
+    """Recent jobs, newest first."""
+
+    jobs: list[JobStatus]

@@ -1,0 +1,243 @@
+"""Fixtures for the jobs tests: live servers whose job data lives in a temporary folder.
+
+The model repository (``models_dir``) and the CIFs (``cifs``) come from ``tests/service/conftest.py``.
+Servers are real uvicorn servers on 127.0.0.1, in a thread (``JobServer``) or, where a test kills
+the process, a ``python -m service`` subprocess (``service_process``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from service import Settings, create_app
+
+GOOD = ("nacl", "cu", "cscl", "srtio3", "triclinic")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class JobServer:
+    """``create_app(settings)`` served by uvicorn in a thread on 127.0.0.1 (port 0: any free one)."""
+
+    settings: Settings
+    port: int = 0
+    url: str = ""
+    _server: uvicorn.Server | None = None
+    _thread: threading.Thread | None = None
+
+    def start(self, ready_timeout: float = 180.0) -> JobServer:
+        config = uvicorn.Config(
+            create_app(self.settings), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, name="uvicorn-jobs-test", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + ready_timeout
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.01)
+        port = self._server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            while client.get("/readyz").status_code != 200:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the test server did not get ready")
+                time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=60)
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def jobs_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobServer]:
+    """The main jobs server: default job limits, one parse worker, its own data folder."""
+    settings = Settings(models_dir=models_dir, parse_workers=1, data_dir=tmp_path_factory.mktemp("jobs-data"))
+    live = JobServer(settings).start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def jobs_client(jobs_server: JobServer) -> Iterator[httpx.Client]:
+    with jobs_server.client() as c:
+        yield c
+
+
+@pytest.fixture
+def job_server_factory() -> Iterator[Callable[..., JobServer]]:
+    """Start extra servers in a test (``factory(settings, port=0)``); they stop when it ends."""
+    started: list[JobServer] = []
+
+    def start(settings: Settings, port: int = 0) -> JobServer:
+        live = JobServer(settings, port=port)
+        started.append(live)
+        return live.start()
+
+    yield start
+    for live in started:
+        live.stop()
+
+
+@pytest.fixture
+def wait_job() -> Callable[..., dict[str, Any]]:
+    """``wait_job(client, job_id, until=finished, timeout=60)``: poll a job until ``until(status)``."""
+
+    def wait(
+        client: httpx.Client,
+        job_id: str,
+        until: Callable[[dict[str, Any]], bool] = lambda s: s["state"] in {"done", "failed", "cancelled"},
+        timeout: float = 60.0,
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = client.get(f"/v1/jobs/{job_id}").raise_for_status().json()
+            if until(status):
+                return status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} did not get there in {timeout} s: {status}")
+            time.sleep(0.05)
+
+    return wait
+
+
+@pytest.fixture
+def make_archive() -> Callable[[dict[str, str], str], bytes]:
+    """``make_archive({name: text}, "zip" | "tar.gz")``: the archive's bytes."""
+
+    def make(members: dict[str, str], kind: str = "zip") -> bytes:
+        buf = io.BytesIO()
+        if kind == "zip":
+            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+                for name, text in members.items():
+                    zf.writestr(name, text)
+        else:
+            with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+                for name, text in members.items():
+                    data = text.encode()
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    return make
+
+
+@pytest.fixture
+def many_cifs(cifs: dict[str, str]) -> Callable[[int], dict[str, str]]:
+    """``many_cifs(n)``: ``n`` good CIFs named ``set/NNNNN-<crystal>.cif`` (cycling through five crystals)."""
+
+    def make(n: int) -> dict[str, str]:
+        return {f"set/{i:05d}-{GOOD[i % len(GOOD)]}.cif": cifs[GOOD[i % len(GOOD)]] for i in range(n)}
+
+    return make
+
+
+@dataclass
+class ServiceProcess:
+    """``python -m service`` in its own process group, so that a test can ``kill -9`` all of it."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def service_process(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
+    """``start(env)``: a ready ``python -m service`` subprocess with ``CRYSTAL_*`` settings from ``env``."""
+    started: list[ServiceProcess] = []
+
+    def start(env: dict[str, str]) -> ServiceProcess:
+        port = free_port()
+        log = open(tmp_path / f"service-{port}.log", "wb")  # noqa: SIM115 - the process holds it
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+            env={**os.environ, **env},
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        live = ServiceProcess(proc, f"http://127.0.0.1:{port}")
+        started.append(live)
+        deadline = time.monotonic() + 180
+        with httpx.Client(base_url=live.url, timeout=5) as client:
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"the service exited: {(tmp_path / f'service-{port}.log').read_text()}")
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        return live
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the service did not get ready")
+                time.sleep(0.1)
+
+    yield start
+    for live in started:
+        live.stop()
+
+
+@pytest.fixture(scope="session")
+def limited_jobs_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobServer]:
+    """A jobs server with an API key and small job limits (4 files, 48 KiB, 8 KiB per CIF, 12 kB stored)."""
+    settings = Settings(
+        models_dir=models_dir,
+        parse_workers=1,
+        data_dir=tmp_path_factory.mktemp("limited-jobs-data"),
+        api_key="s3cret",
+        max_file_bytes=8 << 10,
+        jobs_max_files=4,
+        jobs_max_request_bytes=48 << 10,
+        jobs_max_unpacked_bytes=24 << 10,
+        jobs_max_storage_bytes=12_000,
+    )
+    live = JobServer(settings).start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def limited_client(limited_jobs_server: JobServer) -> Iterator[httpx.Client]:
+    with limited_jobs_server.client(headers={"X-API-Key": "s3cret"}) as c:
+        yield c
