@@ -241,3 +241,73 @@ def limited_jobs_server(models_dir: Path, tmp_path_factory: pytest.TempPathFacto
 def limited_client(limited_jobs_server: JobServer) -> Iterator[httpx.Client]:
     with limited_jobs_server.client(headers={"X-API-Key": "s3cret"}) as c:
         yield c
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nothing listens on (yet)."""
+    return free_port()
+
+
+class FlakyProxy:
+    """A TCP proxy on 127.0.0.1 that hangs up on its first ``drop`` connections, then forwards to ``port``.
+
+    A dropped connection is closed once the client has sent its first bytes, without an answer:
+    what a client sees when a server or a network goes away mid-request.
+    """
+
+    def __init__(self, port: int, drop: int) -> None:
+        self.target = port
+        self.drop = drop
+        self.dropped = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        self._closed = False
+        threading.Thread(target=self._accept, name="flaky-proxy", daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.dropped < self.drop:
+                self.dropped += 1
+                client.recv(1024)
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+
+
+@pytest.fixture
+def flaky_proxy() -> Iterator[Callable[[int, int], FlakyProxy]]:
+    """``flaky_proxy(port, drop)``: a :class:`FlakyProxy` closed when the test ends."""
+    proxies: list[FlakyProxy] = []
+
+    def make(port: int, drop: int) -> FlakyProxy:
+        proxies.append(FlakyProxy(port, drop))
+        return proxies[-1]
+
+    yield make
+    for proxy in proxies:
+        proxy.close()

@@ -1,0 +1,13 @@
+"""Client of the prediction service: the ``crystal-predict`` command.
+
+A package of its own, not part of ``service``: importing ``service`` builds on torch and
+pymatgen, while the client needs only httpx and tqdm, so it starts in a fraction of a second
+and can be installed where the service is not.
+"""
+
+from __future__ import annotations
+
+from ._http import ServiceClient, ServiceError
+from .cli import main
+
+__all__ = ["ServiceClient", "ServiceError", "main"]

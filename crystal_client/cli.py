@@ -1,0 +1,221 @@
+"""``crystal-predict``: screen a folder of CIFs through the service's jobs API, or predict one CIF.
+
+    crystal-predict screen DIR_OR_ARCHIVE --url http://127.0.0.1:8000 --out results.csv
+    crystal-predict screen DIR_OR_ARCHIVE --job JOB_ID --out results.csv   # resume
+    crystal-predict predict FILE.cif
+
+``screen`` packs every ``*.cif`` under the folder (recursively) into a ``.tar.gz``, submits it
+as a job, shows a progress bar (files, rate, ETA) until the job finishes, and downloads the
+results as CSV: one row per structure with ``file, formula, n_sites``, each property and the
+model that predicted it, and ``error_code, error`` for the ones that could not be predicted.
+The download goes to ``OUT.<job>.part`` and is renamed to ``OUT`` once complete; an interrupted
+run resumes with ``--job`` (which skips the upload) and continues a partial download where it
+stopped. Connection errors are retried with back-off (``--retries``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from tqdm import tqdm
+
+from ._files import archive_media_type, find_cifs, pack
+from ._http import RETRY_STATUSES, ServiceClient, ServiceError
+
+__all__ = ["main"]
+
+FINISHED = {"done", "failed", "cancelled"}
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _submit(client: ServiceClient, path: Path, models: str | None) -> dict[str, Any]:
+    """Upload a folder's CIFs (packed) or an archive as a new job."""
+    params = {"models": models} if models else {}
+    headers = {"Idempotency-Key": uuid.uuid4().hex}  # one key for every retry of this upload
+    with tempfile.TemporaryDirectory(prefix="crystal-predict-") as tmp:
+        if path.is_dir():
+            files = find_cifs(path)
+            if not files:
+                raise ServiceError("no_cifs", f"no *.cif file under {path}")
+            archive, media = Path(tmp) / "upload.tar.gz", "application/gzip"
+            pack(path, files, archive)
+            _say(f"packed {len(files)} CIFs from {path} ({archive.stat().st_size / 1e6:.1f} MB)")
+        else:
+            archive, media = path, archive_media_type(path) or ""
+            if not media:
+                raise ServiceError("not_an_archive", f"{path} is neither a folder nor a .zip/.tar.gz archive")
+
+        def body() -> dict[str, Any]:
+            return {"content": archive.read_bytes(), "headers": {**headers, "Content-Type": media}}
+
+        response = client.request("POST", "/v1/jobs", params=params, body=body, timeout=None)
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def _follow(client: ServiceClient, job: dict[str, Any], *, poll: float, progress: bool) -> dict[str, Any]:
+    """Poll the job until it finishes, with a progress bar over its files."""
+    counts = job["counts"]
+    with tqdm(
+        total=counts["total"],
+        initial=counts["done"],
+        unit="file",
+        desc="screening",
+        disable=not progress,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    ) as bar:
+        while True:
+            counts = job["counts"]
+            bar.set_postfix(ok=counts["ok"], failed=counts["failed"], refresh=False)
+            bar.update(counts["done"] - bar.n)
+            if job["state"] in FINISHED:
+                return job
+            time.sleep(poll)
+            job = client.request("GET", f"/v1/jobs/{job['id']}").json()
+
+
+def _complete_rows(part: Path) -> int:
+    """Data rows of a partial CSV download (``-1``: not even a header), its cut last line dropped.
+
+    The service's CSV holds no line break inside a cell, so lines are rows.
+    """
+    if not part.exists():
+        return -1
+    data = part.read_bytes()
+    keep = data[: data.rfind(b"\n") + 1]
+    if len(keep) != len(data):
+        with open(part, "r+b") as fh:
+            fh.truncate(len(keep))
+    return keep.count(b"\n") - 1
+
+
+def _download(client: ServiceClient, job_id: str, out: Path) -> int:
+    """Download the job's CSV to ``out``, resuming ``out.<job>.part``; returns the rows written."""
+    part = out.with_name(f"{out.name}.{job_id}.part")
+    rows = _complete_rows(part)
+    if rows > 0:
+        _say(f"resuming the download after {rows} rows")
+    attempt = 0
+    while True:
+        params = {"format": "csv", "offset": max(rows, 0), "header": "true" if rows < 0 else "false"}
+        try:
+            with client.http.stream("GET", f"/v1/jobs/{job_id}/results", params=params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    if response.status_code not in RETRY_STATUSES:
+                        raise ServiceError.from_response(response)
+                    raise httpx.TransportError(f"HTTP {response.status_code}")
+                with open(part, "ab") as fh:
+                    for chunk in response.iter_bytes():
+                        fh.write(chunk)
+            break
+        except httpx.TransportError as exc:
+            attempt += 1
+            client.wait(attempt, f"download: {type(exc).__name__}: {exc or 'connection lost'}")
+            rows = _complete_rows(part)
+    rows = _complete_rows(part)
+    os.replace(part, out)
+    return rows
+
+
+def screen(args: argparse.Namespace) -> int:
+    with ServiceClient(args.url, api_key=args.api_key, retries=args.retries) as client:
+        if args.job:
+            job = client.request("GET", f"/v1/jobs/{args.job}").json()
+            _say(f"job {job['id']}: {job['state']}, {job['counts']['done']} of {job['counts']['total']} files done")
+        else:
+            job = _submit(client, Path(args.path), args.models)
+            _say(f"job {job['id']} submitted: {job['counts']['total']} files")
+        _say(f"if interrupted, resume with: crystal-predict screen {args.path} --job {job['id']} --out {args.out}")
+        job = _follow(client, job, poll=args.poll, progress=not args.no_progress)
+        rows = _download(client, job["id"], Path(args.out))
+    counts = job["counts"]
+    _say(f"job {job['state']}: wrote {rows} rows to {args.out} ({counts['ok']} predicted, {counts['failed']} failed)")
+    if job["state"] != "done":
+        error = job.get("error") or {}
+        _say(f"error: the job {job['state']}: {error.get('code', '')} {error.get('detail', '')}".rstrip())
+        return 1
+    if rows != counts["ok"] + counts["failed"]:
+        _say(f"error: expected {counts['ok'] + counts['failed']} rows, got {rows}; run again with --job to resume")
+        return 1
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    params = {"models": args.models} if args.models else {}
+    with ServiceClient(args.url, api_key=args.api_key, retries=args.retries) as client:
+
+        def body() -> dict[str, Any]:
+            return {"files": {"file": (path.name, path.read_bytes(), "chemical/x-cif")}}
+
+        try:
+            result = client.request("POST", "/v1/predict", params=params, body=body).json()
+        except ServiceError as exc:
+            _say(f"{path.name}: {exc.code}: {exc.detail}")
+            return 1
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    structure = result["structure"]
+    print(f"{path.name}: {structure['reduced_formula']} ({structure['n_sites']} sites)")
+    width = max((len(name) for name in result["predictions"]), default=0)
+    for name, pred in result["predictions"].items():
+        print(f"  {name:<{width}}  {pred['value']:>10.4f} {pred['unit']:<8} ({pred['model']}@{pred['version']})")
+    for warning in result.get("warnings", []):
+        print(f"  warning {warning['code']}: {warning['detail']}")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=os.environ.get("CRYSTAL_URL", DEFAULT_URL), help="service URL (CRYSTAL_URL)")
+    common.add_argument("--api-key", default=os.environ.get("CRYSTAL_API_KEY"), help="X-API-Key (CRYSTAL_API_KEY)")
+    common.add_argument("--models", help="comma-separated model names (default: the service's defaults)")
+    common.add_argument("--retries", type=int, default=8, help="retries on connection errors (default 8)")
+    parser = argparse.ArgumentParser(
+        prog="crystal-predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("screen", parents=[common], help="screen a folder of CIFs (or an archive) as a job")
+    s.add_argument("path", help="folder searched recursively for *.cif, or a .zip / .tar.gz archive")
+    s.add_argument("--out", default="results.csv", help="CSV to write (default results.csv)")
+    s.add_argument("--job", help="follow and download this existing job instead of submitting")
+    s.add_argument("--poll", type=float, default=1.0, help="seconds between progress polls (default 1)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.set_defaults(func=screen)
+    p = sub.add_parser("predict", parents=[common], help="predict one CIF")
+    p.add_argument("file", help="a CIF file")
+    p.add_argument("--json", action="store_true", help="print the service's JSON answer")
+    p.set_defaults(func=predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ServiceError as exc:
+        _say(f"error: {exc.code}: {exc.detail}")
+        return 1
+    except KeyboardInterrupt:
+        _say("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
