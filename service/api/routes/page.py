@@ -1,0 +1,27 @@
+"""``GET /``: the screening page, and its script and style sheet (static files, no build step)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+from ...errors import NotFound
+
+router = APIRouter(tags=["page"])
+
+_STATIC = Path(__file__).resolve().parents[2] / "static"
+_ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+
+
+@router.get("/", include_in_schema=False)
+async def page() -> FileResponse:
+    return FileResponse(_STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+
+@router.get("/static/{name}", include_in_schema=False)
+async def asset(name: str) -> FileResponse:
+    if name not in _ASSETS:
+        raise NotFound(f"No static file {name!r}.")
+    return FileResponse(_STATIC / name, media_type=_ASSETS[name])
