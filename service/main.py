@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from .api import api_router
 from .errors import install_error_handler
-from .jobs import JobService
+from .jobs import InteractiveTrafficMiddleware, JobService
 from .metrics import Metrics, MetricsMiddleware
 from .settings import Settings, get_settings
 from .state import ServiceState
@@ -50,5 +50,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.jobs = jobs
     install_error_handler(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(InteractiveTrafficMiddleware, traffic=jobs.traffic)
     app.include_router(api_router)
     return app

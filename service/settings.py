@@ -68,9 +68,9 @@ class Settings(BaseSettings):
         jobs_max_storage_bytes: Most bytes all stored jobs may use (inputs and results);
             a job that would pass it is refused with ``storage_full``.
         jobs_ttl_s: Seconds a finished job is kept (default 7 days), then deleted.
-        jobs_chunk: Files a job reads from disk and hands to the engine per step; the engine
-            parses ``batch_concurrency`` of them at a time, which leaves the parse pool to
-            interactive requests in between.
+        jobs_chunk: Files a job reads from disk at a time.
+        jobs_in_flight: Files of a job in the engine (parsing or inference) at a time; while an
+            interactive request is being answered, a job starts no new file beyond one.
     """
 
     model_config = SettingsConfigDict(env_prefix="CRYSTAL_", extra="forbid", frozen=True)
@@ -100,6 +100,7 @@ class Settings(BaseSettings):
     jobs_max_storage_bytes: int = Field(10 * 1024 * MIB, ge=1)
     jobs_ttl_s: float = Field(7 * 86_400.0, gt=0)
     jobs_chunk: int = Field(256, ge=1)
+    jobs_in_flight: int = Field(4, ge=1, le=256)
 
     @field_validator("device")
     @classmethod

@@ -1,12 +1,13 @@
 """The job service: creates, lists and deletes jobs, and runs them one at a time in the background.
 
 A job runs on the same engine as interactive requests (the parse pool, then the micro-batching
-inference workers), through :meth:`Engine.iter_batch` one chunk of ``jobs_chunk`` files at a
-time. The engine parses at most ``batch_concurrency`` files of a chunk at once, so a request
-arriving during a job waits behind at most that many parses, never behind the whole job; its
-structures join the next micro-batch. Finished files are committed every quarter second (or
-every 64 files), each with its results in one transaction; after a crash the job resumes with
-the files that have no result.
+inference workers): each file goes through :meth:`Engine.iter_batch`, ``jobs_in_flight`` files
+at a time, read from disk ``jobs_chunk`` at a time. Interactive requests keep priority: while
+one is being answered the runner starts no new file beyond one (see ``_priority``), so a request
+waits behind at most ``jobs_in_flight`` job files, never behind the whole job; its structures
+join the next micro-batch. Finished files are committed every quarter second (or every 64
+files), each with its results in one transaction; after a crash the job resumes with the files
+that have no result.
 
 Nothing is read or written until the first job is submitted, or until the database exists.
 """
@@ -38,6 +39,7 @@ from ..uploads import Upload
 from ._errors import InputsMissing, JobNotFound, StorageFull
 from ._export import csv_lines, ndjson_lines
 from ._ingest import write_inputs
+from ._priority import InteractiveTraffic
 from ._store import FileResult, InputRow, JobRow, JobStore
 from .schemas import FINISHED, JobCounts, JobLinks, JobStatus
 
@@ -74,6 +76,7 @@ class JobService:
         self._lock = asyncio.Lock()
         self._current: tuple[str, asyncio.Task[None]] | None = None
         self._swept_orphans = False
+        self.traffic = InteractiveTraffic()
 
     @property
     def jobs_dir(self) -> Path:
@@ -328,42 +331,46 @@ class JobService:
     async def _run_chunk(
         self, job_id: str, engine: Engine, selection: Selection, pending: list[InputRow], files: list[Upload]
     ) -> None:
+        """Run files through the engine, ``jobs_in_flight`` at a time, yielding to interactive requests."""
         buffer: list[FileResult] = []
-        seen: set[int] = set()
-        last_flush = time.monotonic()
+        running: set[asyncio.Task[None]] = set()
+        window = asyncio.Semaphore(self.settings.jobs_in_flight)
+
+        async def one(inp: InputRow, upload: Upload) -> None:
+            try:
+                items = [item async for item in engine.iter_batch([upload], selection)]
+                if not items:  # a file that gave no result at all
+                    notice = Notice(code="invalid_cif", detail="The file holds no CIF data block.")
+                    items = [BatchError(index=0, filename=inp.filename, error=notice)]
+                rows = [(i.ok, i.model_copy(update={"index": inp.idx}).model_dump_json()) for i in items]
+                buffer.append(FileResult(inp.idx, rows))
+            finally:
+                window.release()
 
         async def flush() -> None:
-            nonlocal buffer, last_flush
+            nonlocal buffer
             if buffer:
                 batch, buffer = buffer, []
                 await self._db(self.store.record, job_id, batch)
-            last_flush = time.monotonic()
 
-        current: int | None = None
-        rows: list[tuple[bool, str]] = []
+        last_flush = time.monotonic()
         try:
-            async with contextlib.aclosing(engine.iter_batch(files, selection)) as items:
-                async for item in items:
-                    if current is not None and item.index != current:
-                        buffer.append(FileResult(pending[current].idx, rows))
-                        rows = []
-                        if len(buffer) >= _FLUSH_FILES or time.monotonic() - last_flush >= _FLUSH_SECONDS:
-                            await flush()
-                    current = item.index
-                    seen.add(current)
-                    item = item.model_copy(update={"index": pending[current].idx})
-                    rows.append((item.ok, item.model_dump_json()))
-            if current is not None:
-                buffer.append(FileResult(pending[current].idx, rows))
-            for position, inp in enumerate(pending):  # a file that gave no result at all
-                if position not in seen:
-                    error = BatchError(
-                        index=inp.idx,
-                        filename=inp.filename,
-                        error=Notice(code="invalid_cif", detail="The file holds no CIF data block."),
-                    )
-                    buffer.append(FileResult(inp.idx, [(False, error.model_dump_json())]))
+            for inp, upload in zip(pending, files, strict=True):
+                await window.acquire()
+                await self.traffic.wait_quiet(lambda: len(running))
+                task = asyncio.get_running_loop().create_task(one(inp, upload))
+                running.add(task)
+                task.add_done_callback(running.discard)
+                if len(buffer) >= _FLUSH_FILES or time.monotonic() - last_flush >= _FLUSH_SECONDS:
+                    last_flush = time.monotonic()
+                    await flush()
+            if running:
+                await asyncio.gather(*running)
         finally:
+            for task in list(running):
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
             await asyncio.shield(flush())
 
 
