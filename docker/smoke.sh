@@ -219,18 +219,29 @@ else
 fi
 
 running() { [[ $("${docker[@]}" inspect --format '{{.State.Running}}' "$cid" 2>/dev/null) == true ]]; }
+# Field of a JSON document (dotted path) read with the container's own Python, so the host needs no jq.
+json_get() {
+    "${docker[@]}" exec -i "$cid" python -c '
+import json, sys
+value = json.load(sys.stdin)
+for key in sys.argv[1].split("."):
+    value = value[key]
+print(value)' "$2" <"$1"
+}
+wait_ready() {
+    local start=$SECONDS codes="" code
+    while :; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url/readyz" || true)
+        [[ $code != 000 && $codes != *"$code"* ]] && codes+="$code "
+        [[ $code == 200 ]] && break
+        running || die "readiness: the container stopped (readyz answers seen: ${codes:-none})"
+        ((SECONDS - start < timeout_s)) || die "readiness: /readyz not 200 after $timeout_s s (last answer $code)"
+        sleep 2
+    done
+    pass "GET /readyz: 200 after $((SECONDS - start)) s (answers seen: ${codes% })"
+}
 
-start=$SECONDS
-codes=""
-while :; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url/readyz" || true)
-    [[ $code != 000 && $codes != *"$code"* ]] && codes+="$code "
-    [[ $code == 200 ]] && break
-    running || die "readiness: the container stopped (readyz answers seen: ${codes:-none})"
-    ((SECONDS - start < timeout_s)) || die "readiness: /readyz not 200 after $timeout_s s (last answer $code)"
-    sleep 2
-done
-pass "GET /readyz: 200 after $((SECONDS - start)) s (answers seen: ${codes% })"
+wait_ready
 
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url/healthz" || true)
 if [[ $code == 200 ]]; then pass "GET /healthz: 200"; else fail "GET /healthz: $code"; fi
@@ -327,8 +338,47 @@ while :; do
     sleep 2
 done
 if [[ $health == healthy ]]; then
-    last=$("${docker[@]}" inspect --format '{{range .State.Health.Log}}{{.Output}}{{end}}' "$cid" | tail -1)
+    last=$("${docker[@]}" inspect --format '{{range .State.Health.Log}}{{.Output}}{{end}}' "$cid" | grep . | tail -1)
     pass "healthcheck: healthy $((SECONDS - start)) s after ready (last probe: $last)"
 else
     fail "healthcheck: $health"
+fi
+
+# --- persistent state --------------------------------------------------------------------------------------------
+# A batch job lives in /data (the compose volume): it must survive recreating the container.
+code=$(curl -s -o "$tmp/job.json" -w '%{http_code}' --max-time 60 \
+    -F "files=@$tmp/NaCl.cif;type=chemical/x-cif" "$url/v1/jobs" || true)
+if [[ $code == 202 ]] && job=$(json_get "$tmp/job.json" id); then
+    start=$SECONDS
+    while state=$(curl -s --max-time 5 "$url/v1/jobs/$job" >"$tmp/job.json" && json_get "$tmp/job.json" state); do
+        [[ $state == queued || $state == running ]] || break
+        ((SECONDS - start < timeout_s)) || break
+        sleep 1
+    done
+    if [[ $state == "done" ]]; then
+        ok=$(json_get "$tmp/job.json" counts.ok || echo '?')
+        pass "POST /v1/jobs: 202, job $job done ($ok structure predicted)"
+    else
+        fail "POST /v1/jobs: job $job is '$state'"
+    fi
+    if "${docker[@]}" exec "$cid" test -s /data/jobs.sqlite3; then
+        pass "data volume: the job store is /data/jobs.sqlite3"
+    else
+        fail "data volume: no /data/jobs.sqlite3 after a job"
+    fi
+    old_cid=$cid
+    "${compose[@]}" up --detach --no-build --force-recreate crystal >"$tmp/up.log" 2>&1 || indent <"$tmp/up.log"
+    cid=$("${compose[@]}" ps -q crystal)
+    [[ -n $cid && $cid != "$old_cid" ]] || die "recreate: compose did not replace container ${old_cid:0:12}"
+    info "recreated the container (${old_cid:0:12} -> ${cid:0:12}), same volume"
+    wait_ready
+    code=$(curl -s -o "$tmp/job.json" -w '%{http_code}' --max-time 10 "$url/v1/jobs/$job" || true)
+    if [[ $code == 200 ]] && [[ $(json_get "$tmp/job.json" state || true) == "done" ]]; then
+        pass "persistence: job $job is still there, done, in the new container"
+    else
+        fail "persistence: GET /v1/jobs/$job answers $code after recreating the container"
+    fi
+else
+    head -c 1000 "$tmp/job.json" 2>/dev/null | indent
+    fail "POST /v1/jobs: $code"
 fi
