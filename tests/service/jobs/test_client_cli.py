@@ -84,7 +84,9 @@ def test_screen_retries_when_connections_drop(
     done = _run("screen", str(tree), "--url", proxy.url, "--out", str(out), "--poll", "0.1")
     assert done.returncode == 0, done.stderr
     assert proxy.dropped == 3
-    assert done.stderr.count("RemoteProtocolError") == 3 and "retry 3/8" in done.stderr
+    retries = [line for line in done.stderr.splitlines() if line.startswith("POST /v1/jobs: ")]
+    assert len(retries) == 3 and "retry 3/8" in retries[-1], done.stderr
+    assert all(("ReadError" in r or "RemoteProtocolError" in r or "WriteError" in r) for r in retries), retries
     assert len(out.read_text().splitlines()) == 1 + 4
     assert len(jobs_client.get("/v1/jobs", params={"limit": 500}).json()["jobs"]) == before + 1, "one job only"
 

@@ -199,3 +199,21 @@ def test_a_running_job_streams_results_yields_to_interactive_requests_and_can_be
     # the runner goes on with the next job
     small = _submit(jobs_client, [("nacl.cif", cifs["nacl"])])
     assert wait_job(jobs_client, small["id"], timeout=30)["state"] == "done"
+
+
+def test_a_job_whose_inputs_vanished_fails_with_a_code_and_the_next_one_runs(
+    jobs_client: httpx.Client, jobs_server: Any, cifs: dict, many_cifs: Callable, make_archive: Callable,
+    wait_job: WaitJob,
+) -> None:  # fmt: skip
+    busy = jobs_client.post(
+        "/v1/jobs", content=make_archive(many_cifs(600), "zip"), headers={"Content-Type": "application/zip"}
+    ).json()
+    doomed = _submit(jobs_client, [("nacl.cif", cifs["nacl"])])  # queued behind the busy job
+    after = _submit(jobs_client, [("cu.cif", cifs["cu"])])
+    assert jobs_client.get(f"/v1/jobs/{doomed['id']}").json()["state"] == "queued"
+    (jobs_server.settings.data_dir / "jobs" / doomed["id"] / "inputs.bin").unlink()
+    jobs_client.delete(f"/v1/jobs/{busy['id']}")
+    failed = wait_job(jobs_client, doomed["id"])
+    assert failed["state"] == "failed" and failed["error"]["code"] == "inputs_missing", failed
+    assert failed["finished"] is not None and failed["counts"]["done"] == 0
+    assert wait_job(jobs_client, after["id"])["state"] == "done"

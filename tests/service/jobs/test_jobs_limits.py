@@ -107,13 +107,13 @@ def test_stored_jobs_have_a_disk_budget(limited_client: httpx.Client, cifs: dict
 def test_finished_jobs_expire(
     models_dir: Path, tmp_path: Path, cifs: dict, job_server_factory: Callable, wait_job: WaitJob
 ) -> None:
-    live = job_server_factory(Settings(models_dir=models_dir, parse_workers=1, data_dir=tmp_path, jobs_ttl_s=1.0))
+    live = job_server_factory(Settings(models_dir=models_dir, parse_workers=1, data_dir=tmp_path, jobs_ttl_s=3.0))
     with live.client() as client:
         job = client.post("/v1/jobs", files={"files": ("nacl.cif", cifs["nacl"])}).json()
         status = wait_job(client, job["id"])
         assert status["state"] == "done" and status["expires"] > status["finished"]
         assert (tmp_path / "jobs" / job["id"]).is_dir()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 20
         while client.get(f"/v1/jobs/{job['id']}").status_code != 404:
             assert time.monotonic() < deadline, "the finished job did not expire"
             time.sleep(0.1)
