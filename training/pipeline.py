@@ -92,7 +92,8 @@ def parse_exclusion(text: str) -> tuple[str, str, float]:
 def hardware() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (CUDA)"
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    n = torch.get_num_threads()
+    return f"{platform.processor() or platform.machine()} CPU, {n} thread{'s' if n != 1 else ''}"
 
 
 def evaluate_model(model: CrystalGraphNet, ids: list[str], graphs: list[Data], labels: np.ndarray,
