@@ -87,11 +87,12 @@ class Engine:
         """Start the parse pool and an inference worker for each device."""
         self._pool = self._new_pool()
         for device in devices:
+            max_atoms = self.settings.batch_max_atoms or (16_384 if device.startswith("cuda") else 256)
             worker = InferenceWorker(
                 device,
                 metrics=self.metrics,
                 max_structures=self.settings.batch_max_structures,
-                max_atoms=self.settings.batch_max_atoms,
+                max_atoms=max_atoms,
                 wait_s=self.settings.batch_wait_ms / 1000,
                 more_coming=lambda: self._parsing > 0,
             )
@@ -105,7 +106,7 @@ class Engine:
             The models that failed, with the reason (the caller stops serving them).
         """
         cif = warmup_cif().encode()
-        configs = tuple({e.graph.fingerprint: e.graph for e in entries}.values()) or (GraphConfig(),)
+        configs = tuple({e.fingerprint: e.graph for e in entries}.values()) or (GraphConfig(),)
         parsed = await asyncio.gather(*(self.featurize(cif, configs) for _ in range(self.settings.parse_workers)))
         if parsed[0][0].error is not None:
             log.warning("warm-up CIF did not featurize: %s", parsed[0][0].error)
@@ -167,7 +168,7 @@ class Engine:
             self.metrics.parse_failures.labels(code).inc()
             raise _structure_error(code, detail)
         rows = await asyncio.gather(
-            *(self._worker(e).predict(e, feat.graphs[e.graph.fingerprint]) for e in selection.entries)
+            *(self._worker(e).predict(e, feat.graphs[e.fingerprint]) for e in selection.entries)
         )
         predictions: dict[str, Prediction] = {}
         alternatives: dict[str, list[Prediction]] = {}

@@ -113,8 +113,9 @@ def _featurize_block(block: str, structure: Structure, configs: Sequence[GraphCo
     graphs: dict[str, GraphArrays] = {}
     try:
         for config in configs:
-            if config.fingerprint not in graphs:
-                graphs[config.fingerprint] = GraphArrays.from_data(structure_to_graph(structure, config))
+            fingerprint = config.fingerprint
+            if fingerprint not in graphs:
+                graphs[fingerprint] = GraphArrays.from_data(structure_to_graph(structure, config))
     except StructureError as exc:
         return Featurized(block=block, structure=info, error=(exc.code, str(exc)))
     except Exception as exc:  # noqa: BLE001 - a pymatgen failure on one block must not lose the rest

@@ -12,6 +12,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ class ModelEntry:
         manifest: The parsed ``manifest.json``.
         predictor: The backend object that runs it.
         parameters: ``{"total", "conv"}`` parameter counts.
+        fingerprint: The graph settings' fingerprint (computed once).
     """
 
     name: str
@@ -59,6 +61,11 @@ class ModelEntry:
     manifest: dict[str, Any]
     predictor: Predictor
     parameters: dict[str, int]
+    fingerprint: str = ""
+
+    def __post_init__(self) -> None:
+        # GraphConfig.fingerprint hashes JSON on every access; requests need it per structure.
+        object.__setattr__(self, "fingerprint", self.config.graph.fingerprint)
 
     @property
     def ref(self) -> str:
@@ -128,12 +135,12 @@ class Selection:
     primary: dict[str, ModelEntry]
     alternatives: bool = False
 
-    @property
+    @cached_property
     def graph_configs(self) -> tuple[GraphConfig, ...]:
         """One graph config per distinct graph fingerprint among the entries."""
         seen: dict[str, GraphConfig] = {}
         for entry in self.entries:
-            seen.setdefault(entry.graph.fingerprint, entry.graph)
+            seen.setdefault(entry.fingerprint, entry.graph)
         return tuple(seen.values())
 
 

@@ -47,7 +47,10 @@ class Settings(BaseSettings):
         parse_workers: Processes parsing CIFs and building graphs.
         torch_threads: Intra-op threads of the inference worker (CPU).
         batch_max_structures: Largest micro-batch handed to a model.
-        batch_max_atoms: Largest number of atoms in one micro-batch.
+        batch_max_atoms: Largest number of atoms in one micro-batch; by default 256 on a CPU
+            (larger batches spill the CPU caches: float64 inference of ~20-atom crystals cost
+            0.7 ms per crystal per model in batches of <= 128 atoms, 4.2 ms in batches of
+            <= 4,096) and 16,384 on a CUDA device.
         batch_wait_ms: How long the inference worker waits for more structures to fill a
             micro-batch, only while other structures are being parsed.
         batch_concurrency: Files of one batch request in the parse pool at a time (keeps room
@@ -83,7 +86,7 @@ class Settings(BaseSettings):
     parse_workers: int = Field(default_factory=_default_parse_workers, ge=1, le=64)
     torch_threads: int = Field(1, ge=1, le=64)
     batch_max_structures: int = Field(64, ge=1)
-    batch_max_atoms: int = Field(16_384, ge=1)
+    batch_max_atoms: int | None = Field(None, ge=1)
     batch_wait_ms: float = Field(2.0, ge=0, le=1000)
     batch_concurrency: int = Field(8, ge=1)
     max_atoms: int = Field(500, ge=1)
