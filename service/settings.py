@@ -52,7 +52,8 @@ class Settings(BaseSettings):
             0.7 ms per crystal per model in batches of <= 128 atoms, 4.2 ms in batches of
             <= 4,096) and 16,384 on a CUDA device.
         batch_wait_ms: How long the inference worker waits for more structures to fill a
-            micro-batch, only while other structures are being parsed.
+            micro-batch; only while other structures are being parsed, and only until a
+            micro-batch is full.
         batch_concurrency: Files of one batch request in the parse pool at a time (keeps room
             for single requests arriving during a large batch).
         max_atoms: Largest structure (atoms per data block) accepted.
@@ -87,7 +88,7 @@ class Settings(BaseSettings):
     torch_threads: int = Field(1, ge=1, le=64)
     batch_max_structures: int = Field(64, ge=1)
     batch_max_atoms: int | None = Field(None, ge=1)
-    batch_wait_ms: float = Field(2.0, ge=0, le=1000)
+    batch_wait_ms: float = Field(10.0, ge=0, le=1000)
     batch_concurrency: int = Field(8, ge=1)
     max_atoms: int = Field(500, ge=1)
     max_file_bytes: int = Field(2 * MIB, ge=1)
