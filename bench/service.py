@@ -199,7 +199,7 @@ def _offline_throughput(
 
 def _default_models(models: Path) -> list[cg.CrystalGraphNet]:
     """The models the service answers with by default, loaded for the offline pipeline."""
-    from service.registry import load_registry
+    from service.repository import load_registry
 
     registry = load_registry(models, backend="torch", device="cpu")
     return [cg.load_exported(entry.folder).model for entry in registry.select(None).entries]

@@ -1,8 +1,7 @@
-"""The model registry: every ``models/<name>/<version>/`` folder, loaded and resident.
+"""The model registry: loaded model versions, the newest of each name, defaults per property.
 
-Each version of each model is loaded (a reference ``name`` means its newest version,
-``name@version`` a given one). A folder whose manifest, config or weights cannot be trusted is
-refused with one log line and listed in :attr:`Registry.refused`; the others still serve.
+A reference ``name`` means a model's newest version, ``name@version`` a given one. Folders that
+could not be loaded are listed in :attr:`Registry.refused` (see :mod:`service.repository`).
 """
 
 from __future__ import annotations
@@ -16,20 +15,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from crystalgraph import (
-    CGCNNConfig,
-    GraphConfig,
-    SRCGCNNConfig,
-    TargetSpec,
-    build_model,
-    parse_model_config,
-    read_manifest,
-)
+from crystalgraph import CGCNNConfig, GraphConfig, SRCGCNNConfig, TargetSpec
 
-from .backends import Predictor, create_predictor
+from .backends import Predictor
 from .errors import ModelNotFound
 
-__all__ = ["ModelEntry", "RefusedModel", "Selection", "Registry", "load_registry", "version_key"]
+__all__ = ["ModelEntry", "RefusedModel", "Selection", "Registry", "version_key"]
 
 log = logging.getLogger("service.registry")
 
@@ -239,84 +230,3 @@ class Registry:
         kept = [e for e in self.entries if e not in refused]
         extra = [RefusedModel(path=str(e.folder), reason=reason) for e, reason in refused.items()]
         return Registry(kept, [*self.refused, *extra], self._overrides)
-
-
-def _model_folders(models_dir: Path) -> list[Path]:
-    if not models_dir.is_dir():
-        log.warning("model repository %s does not exist: no models to serve", models_dir)
-        return []
-    folders = []
-    for name_dir in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        folders.extend(sorted(p for p in name_dir.iterdir() if p.is_dir() and not p.name.startswith(".")))
-    return folders
-
-
-def _load_entry(folder: Path, backend: str, device: str, precision: str) -> ModelEntry:
-    manifest = read_manifest(folder)
-    config = parse_model_config(manifest["config"])
-    name, version = folder.parent.name, folder.name
-    if (manifest.get("name"), str(manifest.get("version"))) != (name, version):
-        log.warning(
-            "%s: manifest says %s@%s; serving it as %s@%s (its folder)",
-            folder,
-            manifest.get("name"),
-            manifest.get("version"),
-            name,
-            version,
-        )
-    predictor = create_predictor(backend, folder, manifest, device, precision)
-    meta = manifest.get("metadata") or {}
-    parameters = meta.get("parameters") if isinstance(meta, dict) else None
-    if not (isinstance(parameters, dict) and {"total", "conv"} <= parameters.keys()):
-        parameters = build_model(config).count_parameters()
-    return ModelEntry(
-        name=name,
-        version=version,
-        folder=folder,
-        config=config,
-        manifest=manifest,
-        predictor=predictor,
-        parameters={"total": int(parameters["total"]), "conv": int(parameters["conv"])},
-    )
-
-
-def load_registry(
-    models_dir: Path,
-    *,
-    backend: str,
-    device: str,
-    precision: str = "float64",
-    defaults: Mapping[str, str] | None = None,
-) -> Registry:
-    """Load every model folder of a repository; refuse (and log) the ones that fail.
-
-    Args:
-        models_dir: ``<models_dir>/<name>/<version>/``.
-        backend: A name in :data:`service.backends.BACKENDS`.
-        device: A resolved device (``cpu``, ``cuda:0``).
-        precision: ``float64`` or ``float32``.
-        defaults: Default model per property (see :class:`~service.settings.Settings`).
-    """
-    entries: list[ModelEntry] = []
-    refused: list[RefusedModel] = []
-    for folder in _model_folders(Path(models_dir)):
-        try:
-            entry = _load_entry(folder, backend, device, precision)
-        except Exception as exc:  # noqa: BLE001 - any broken folder is refused, the rest serve
-            reason = f"{type(exc).__name__}: {exc}"
-            log.error("refusing model folder %s: %s", folder, reason)
-            refused.append(RefusedModel(path=str(folder), reason=reason))
-            continue
-        log.info(
-            "loaded model %s (%s, %s) on %s/%s",
-            entry.ref,
-            entry.config.model_type,
-            ", ".join(entry.properties),
-            backend,
-            device,
-        )
-        entries.append(entry)
-    registry = Registry(entries, refused, defaults)
-    for prop, entry in sorted(registry.defaults.items()):
-        log.info("default model for %s: %s", prop, entry.ref)
-    return registry

@@ -15,7 +15,8 @@ from .backends import resolve_device
 from .engine import Engine
 from .errors import ModelNotReady
 from .metrics import Metrics
-from .registry import Registry, load_registry
+from .registry import Registry
+from .repository import load_registry
 from .settings import Settings
 
 __all__ = ["ServiceState"]

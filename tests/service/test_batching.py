@@ -13,7 +13,7 @@ from service.batching import InferenceWorker
 from service.errors import InferenceFailed
 from service.featurize import GraphArrays, featurize
 from service.metrics import Metrics
-from service.registry import load_registry
+from service.repository import load_registry
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from service.errors import ModelNotFound
-from service.registry import Registry, load_registry, version_key
+from service.registry import Registry, version_key
+from service.repository import load_registry
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,102 @@
+"""The model repository on disk: every ``models/<name>/<version>/`` folder, loaded into a registry.
+
+Each version of each model is loaded and stays resident. A folder whose manifest, config or
+weights cannot be trusted (unknown format, sha256 mismatch, weights that do not fit the config)
+is refused with one log line and listed as refused; the others still serve.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from crystalgraph import build_model, parse_model_config, read_manifest
+
+from .backends import create_predictor
+from .registry import ModelEntry, RefusedModel, Registry
+
+__all__ = ["load_registry"]
+
+log = logging.getLogger("service.registry")
+
+
+def _model_folders(models_dir: Path) -> list[Path]:
+    if not models_dir.is_dir():
+        log.warning("model repository %s does not exist: no models to serve", models_dir)
+        return []
+    folders = []
+    for name_dir in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        folders.extend(sorted(p for p in name_dir.iterdir() if p.is_dir() and not p.name.startswith(".")))
+    return folders
+
+
+def _load_entry(folder: Path, backend: str, device: str, precision: str) -> ModelEntry:
+    manifest = read_manifest(folder)
+    config = parse_model_config(manifest["config"])
+    name, version = folder.parent.name, folder.name
+    if (manifest.get("name"), str(manifest.get("version"))) != (name, version):
+        log.warning(
+            "%s: manifest says %s@%s; serving it as %s@%s (its folder)",
+            folder,
+            manifest.get("name"),
+            manifest.get("version"),
+            name,
+            version,
+        )
+    predictor = create_predictor(backend, folder, manifest, device, precision)
+    meta = manifest.get("metadata") or {}
+    parameters = meta.get("parameters") if isinstance(meta, dict) else None
+    if not (isinstance(parameters, dict) and {"total", "conv"} <= parameters.keys()):
+        parameters = build_model(config).count_parameters()
+    return ModelEntry(
+        name=name,
+        version=version,
+        folder=folder,
+        config=config,
+        manifest=manifest,
+        predictor=predictor,
+        parameters={"total": int(parameters["total"]), "conv": int(parameters["conv"])},
+    )
+
+
+def load_registry(
+    models_dir: Path,
+    *,
+    backend: str,
+    device: str,
+    precision: str = "float64",
+    defaults: Mapping[str, str] | None = None,
+) -> Registry:
+    """Load every model folder of a repository; refuse (and log) the ones that fail.
+
+    Args:
+        models_dir: ``<models_dir>/<name>/<version>/``.
+        backend: A name in :data:`service.backends.BACKENDS`.
+        device: A resolved device (``cpu``, ``cuda:0``).
+        precision: ``float64`` or ``float32``.
+        defaults: Default model per property (see :class:`~service.settings.Settings`).
+    """
+    entries: list[ModelEntry] = []
+    refused: list[RefusedModel] = []
+    for folder in _model_folders(Path(models_dir)):
+        try:
+            entry = _load_entry(folder, backend, device, precision)
+        except Exception as exc:  # noqa: BLE001 - any broken folder is refused, the rest serve
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("refusing model folder %s: %s", folder, reason)
+            refused.append(RefusedModel(path=str(folder), reason=reason))
+            continue
+        log.info(
+            "loaded model %s (%s, %s) on %s/%s",
+            entry.ref,
+            entry.config.model_type,
+            ", ".join(entry.properties),
+            backend,
+            device,
+        )
+        entries.append(entry)
+    registry = Registry(entries, refused, defaults)
+    for prop, entry in sorted(registry.defaults.items()):
+        log.info("default model for %s: %s", prop, entry.ref)
+    return registry
