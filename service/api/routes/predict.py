@@ -8,8 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from ...intake import read_batch, read_single
 from ...schemas import BatchItem, BatchResponse, PredictRequest, PredictResponse, Problem
-from ...uploads import read_batch, read_single
 from ..deps import EngineDep, LimitsDep, SelectionDep
 
 router = APIRouter(prefix="/v1/predict", tags=["predict"])
