@@ -67,6 +67,7 @@ def load_registry(
     device: str,
     precision: str = "float64",
     defaults: Mapping[str, str] | None = None,
+    model_backends: Mapping[str, str] | None = None,
 ) -> Registry:
     """Load every model folder of a repository; refuse (and log) the ones that fail.
 
@@ -76,12 +77,13 @@ def load_registry(
         device: A resolved device (``cpu``, ``cuda:0``).
         precision: ``float64`` or ``float32``.
         defaults: Default model per property (see :class:`~service.settings.Settings`).
+        model_backends: Backend per model name, overriding ``backend``.
     """
     entries: list[ModelEntry] = []
     refused: list[RefusedModel] = []
     for folder in _model_folders(Path(models_dir)):
         try:
-            entry = _load_entry(folder, backend, device, precision)
+            entry = _load_entry(folder, (model_backends or {}).get(folder.parent.name, backend), device, precision)
         except Exception as exc:  # noqa: BLE001 - any broken folder is refused, the rest serve
             reason = f"{type(exc).__name__}: {exc}"
             log.error("refusing model folder %s: %s", folder, reason)
@@ -92,8 +94,8 @@ def load_registry(
             entry.ref,
             entry.config.model_type,
             ", ".join(entry.properties),
-            backend,
-            device,
+            entry.predictor.backend,
+            entry.predictor.device,
         )
         entries.append(entry)
     registry = Registry(entries, refused, defaults)

@@ -36,7 +36,8 @@ class Settings(BaseSettings):
 
     Attributes:
         models_dir: The model repository, ``<models_dir>/<name>/<version>/manifest.json``.
-        backend: Inference backend serving every model (``torch``; see ``service.backends``).
+        backend: Inference backend serving every model: ``torch`` or ``onnx`` (see ``service.backends``).
+        model_backends: Backend per model name, overriding ``backend``, e.g. ``{"cgcnn-mp-band-gap": "onnx"}``.
         device: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``float64`` (default: a structure's answer does not depend on the batch it
             shares, to the 6 decimals returned) or ``float32`` (faster; answers can move in the
@@ -81,6 +82,7 @@ class Settings(BaseSettings):
 
     models_dir: Path = Path("models")
     backend: str = "torch"
+    model_backends: dict[str, str] = Field(default_factory=dict)
     device: str = "auto"
     precision: Literal["float64", "float32"] = "float64"
     defaults: dict[str, str] = Field(default_factory=dict)
@@ -123,6 +125,11 @@ class Settings(BaseSettings):
         if value not in available_backends():
             raise ValueError(f"backend must be one of {available_backends()}, not {value!r}")
         return value
+
+    @field_validator("model_backends")
+    @classmethod
+    def _check_model_backends(cls, value: dict[str, str]) -> dict[str, str]:
+        return {name: cls._check_backend(b) for name, b in value.items()}
 
     @field_validator("log_level")
     @classmethod

@@ -68,6 +68,7 @@ class ServiceState:
                 device=self.device,
                 precision=s.precision,
                 defaults=s.defaults,
+                model_backends=s.model_backends,
             )
             self.engine = engine = Engine(s, self.metrics)
             await engine.start(sorted({e.predictor.device for e in registry.entries} or {self.device}))

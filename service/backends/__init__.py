@@ -55,8 +55,16 @@ def _load_torch(folder: Path, manifest: dict[str, Any], device: str, precision: 
     return TorchPredictor.load(folder, manifest, device, precision)
 
 
+def _load_onnx(folder: Path, manifest: dict[str, Any], device: str, precision: str) -> Predictor:
+    import torch
+
+    from ._onnx import OnnxBackendPredictor
+
+    return OnnxBackendPredictor.load(folder, manifest, device, num_threads=torch.get_num_threads())
+
+
 #: Backend name -> factory ``(model folder, manifest, device, precision) -> Predictor``.
-BACKENDS: dict[str, BackendFactory] = {"torch": _load_torch}
+BACKENDS: dict[str, BackendFactory] = {"torch": _load_torch, "onnx": _load_onnx}
 
 
 def available_backends() -> list[str]:

@@ -1,0 +1,75 @@
+"""The onnxruntime backend through the API: same answers as torch, reported in /v1/models."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+
+import crystalgraph as cg
+from crystalgraph.onnx_export import export_onnx_checked
+from service.settings import Settings
+
+FE = cg.KNOWN_TARGETS["formation_energy_per_atom"]
+BG = cg.KNOWN_TARGETS["band_gap"]
+NAMES = ("nacl", "cu", "srtio3", "triclinic", "cscl", "big")
+
+
+def _export(root: Path, name: str, model: cg.CrystalGraphNet, onnx: bool) -> None:
+    torch.manual_seed(zlib.crc32(name.encode()))
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    model.set_normalizer(torch.full((len(model.config.targets),), -1.0), torch.full((len(model.config.targets),), 0.7))
+    folder = cg.export_model(model.eval(), root, name, "1", {})
+    if onnx:
+        cg.write_manifest(folder, name, "1", extra_files={"onnx": export_onnx_checked(model, folder)})
+
+
+@pytest.fixture(scope="module")
+def onnx_models(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("onnx-models")
+    small = {"atom_fea_len": 16, "h_fea_len": 32}
+    _export(root, "cg-fe", cg.build_model(cg.CGCNNConfig(targets=(FE,), **small)), onnx=True)
+    _export(root, "sr-bg", cg.build_model(cg.SRCGCNNConfig(targets=(BG,), **small)), onnx=True)
+    _export(root, "torch-only", cg.build_model(cg.CGCNNConfig(targets=(FE, BG), **small)), onnx=False)
+    return root
+
+
+def _values(client, cifs: dict) -> dict[tuple[str, str, str], float]:
+    files = [("files", (f"{n}.cif", cifs[n])) for n in NAMES]
+    out = {}
+    for model in ("cg-fe", "sr-bg", "torch-only"):
+        results = client.post(f"/v1/predict/batch?models={model}", files=files).json()["results"]
+        for r in results:
+            assert r["ok"], r
+            for prop, pred in r["predictions"].items():
+                out[(r["filename"], prop, model)] = pred["value"]
+    return out
+
+
+def test_onnx_backend_matches_torch_through_the_api(onnx_models, cifs, live_server_factory):
+    torch_srv = live_server_factory(Settings(models_dir=onnx_models, parse_workers=1))
+    onnx_srv = live_server_factory(
+        Settings(models_dir=onnx_models, parse_workers=1, backend="onnx", model_backends={"torch-only": "torch"})
+    )
+    with onnx_srv.client() as client:
+        models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+        assert {n: m["backend"] for n, m in models.items()} == {"cg-fe": "onnx", "sr-bg": "onnx", "torch-only": "torch"}
+        assert models["cg-fe"]["provider"] == "CPUExecutionProvider" and models["cg-fe"]["device"] == "cpu"
+        onnx_values = _values(client, cifs)
+    with torch_srv.client() as client:
+        assert {m["backend"] for m in client.get("/v1/models").json()["models"]} == {"torch"}
+        torch_values = _values(client, cifs)
+    assert onnx_values.keys() == torch_values.keys() and len(onnx_values) == 6 * 4
+    for key, value in torch_values.items():
+        assert abs(onnx_values[key] - value) <= 1e-4, key
+
+
+def test_a_model_without_onnx_file_is_refused_by_the_onnx_backend(onnx_models, live_server_factory):
+    srv = live_server_factory(Settings(models_dir=onnx_models, parse_workers=1, backend="onnx"))
+    with srv.client() as client:
+        body = client.get("/v1/models").json()
+    assert sorted(m["name"] for m in body["models"]) == ["cg-fe", "sr-bg"]
+    assert len(body["refused"]) == 1 and "no model.onnx" in body["refused"][0]["reason"]
