@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
@@ -31,6 +32,8 @@ from .registry import ModelEntry
 __all__ = ["InferenceWorker"]
 
 log = logging.getLogger("service.batching")
+
+T = TypeVar("T")
 
 
 @dataclass(eq=False)
@@ -103,6 +106,12 @@ class InferenceWorker:
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(entry, graph, future))
         return await future
+
+    async def call(self, fn: Callable[..., T], *args: object) -> T:
+        """Run ``fn(*args)`` on this worker's inference thread (between micro-batches)."""
+        if self._executor is None:
+            raise ModelNotReady("The inference worker is not running.")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _drain(self, jobs: list[_Job]) -> None:
         while len(jobs) < self.max_structures * 4 and not self._queue.empty():

@@ -67,6 +67,7 @@ def model_info(registry: Registry, entry: ModelEntry) -> ModelInfo:
         device=entry.predictor.device,
         provider=entry.predictor.provider,
         precision=entry.predictor.precision,
+        batch_invariant=registry.batch_invariant.get(entry),
         sha256=entry.weights_sha256,
         created=str(entry.manifest["created"]) if entry.manifest.get("created") else None,
     )

@@ -17,40 +17,20 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-import numpy as np
-
 from crystalgraph import GraphConfig
 
 from .batching import InferenceWorker
 from .errors import InferenceFailed, InternalError, InvalidStructure, ServiceError, TooManyAtoms
-from .featurize import Featurized, GraphArrays, featurize, init_worker
+from .featurize import Featurized, featurize, init_worker
 from .metrics import Metrics
 from .registry import ModelEntry, Selection
 from .schemas import BatchError, BatchItem, BatchResponse, BatchResult, Notice, Prediction, PredictResponse
 from .settings import Settings
 from .uploads import Upload
 
-__all__ = ["Engine", "warmup_cif"]
+__all__ = ["Engine"]
 
 log = logging.getLogger("service.engine")
-
-
-def warmup_cif() -> str:
-    """A rock-salt NaCl CIF, built with pymatgen (warms the parse workers)."""
-    from pymatgen.core import Lattice, Structure
-    from pymatgen.io.cif import CifWriter
-
-    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    return str(CifWriter(nacl))
-
-
-def _warmup_graph() -> GraphArrays:
-    """Two atoms (Na, Cl) bonded both ways: a valid input for any model."""
-    return GraphArrays(
-        z=np.array([11, 17], dtype=np.int64),
-        edge_index=np.array([[1, 0], [0, 1]], dtype=np.int64),
-        edge_dist=np.array([2.82, 2.82], dtype=np.float32),
-    )
 
 
 def _structure_error(code: str, detail: str) -> ServiceError:
@@ -99,26 +79,6 @@ class Engine:
             worker.start()
             self._workers[device] = worker
 
-    async def warm_up(self, entries: Sequence[ModelEntry]) -> dict[ModelEntry, str]:
-        """Start every parse worker and run every model once.
-
-        Returns:
-            The models that failed, with the reason (the caller stops serving them).
-        """
-        cif = warmup_cif().encode()
-        configs = tuple({e.fingerprint: e.graph for e in entries}.values()) or (GraphConfig(),)
-        parsed = await asyncio.gather(*(self.featurize(cif, configs) for _ in range(self.settings.parse_workers)))
-        if parsed[0][0].error is not None:
-            log.warning("warm-up CIF did not featurize: %s", parsed[0][0].error)
-        failed: dict[ModelEntry, str] = {}
-        for entry in entries:
-            try:
-                await self._worker(entry).predict(entry, _warmup_graph())
-            except Exception as exc:  # noqa: BLE001 - a model that cannot predict is not served
-                failed[entry] = f"warm-up failed: {exc}"
-                log.error("refusing model %s: warm-up failed: %s", entry.ref, exc)
-        return failed
-
     async def stop(self) -> None:
         for worker in self._workers.values():
             await worker.stop()
@@ -127,7 +87,8 @@ class Engine:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def _worker(self, entry: ModelEntry) -> InferenceWorker:
+    def worker(self, entry: ModelEntry) -> InferenceWorker:
+        """The inference worker of the model's device."""
         return self._workers[entry.predictor.device]
 
     # -- parsing ---------------------------------------------------------------------------
@@ -137,6 +98,10 @@ class Engine:
             log.error("a parse worker died; starting a new pool")
             self._pool = self._new_pool()
             broken.shutdown(wait=False, cancel_futures=True)
+
+    async def featurize_all(self, files: Sequence[bytes], configs: Sequence[GraphConfig]) -> list[list[Featurized]]:
+        """:meth:`featurize` for several files at once (in file order)."""
+        return list(await asyncio.gather(*(self.featurize(data, configs) for data in files)))
 
     async def featurize(self, data: bytes, configs: Sequence[GraphConfig]) -> list[Featurized]:
         """Parse and build graphs in the pool (a crashed worker is replaced; the file retried once)."""
@@ -167,9 +132,7 @@ class Engine:
             code, detail = feat.error or ("invalid_structure", "The structure could not be read.")
             self.metrics.parse_failures.labels(code).inc()
             raise _structure_error(code, detail)
-        rows = await asyncio.gather(
-            *(self._worker(e).predict(e, feat.graphs[e.fingerprint]) for e in selection.entries)
-        )
+        rows = await asyncio.gather(*(self.worker(e).predict(e, feat.graphs[e.fingerprint]) for e in selection.entries))
         predictions: dict[str, Prediction] = {}
         alternatives: dict[str, list[Prediction]] = {}
         for entry, row in zip(selection.entries, rows, strict=True):

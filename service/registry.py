@@ -157,6 +157,8 @@ class Registry:
         for entry in self.entries:  # sorted by version: the last one wins
             self.latest[entry.name] = entry
         self.defaults: dict[str, ModelEntry] = self._choose_defaults()
+        #: Result of the warm-up check that answers do not depend on the batch (see service.warmup).
+        self.batch_invariant: dict[ModelEntry, bool] = {}
 
     def __len__(self) -> int:
         return len(self.entries)

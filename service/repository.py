@@ -65,7 +65,7 @@ def load_registry(
     *,
     backend: str,
     device: str,
-    precision: str = "float64",
+    precision: str = "float32",
     defaults: Mapping[str, str] | None = None,
     model_backends: Mapping[str, str] | None = None,
 ) -> Registry:
@@ -75,7 +75,7 @@ def load_registry(
         models_dir: ``<models_dir>/<name>/<version>/``.
         backend: A name in :data:`service.backends.BACKENDS`.
         device: A resolved device (``cpu``, ``cuda:0``).
-        precision: ``float64`` or ``float32``.
+        precision: ``float32`` or ``float64`` (resolved, not ``auto``).
         defaults: Default model per property (see :class:`~service.settings.Settings`).
         model_backends: Backend per model name, overriding ``backend``.
     """

@@ -174,6 +174,9 @@ class ModelInfo(BaseModel):
     device: str
     provider: str | None = None
     precision: str = Field(description="Floating-point type inference runs in.")
+    batch_invariant: bool | None = Field(
+        None, description="Warm-up check: answers alone and in a batch were bit-identical (null: not checked)."
+    )
     sha256: str | None = Field(None, description="sha256 of the weights file.")
     created: str | None = None
 

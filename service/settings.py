@@ -39,9 +39,11 @@ class Settings(BaseSettings):
         backend: Inference backend serving every model: ``torch`` or ``onnx`` (see ``service.backends``).
         model_backends: Backend per model name, overriding ``backend``, e.g. ``{"cgcnn-mp-band-gap": "onnx"}``.
         device: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``float64`` (default: a structure's answer does not depend on the batch it
-            shares, to the 6 decimals returned) or ``float32`` (faster; answers can move in the
-            7th digit with the batch).
+        precision: ``auto`` (``float32`` on a CPU, ``float64`` on CUDA), ``float32`` or
+            ``float64``. A structure must get the same answer alone or in a batch: on a CPU the
+            torch backend pads every batch so that float32 answers are bit-identical (checked at
+            warm-up, ``batch_invariant`` in ``/v1/models``); on CUDA that is not established,
+            and float64 keeps batch effects near 1e-15.
         defaults: Default model per property, e.g. ``{"band_gap": "sr-cgcnn-band-gap"}`` (a model
             name, or ``name@version``). Properties not listed get the model with the best
             validation MAE, else the first by name.
@@ -84,7 +86,7 @@ class Settings(BaseSettings):
     backend: str = "torch"
     model_backends: dict[str, str] = Field(default_factory=dict)
     device: str = "auto"
-    precision: Literal["float64", "float32"] = "float64"
+    precision: Literal["auto", "float32", "float64"] = "auto"
     defaults: dict[str, str] = Field(default_factory=dict)
     parse_workers: int = Field(default_factory=_default_parse_workers, ge=1, le=64)
     torch_threads: int = Field(1, ge=1, le=64)

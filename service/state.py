@@ -11,13 +11,14 @@ import asyncio
 import contextlib
 import logging
 
-from .backends import resolve_device
+from .backends import resolve_device, resolve_precision
 from .engine import Engine
 from .errors import ModelNotReady
 from .metrics import Metrics
 from .registry import Registry
 from .repository import load_registry
 from .settings import Settings
+from .warmup import warm_up
 
 __all__ = ["ServiceState"]
 
@@ -37,6 +38,7 @@ class ServiceState:
         self.settings = settings
         self.metrics = metrics
         self.device = ""
+        self.precision = ""
         self.registry: Registry | None = None
         self.engine: Engine | None = None
         self.ready = False
@@ -52,6 +54,7 @@ class ServiceState:
         import torch
 
         self.device = resolve_device(self.settings.device)
+        self.precision = resolve_precision(self.settings.precision, self.device)
         torch.set_num_threads(self.settings.torch_threads)
 
     def start(self) -> None:
@@ -66,15 +69,16 @@ class ServiceState:
                 s.models_dir,
                 backend=s.backend,
                 device=self.device,
-                precision=s.precision,
+                precision=self.precision,
                 defaults=s.defaults,
                 model_backends=s.model_backends,
             )
             self.engine = engine = Engine(s, self.metrics)
             await engine.start(sorted({e.predictor.device for e in registry.entries} or {self.device}))
-            failed = await engine.warm_up(registry.entries)
-            if failed:
-                registry = registry.without(failed)
+            report = await warm_up(engine, registry.entries)
+            if report.failed:
+                registry = registry.without(report.failed)
+            registry.batch_invariant.update(report.batch_invariant)
             self.registry = registry
         except Exception as exc:  # noqa: BLE001 - reported by /readyz, the process stays up
             log.exception("start-up failed")

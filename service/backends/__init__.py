@@ -17,7 +17,15 @@ from typing import Any, Protocol
 import numpy as np
 from torch_geometric.data import Batch
 
-__all__ = ["Predictor", "BackendFactory", "BACKENDS", "available_backends", "create_predictor", "resolve_device"]
+__all__ = [
+    "Predictor",
+    "BackendFactory",
+    "BACKENDS",
+    "available_backends",
+    "create_predictor",
+    "resolve_device",
+    "resolve_precision",
+]
 
 
 class Predictor(Protocol):
@@ -72,7 +80,7 @@ def available_backends() -> list[str]:
 
 
 def create_predictor(
-    backend: str, folder: Path, manifest: dict[str, Any], device: str, precision: str = "float64"
+    backend: str, folder: Path, manifest: dict[str, Any], device: str, precision: str = "float32"
 ) -> Predictor:
     """Load one model folder with the named backend.
 
@@ -85,6 +93,14 @@ def create_predictor(
         KeyError: an unknown backend name (the settings refuse these earlier).
     """
     return BACKENDS[backend](folder, manifest, device, precision)
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` to ``float32`` on a CPU (batch-invariant with the torch backend's padding, checked
+    at warm-up) and ``float64`` on CUDA (where float32 batch invariance is not established)."""
+    if precision == "auto":
+        return "float64" if device.startswith("cuda") else "float32"
+    return precision
 
 
 def resolve_device(device: str) -> str:

@@ -23,7 +23,7 @@ def graphs(cifs: dict) -> list[GraphArrays]:
     return [featurize(cifs[n].encode(), [GraphConfig()], 500)[0].graphs[fp] for n in names]
 
 
-@pytest.mark.parametrize("precision", ["float64", "float32"])
+@pytest.mark.parametrize("precision", ["float32", "float64"])
 def test_batched_answers_equal_one_by_one_answers(models_dir: Path, graphs: list, precision: str) -> None:
     registry = load_registry(models_dir, backend="torch", device="cpu", precision=precision)
     metrics = Metrics()
@@ -45,9 +45,7 @@ def test_batched_answers_equal_one_by_one_answers(models_dir: Path, graphs: list
     alone, together = asyncio.run(run())
     for i, rows in enumerate(together):
         for a, b in zip(alone[i % len(graphs)], rows, strict=True):
-            if precision == "float64":  # what the API returns: 6 decimals, identical
-                assert np.array_equal(np.round(a, 6), np.round(b, 6))
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+            assert np.array_equal(a, b)  # bit for bit: the torch backend pads every batch
     sizes = metrics.registry.get_sample_value(
         "crystal_inference_batch_structures_sum", {"model": "cgcnn-formation-energy@1"}
     )

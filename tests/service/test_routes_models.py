@@ -27,7 +27,8 @@ def test_lists_every_loaded_version_with_its_facts(client: httpx.Client, models_
     assert fe["graph"]["cutoff"] == 8.0 and len(fe["graph"]["fingerprint"]) == 16
     assert fe["test_mae"] == {"formation_energy_per_atom": pytest.approx(0.055)}
     assert fe["training_set"]["fingerprint"] == "abc123" and fe["training_set"]["n_train"] == 800
-    assert (fe["backend"], fe["device"], fe["precision"]) == ("torch", "cpu", "float64")
+    assert (fe["backend"], fe["device"], fe["precision"]) == ("torch", "cpu", "float32")
+    assert all(m["batch_invariant"] is True for m in body["models"])
     weights = models_dir / "cgcnn-formation-energy" / "1" / "weights.pt"
     assert fe["sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     sr = {m["ref"]: m for m in body["models"]}
