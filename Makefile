@@ -31,7 +31,7 @@ test-slow: setup
 	$(PY) -m pytest -m slow
 
 lint: setup
-	$(VENV)/bin/ruff check crystalgraph training service tests bench
+	$(VENV)/bin/ruff check crystalgraph crystal_client training service tests bench
 
 # Extract the shared training data to a cache folder outside the repository.
 data: $(DATA_DIR)/labels.csv
