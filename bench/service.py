@@ -1,7 +1,7 @@
 """Prediction service over HTTP: latency of one ~20-atom CIF, batch throughput, offline pipeline.
 
 Starts the real server (``python -m service``, 2 parse workers) on the models in ``--models``
-(default precision and micro-batching settings) and measures, with httpx from this process:
+(default settings: float32 with batch padding on a CPU) and measures, with httpx from this process:
 
 - latency p50/p99 of ``POST /v1/predict`` (multipart upload) of one 20-atom CIF of the data
   set, at concurrency 1 and 8 (every request answers both properties from the default models);
@@ -12,8 +12,8 @@ Starts the real server (``python -m service``, 2 parse workers) on the models in
 HTTP batch and offline runs alternate (``ROUNDS`` each; the median is reported) so that load from
 other processes hits both alike, and each also reports its CPU seconds per structure (server or
 this process, plus their pool workers; via psutil, a torch-geometric dependency), a figure that
-contention on a shared machine distorts less than wall time. The server's ``float32`` precision
-is measured once for comparison.
+contention on a shared machine distorts less than wall time. The server with
+``CRYSTAL_PRECISION=float64`` is measured once for comparison.
 
 When ``--models`` holds no model, untrained default-size CGCNN (formation energy) and SR-CGCNN
 (band gap) stand-ins are exported to a temporary folder: speed does not depend on the weights.
@@ -237,8 +237,8 @@ def run(args: argparse.Namespace) -> None:
                     rate, cpu, n_ok, n_failed = _batch_throughput(url, pid, batch)
                     http.append((rate, cpu))
                     offline.append(_offline_throughput(pool, offline_models, [c for _, c in batch]))
-        with _server(models, CRYSTAL_PRECISION="float32") as (url, pid):
-            rate32, cpu32, _, _ = _batch_throughput(url, pid, batch)
+        with _server(models, CRYSTAL_PRECISION="float64") as (url, pid):
+            rate64, cpu64, _, _ = _batch_throughput(url, pid, batch)
 
     def median(values: list[tuple[float, float]]) -> tuple[float, float]:
         return float(np.median([v[0] for v in values])), float(np.median([v[1] for v in values]))
@@ -253,7 +253,7 @@ def run(args: argparse.Namespace) -> None:
             f"HTTP batch, {len(batch)} CIFs ({n_ok} ok, {n_failed} refused)",
             f"{http_rate:.0f} structures/s  ({http_cpu:.1f} CPU ms/structure)",
         ),
-        ("HTTP batch, CRYSTAL_PRECISION=float32", f"{rate32:.0f} structures/s  ({cpu32:.1f} CPU ms/structure)"),
+        ("HTTP batch, CRYSTAL_PRECISION=float64", f"{rate64:.0f} structures/s  ({cpu64:.1f} CPU ms/structure)"),
         (
             f"offline pipeline (pool of {PARSE_WORKERS} + in-process predict)",
             f"{off_rate:.0f} structures/s  ({off_cpu:.1f} CPU ms/structure)",

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
+from torch_geometric.data import Batch
 
 from crystalgraph import collate
 
@@ -144,9 +145,10 @@ class InferenceWorker:
         loop = asyncio.get_running_loop()
         while True:
             jobs = await self._gather()
+            collated: dict[tuple[int, ...], Batch] = {}  # models sharing graphs collate them once
             for group in self._groups(jobs):
                 try:
-                    out = await loop.run_in_executor(self._executor, self._infer, group[0].entry, group)
+                    out = await loop.run_in_executor(self._executor, self._infer, group[0].entry, group, collated)
                 except Exception as exc:  # noqa: BLE001 - a failing model fails its jobs, not the worker
                     log.exception("inference failed for %s on %d structure(s)", group[0].entry.ref, len(group))
                     error = InferenceFailed(f"Model {group[0].entry.ref} failed: {type(exc).__name__}: {exc}")
@@ -178,10 +180,13 @@ class InferenceWorker:
             groups.append(current)
         return groups
 
-    def _infer(self, entry: ModelEntry, jobs: list[_Job]) -> np.ndarray:
-        """Collate and predict on the worker thread; ``[B, T]``."""
+    def _infer(self, entry: ModelEntry, jobs: list[_Job], collated: dict[tuple[int, ...], Batch]) -> np.ndarray:
+        """Collate (or reuse the same graphs' batch) and predict on the worker thread; ``[B, T]``."""
         start = time.perf_counter()
-        batch = collate([job.graph.to_data() for job in jobs])
+        key = tuple(id(job.graph) for job in jobs)
+        batch = collated.get(key)
+        if batch is None:
+            batch = collated[key] = collate([job.graph.to_data() for job in jobs])
         out = np.asarray(entry.predictor.predict(batch))
         expected = (len(jobs), len(entry.targets))
         if out.shape != expected:
