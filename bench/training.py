@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
@@ -10,8 +11,9 @@ import torch
 from crystalgraph import KNOWN_TARGETS, CGCNNConfig, SRCGCNNConfig, build_model, collate, model_inputs
 from training.pipeline import prepare
 
-N_STRUCTURES = 8192
+N_STRUCTURES = 4096
 BATCH_SIZES = (64, 128)
+THREADS = (1, 2)
 
 
 def _epoch(model, graphs, batch_size: int) -> float:
@@ -35,12 +37,16 @@ def run(args) -> None:
     random.Random(0).shuffle(ids)
     graphs = [prepared.graphs[i] for i in ids[:N_STRUCTURES]]
     atoms = sum(g.num_nodes for g in graphs) / len(graphs)
-    print(f"one epoch over {len(graphs)} random training crystals ({atoms:.1f} atoms each on average), "
-          f"{torch.get_num_threads()} threads; graphs from the on-disk cache")
+    print(f"one epoch over {len(graphs)} random training crystals ({atoms:.1f} atoms each on average); "
+          f"graphs from the on-disk cache; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     target = (KNOWN_TARGETS["formation_energy_per_atom"],)
-    for name, config in (("CGCNN", CGCNNConfig(targets=target)), ("SR-CGCNN", SRCGCNNConfig(targets=target))):
-        for bs in BATCH_SIZES:
-            torch.manual_seed(0)
-            rate = _epoch(build_model(config), graphs, bs)
-            print(f"{name:10s} batch {bs:4d} {rate:8.0f} structures/s  "
-                  f"(a 27,592-crystal epoch: {27592 / rate / 60:.1f} min)")
+    default_threads = torch.get_num_threads()
+    for threads in THREADS:
+        torch.set_num_threads(threads)
+        for name, config in (("CGCNN", CGCNNConfig(targets=target)), ("SR-CGCNN", SRCGCNNConfig(targets=target))):
+            for bs in BATCH_SIZES:
+                torch.manual_seed(0)
+                rate = _epoch(build_model(config), graphs, bs)
+                print(f"{name:10s} {threads} thread(s) batch {bs:4d} {rate:8.0f} structures/s  "
+                      f"(a 27,592-crystal epoch: {27592 / rate / 60:.1f} min)", flush=True)
+    torch.set_num_threads(default_threads)
