@@ -16,10 +16,11 @@ from .errors import InvalidRequest, RequestTooLarge, TooManyFiles, UnsupportedMe
 from .schemas import PredictRequest
 from .uploads import DRAIN, Upload, UploadLimits, check_length, read_body, read_multipart
 
-__all__ = ["read_single", "read_batch"]
+__all__ = ["ARCHIVE_TYPES", "read_single", "read_batch"]
 
 _CIF_TYPES = {"text/plain", "chemical/x-cif", "application/x-cif", "application/cif", "application/octet-stream"}
-_ARCHIVE_TYPES = {
+#: Media types of a request body that is one archive (``octet-stream``: let the bytes decide).
+ARCHIVE_TYPES = {
     "application/zip",
     "application/x-zip-compressed",
     "application/gzip",
@@ -121,7 +122,7 @@ async def read_batch(request: Request, limits: UploadLimits) -> list[Upload]:
             body_cap=limits.max_request_bytes,
             cap_error=too_large,
         )
-    elif media in _ARCHIVE_TYPES:
+    elif media in ARCHIVE_TYPES:
         body = await read_body(request.stream(), limits.max_request_bytes, too_large)
         kind: Literal["zip", "tar"] | None = archive_kind("", body)
         if kind is None:

@@ -18,22 +18,13 @@ from starlette.requests import Request
 
 from ..archives import archive_kind, unpack
 from ..errors import ArchiveInvalid, FileTooLarge, InvalidRequest, RequestTooLarge, TooManyFiles, UnsupportedMediaType
+from ..intake import ARCHIVE_TYPES
 from ..settings import Settings
 from ..uploads import Upload, UploadLimits, read_body, read_multipart
 from ._store import InputRow
 
 __all__ = ["read_job_files", "write_inputs"]
 
-_ARCHIVE_TYPES = {
-    "application/zip",
-    "application/x-zip-compressed",
-    "application/gzip",
-    "application/x-gzip",
-    "application/x-tar",
-    "application/x-gtar",
-    "application/x-compressed-tar",
-    "application/octet-stream",
-}
 
 
 def _too_large(name: str, limit: int) -> Upload:
@@ -95,7 +86,7 @@ async def read_job_files(request: Request, settings: Settings) -> list[Upload]:
         uploads = await read_multipart(
             request.stream(), request.headers["content-type"], limits, body_cap=cap, cap_error=too_large
         )
-    elif media in _ARCHIVE_TYPES:
+    elif media in ARCHIVE_TYPES:
         body = await read_body(request.stream(), cap, too_large)
         kind = archive_kind("", body)
         if kind is None:

@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from ...jobs import JobList, JobService, JobStatus, read_job_files
 from ...schemas import Problem
 from ..deps import SelectionDep
+from ..openapi import FILES_UPLOAD_BODY
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -25,28 +26,6 @@ def get_jobs(request: Request) -> JobService:
 JobsDep = Annotated[JobService, Depends(get_jobs)]
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Problem, "description": "job_not_found"}}
-_UPLOAD_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["files"],
-                    "properties": {
-                        "files": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "CIF files and/or .zip / .tar.gz archives of CIFs.",
-                        }
-                    },
-                }
-            },
-            "application/zip": {"schema": {"type": "string", "format": "binary"}},
-            "application/gzip": {"schema": {"type": "string", "format": "binary"}},
-        },
-    }
-}
 
 
 @router.post(
@@ -62,7 +41,7 @@ _UPLOAD_BODY: dict[str, Any] = {
         503: {"model": Problem, "description": "not_ready"},
         507: {"model": Problem, "description": "storage_full"},
     },
-    openapi_extra=_UPLOAD_BODY,
+    openapi_extra=FILES_UPLOAD_BODY,
 )
 async def create_job(
     request: Request,

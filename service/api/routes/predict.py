@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from ...intake import read_batch, read_single
 from ...schemas import BatchItem, BatchResponse, PredictRequest, PredictResponse, Problem
 from ..deps import EngineDep, LimitsDep, SelectionDep
+from ..openapi import FILES_UPLOAD_BODY
 
 router = APIRouter(prefix="/v1/predict", tags=["predict"])
 
@@ -31,28 +32,6 @@ _SINGLE_BODY: dict[str, Any] = {
             "application/json": {"schema": PredictRequest.model_json_schema()},
             "chemical/x-cif": {"schema": _CIF_SCHEMA},
             "text/plain": {"schema": _CIF_SCHEMA},
-        },
-    }
-}
-_BATCH_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["files"],
-                    "properties": {
-                        "files": {
-                            "type": "array",
-                            "items": {"type": "string", "format": "binary"},
-                            "description": "CIF files and/or .zip / .tar.gz archives of CIFs.",
-                        }
-                    },
-                }
-            },
-            "application/zip": {"schema": {"type": "string", "format": "binary"}},
-            "application/gzip": {"schema": {"type": "string", "format": "binary"}},
         },
     }
 }
@@ -98,7 +77,7 @@ async def _ndjson(items: AsyncIterator[BatchItem]) -> AsyncIterator[str]:
     summary="Predict many structures; a bad file never fails the batch",
     response_model=BatchResponse,
     responses={**_PROBLEMS, 200: {"content": {NDJSON: {"schema": {"type": "string"}}}}},
-    openapi_extra=_BATCH_BODY,
+    openapi_extra=FILES_UPLOAD_BODY,
 )
 async def predict_batch(
     request: Request, engine: EngineDep, selection: SelectionDep, limits: LimitsDep
