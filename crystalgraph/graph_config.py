@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cached_property
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -53,8 +54,8 @@ class GraphConfig(BaseModel):
         """Number of Gaussian centres (41 with the defaults)."""
         return int(round((self.gaussian_stop - self.gaussian_start) / self.gaussian_step)) + 1
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        """A short hash of the settings that change the graph itself (not the expansion)."""
+        """A short hash of the settings that change the graph itself (not the expansion); computed once."""
         key = {k: getattr(self, k) for k in ("cutoff", "max_neighbors", "min_distance", "feature_hash")}
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
