@@ -3,7 +3,10 @@
 Requests hand single graphs to :meth:`InferenceWorker.predict`. The worker takes what is
 queued and, only while other structures are still being parsed (nothing else could arrive
 otherwise, so a lone request never waits), waits up to a window for more until some model has a
-full micro-batch. It groups the jobs by model and runs each group as one collated batch on a
+full micro-batch. Structures of batch jobs are marked ``bulk``: while only they are queued the
+window is longer (``bulk_wait_s``), since a job trickles in at the parse pool's pace and small
+micro-batches would cost it several times more inference per structure; an interactive
+structure arriving cuts the wait back to ``wait_s``. It groups the jobs by model and runs each group as one collated batch on a
 dedicated thread, so the event loop stays free. Small batches cost several times more CPU per
 structure than batches of a few hundred atoms, so the window pays for itself under load.
 In eval mode a crystal's prediction does not depend on the rest of its batch.
@@ -42,6 +45,7 @@ class _Job:
     entry: ModelEntry
     graph: GraphArrays
     future: asyncio.Future[np.ndarray] = field(repr=False)
+    bulk: bool = False
 
 
 class InferenceWorker:
@@ -53,6 +57,7 @@ class InferenceWorker:
         max_structures: Largest micro-batch per model.
         max_atoms: Largest number of atoms per micro-batch.
         wait_s: Window to wait for more jobs when ``more_coming()`` says some are on their way.
+        bulk_wait_s: The window while every queued structure is ``bulk``.
         more_coming: True while structures are being parsed that will need this worker.
     """
 
@@ -64,6 +69,7 @@ class InferenceWorker:
         max_structures: int = 64,
         max_atoms: int = 16_384,
         wait_s: float = 0.01,
+        bulk_wait_s: float = 0.1,
         more_coming: Callable[[], bool] = lambda: False,
     ) -> None:
         self.device = device
@@ -71,6 +77,7 @@ class InferenceWorker:
         self.max_structures = max_structures
         self.max_atoms = max_atoms
         self.wait_s = wait_s
+        self.bulk_wait_s = bulk_wait_s
         self.more_coming = more_coming
         self._queue: asyncio.Queue[_Job] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
@@ -96,8 +103,11 @@ class InferenceWorker:
             self._executor.shutdown(wait=True)
             self._executor = None
 
-    async def predict(self, entry: ModelEntry, graph: GraphArrays) -> np.ndarray:
+    async def predict(self, entry: ModelEntry, graph: GraphArrays, *, bulk: bool = False) -> np.ndarray:
         """One structure's predictions, ``[T]`` in the order of ``entry.targets``.
+
+        Args:
+            bulk: A batch job's structure, which may wait longer for a full micro-batch.
 
         Raises:
             InferenceFailed: the model raised, or gave a wrong shape.
@@ -105,7 +115,7 @@ class InferenceWorker:
         if self._task is None:
             raise ModelNotReady("The inference worker is not running.")
         future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(entry, graph, future))
+        self._queue.put_nowait(_Job(entry, graph, future, bulk))
         return await future
 
     async def call(self, fn: Callable[..., T], *args: object) -> T:
@@ -115,7 +125,7 @@ class InferenceWorker:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def _drain(self, jobs: list[_Job]) -> None:
-        while len(jobs) < self.max_structures * 4 and not self._queue.empty():
+        while not self._queue.empty():
             jobs.append(self._queue.get_nowait())
 
     def _full(self, jobs: list[_Job]) -> bool:
@@ -129,12 +139,14 @@ class InferenceWorker:
 
     async def _gather(self) -> list[_Job]:
         """The next jobs: what is queued, plus what arrives within the wait window while
-        structures are still being parsed and no model's micro-batch is full."""
+        structures are still being parsed and no model's micro-batch is full (a longer window
+        while every job is bulk)."""
         jobs = [await self._queue.get()]
         self._drain(jobs)
-        deadline = time.perf_counter() + self.wait_s
+        start = time.perf_counter()
         while self.more_coming() and not self._full(jobs):
-            left = deadline - time.perf_counter()
+            window = self.bulk_wait_s if all(job.bulk for job in jobs) else self.wait_s
+            left = start + window - time.perf_counter()
             if left <= 0:
                 break
             await asyncio.sleep(min(left, 0.001))
@@ -142,28 +154,44 @@ class InferenceWorker:
         return jobs
 
     async def _run(self) -> None:
+        """Run the queued structures one micro-batch at a time; before each, structures that
+        arrived meanwhile join, interactive ones first."""
         loop = asyncio.get_running_loop()
+        pending: list[_Job] = []
+        collated: dict[tuple[int, ...], Batch] = {}  # models sharing graphs collate them once
         while True:
-            jobs = await self._gather()
-            collated: dict[tuple[int, ...], Batch] = {}  # models sharing graphs collate them once
-            for group in self._groups(jobs):
-                try:
-                    out = await loop.run_in_executor(self._executor, self._infer, group[0].entry, group, collated)
-                except Exception as exc:  # noqa: BLE001 - a failing model fails its jobs, not the worker
-                    log.exception("inference failed for %s on %d structure(s)", group[0].entry.ref, len(group))
-                    error = InferenceFailed(f"Model {group[0].entry.ref} failed: {type(exc).__name__}: {exc}")
-                    for job in group:
-                        if not job.future.done():
-                            job.future.set_exception(error)
-                    continue
-                for job, row in zip(group, out, strict=True):
-                    if not job.future.done():  # the request may have been cancelled meanwhile
-                        job.future.set_result(row)
+            if pending:
+                self._drain(pending)
+            else:
+                collated.clear()
+                pending = await self._gather()
+            groups = self._groups(pending)
+            if not groups:  # every pending request was cancelled
+                pending = []
+                continue
+            group = groups[0]
+            taken = {id(job) for job in group}
+            pending = [job for job in pending if id(job) not in taken]
+            if len(collated) > 8:
+                collated.clear()
+            try:
+                out = await loop.run_in_executor(self._executor, self._infer, group[0].entry, group, collated)
+            except Exception as exc:  # noqa: BLE001 - a failing model fails its jobs, not the worker
+                log.exception("inference failed for %s on %d structure(s)", group[0].entry.ref, len(group))
+                error = InferenceFailed(f"Model {group[0].entry.ref} failed: {type(exc).__name__}: {exc}")
+                for job in group:
+                    if not job.future.done():
+                        job.future.set_exception(error)
+                continue
+            for job, row in zip(group, out, strict=True):
+                if not job.future.done():  # the request may have been cancelled meanwhile
+                    job.future.set_result(row)
 
     def _groups(self, jobs: list[_Job]) -> list[list[_Job]]:
-        """Live jobs grouped by model, then cut at ``max_structures`` / ``max_atoms``."""
+        """Live jobs grouped by model, then cut at ``max_structures`` / ``max_atoms``; interactive
+        jobs (not ``bulk``) and their models come first."""
         by_model: dict[ModelEntry, list[_Job]] = {}
-        for job in jobs:
+        for job in sorted(jobs, key=lambda j: j.bulk):  # stable
             if not job.future.done():
                 by_model.setdefault(job.entry, []).append(job)
         groups: list[list[_Job]] = []

@@ -1,7 +1,9 @@
 """The prediction pipeline: CIF bytes -> graphs (process pool) -> models (micro-batches) -> answers.
 
 Parsing and graph building run in a pool of worker processes, off the event loop (pymatgen holds
-the GIL). Each structure then goes to the inference worker of its models' device, which batches
+the GIL); batch jobs' files (``bulk``) go to a second pool, started on first use, whose workers
+run at a lower CPU priority (``bulk_nice``), so that the operating system itself gives the CPU
+to interactive requests first. Each structure then goes to the inference worker of its models' device, which batches
 concurrent structures together. A structure gets the same answer alone or in a batch. The
 engine knows no HTTP: routes hand it uploads and a model selection and get schemas back.
 """
@@ -9,11 +11,13 @@ engine knows no HTTP: routes hand it uploads and a model selection and get schem
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import multiprocessing
 import time
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -48,24 +52,34 @@ class Engine:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self._pool: ProcessPoolExecutor | None = None
+        self._pools: dict[bool, ProcessPoolExecutor] = {}  # bulk -> pool
+        self._running = False
         self._workers: dict[str, InferenceWorker] = {}
         self._parsing = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def _new_pool(self) -> ProcessPoolExecutor:
+    def _new_pool(self, bulk: bool) -> ProcessPoolExecutor:
         # spawn, not fork: the server process has threads (event loop, inference, torch).
         return ProcessPoolExecutor(
             max_workers=self.settings.parse_workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=init_worker,
-            initargs=(1,),
+            initargs=(1, self.settings.bulk_nice if bulk else 0),
         )
+
+    def _pool(self, bulk: bool) -> ProcessPoolExecutor:
+        if not self._running:
+            raise InternalError("The parse pool is not running.")
+        pool = self._pools.get(bulk)
+        if pool is None:
+            pool = self._pools[bulk] = self._new_pool(bulk)
+        return pool
 
     async def start(self, devices: Sequence[str]) -> None:
         """Start the parse pool and an inference worker for each device."""
-        self._pool = self._new_pool()
+        self._running = True
+        self._pools[False] = self._new_pool(bulk=False)
         for device in devices:
             max_atoms = self.settings.batch_max_atoms or (16_384 if device.startswith("cuda") else 256)
             worker = InferenceWorker(
@@ -74,6 +88,7 @@ class Engine:
                 max_structures=self.settings.batch_max_structures,
                 max_atoms=max_atoms,
                 wait_s=self.settings.batch_wait_ms / 1000,
+                bulk_wait_s=self.settings.batch_bulk_wait_ms / 1000,
                 more_coming=lambda: self._parsing > 0,
             )
             worker.start()
@@ -83,9 +98,10 @@ class Engine:
         for worker in self._workers.values():
             await worker.stop()
         self._workers.clear()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        self._running = False
+        for pool in self._pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
+        self._pools.clear()
 
     def worker(self, entry: ModelEntry) -> InferenceWorker:
         """The inference worker of the model's device."""
@@ -93,32 +109,36 @@ class Engine:
 
     # -- parsing ---------------------------------------------------------------------------
 
-    def _replace_pool(self, broken: ProcessPoolExecutor) -> None:
-        if self._pool is broken:
+    def _replace_pool(self, broken: ProcessPoolExecutor, bulk: bool) -> None:
+        if self._pools.get(bulk) is broken:
             log.error("a parse worker died; starting a new pool")
-            self._pool = self._new_pool()
+            self._pools[bulk] = self._new_pool(bulk)
             broken.shutdown(wait=False, cancel_futures=True)
 
     async def featurize_all(self, files: Sequence[bytes], configs: Sequence[GraphConfig]) -> list[list[Featurized]]:
         """:meth:`featurize` for several files at once (in file order)."""
         return list(await asyncio.gather(*(self.featurize(data, configs) for data in files)))
 
-    async def featurize(self, data: bytes, configs: Sequence[GraphConfig]) -> list[Featurized]:
-        """Parse and build graphs in the pool (a crashed worker is replaced; the file retried once)."""
+    async def featurize(
+        self, data: bytes, configs: Sequence[GraphConfig], *, bulk: bool = False
+    ) -> list[Featurized]:
+        """Parse and build graphs in the pool (a crashed worker is replaced; the file retried once).
+
+        Args:
+            bulk: A batch job's file, parsed in the lower-priority pool.
+        """
         self._parsing += 1
         start = time.perf_counter()
         try:
             for _ in range(2):
-                pool = self._pool
-                if pool is None:
-                    raise InternalError("The parse pool is not running.")
+                pool = self._pool(bulk)
                 try:
                     future = pool.submit(featurize, data, tuple(configs), self.settings.max_atoms)
                     return await asyncio.wrap_future(future)
                 except BrokenProcessPool:
-                    self._replace_pool(pool)
+                    self._replace_pool(pool, bulk)
                 except RuntimeError:  # submitted to a pool another request just replaced
-                    if pool is self._pool:
+                    if pool is self._pools.get(bulk):
                         raise
             raise InternalError("The parser process crashed on this file.")
         finally:
@@ -127,12 +147,14 @@ class Engine:
 
     # -- prediction ------------------------------------------------------------------------
 
-    async def _predict_block(self, feat: Featurized, selection: Selection) -> PredictResponse:
+    async def _predict_block(self, feat: Featurized, selection: Selection, *, bulk: bool = False) -> PredictResponse:
         if feat.error is not None or feat.structure is None:
             code, detail = feat.error or ("invalid_structure", "The structure could not be read.")
             self.metrics.parse_failures.labels(code).inc()
             raise _structure_error(code, detail)
-        rows = await asyncio.gather(*(self.worker(e).predict(e, feat.graphs[e.fingerprint]) for e in selection.entries))
+        rows = await asyncio.gather(
+            *(self.worker(e).predict(e, feat.graphs[e.fingerprint], bulk=bulk) for e in selection.entries)
+        )
         predictions: dict[str, Prediction] = {}
         alternatives: dict[str, list[Prediction]] = {}
         for entry, row in zip(selection.entries, rows, strict=True):
@@ -197,44 +219,66 @@ class Engine:
         self.metrics.structures.labels("failed").inc()
         return BatchError(index=index, filename=name, error=Notice(code=exc.code, detail=exc.detail))
 
-    async def _batch_item(self, index: int, name: str, feat: Featurized, selection: Selection) -> BatchItem:
+    async def _batch_item(
+        self, index: int, name: str, feat: Featurized, selection: Selection, bulk: bool
+    ) -> BatchItem:
         try:
-            response = await self._predict_block(feat, selection)
+            response = await self._predict_block(feat, selection, bulk=bulk)
         except Exception as exc:  # noqa: BLE001 - a bad structure never fails the batch
             return self._failed(index, name, exc)
         return BatchResult(index=index, filename=name, **dict(response))
 
     async def _predict_file(
-        self, index: int, upload: Upload, selection: Selection, gate: asyncio.Semaphore
-    ) -> list[BatchItem]:
+        self, index: int, upload: Upload, selection: Selection, gate: AbstractAsyncContextManager[object], bulk: bool
+    ) -> tuple[int, list[BatchItem]]:
         """Every data block of one batch file (``file#block`` when there are several)."""
         try:
             if upload.error is not None:
                 raise upload.error
             async with gate:
-                feats = await self.featurize(upload.data, selection.graph_configs)
+                feats = await self.featurize(upload.data, selection.graph_configs, bulk=bulk)
         except Exception as exc:  # noqa: BLE001 - a bad file never fails the batch
-            return [self._failed(index, upload.filename, exc)]
+            return index, [self._failed(index, upload.filename, exc)]
         multi = len(feats) > 1
         names = [f"{upload.filename}#{f.block}" if multi else upload.filename for f in feats]
-        return list(
-            await asyncio.gather(
-                *(self._batch_item(index, name, feat, selection) for name, feat in zip(names, feats, strict=True))
-            )
+        items = await asyncio.gather(
+            *(self._batch_item(index, name, feat, selection, bulk) for name, feat in zip(names, feats, strict=True))
         )
+        return index, list(items)
 
-    async def iter_batch(self, uploads: Sequence[Upload], selection: Selection) -> AsyncIterator[BatchItem]:
-        """Results as they are computed (each file's blocks together, ``index`` = file position)."""
+    async def iter_files(
+        self,
+        uploads: Sequence[Upload],
+        selection: Selection,
+        *,
+        gate: AbstractAsyncContextManager[object] | None = None,
+        bulk: bool = False,
+    ) -> AsyncIterator[tuple[int, list[BatchItem]]]:
+        """Each file's results as soon as all its blocks are computed: ``(file position, items)``.
+
+        Args:
+            gate: Held by each file while it is parsed (default: ``batch_concurrency`` files at
+                a time); parsed structures go on to inference without waiting for it.
+            bulk: Throughput before latency (batch jobs): the files are parsed by the
+                lower-priority pool, and the inference worker may hold their structures longer
+                to fill its micro-batches (``batch_bulk_wait_ms``).
+        """
         self.metrics.batch_files.observe(len(uploads))
-        gate = asyncio.Semaphore(self.settings.batch_concurrency)
-        tasks = [asyncio.ensure_future(self._predict_file(i, u, selection, gate)) for i, u in enumerate(uploads)]
+        gate = gate if gate is not None else asyncio.Semaphore(self.settings.batch_concurrency)
+        tasks = [asyncio.ensure_future(self._predict_file(i, u, selection, gate, bulk)) for i, u in enumerate(uploads)]
         try:
             for next_done in asyncio.as_completed(tasks):
-                for item in await next_done:
-                    yield item
+                yield await next_done
         finally:
             for task in tasks:
                 task.cancel()
+
+    async def iter_batch(self, uploads: Sequence[Upload], selection: Selection) -> AsyncIterator[BatchItem]:
+        """Results as they are computed (each file's blocks together, ``index`` = file position)."""
+        async with contextlib.aclosing(self.iter_files(uploads, selection)) as files:
+            async for _, items in files:
+                for item in items:
+                    yield item
 
     async def predict_batch(self, uploads: Sequence[Upload], selection: Selection) -> BatchResponse:
         """``POST /v1/predict/batch``: every structure, in input order."""

@@ -7,6 +7,7 @@ are returned, not raised, one per data block, so one bad block never hides the o
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from collections.abc import Sequence
@@ -73,8 +74,14 @@ class Featurized:
     error: tuple[str, str] | None = None
 
 
-def init_worker(torch_threads: int = 1) -> None:
-    """Pool initializer: one torch thread, quiet pymatgen, parser imported before the first job."""
+def init_worker(torch_threads: int = 1, nice: int = 0) -> None:
+    """Pool initializer: one torch thread, quiet pymatgen, parser imported before the first job.
+
+    Args:
+        nice: Added to the worker's niceness (batch jobs' workers yield the CPU to interactive ones).
+    """
+    if nice:
+        os.nice(nice)
     torch.set_num_threads(torch_threads)
     warnings.simplefilter("ignore")
     import pymatgen.io.cif  # noqa: F401 - imported here so the first request does not pay for it

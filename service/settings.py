@@ -57,6 +57,10 @@ class Settings(BaseSettings):
         batch_wait_ms: How long the inference worker waits for more structures to fill a
             micro-batch; only while other structures are being parsed, and only until a
             micro-batch is full.
+        batch_bulk_wait_ms: The same window while only batch jobs' structures are waiting: a job
+            trades a little latency per structure for full micro-batches.
+        bulk_nice: Niceness added to the parse workers of batch jobs (a second pool of
+            ``parse_workers``, started by the first job), so interactive parses get the CPU first.
         batch_concurrency: Files of one batch request in the parse pool at a time (keeps room
             for single requests arriving during a large batch).
         max_atoms: Largest structure (atoms per data block) accepted.
@@ -76,8 +80,9 @@ class Settings(BaseSettings):
             a job that would pass it is refused with ``storage_full``.
         jobs_ttl_s: Seconds a finished job is kept (default 7 days), then deleted.
         jobs_chunk: Files a job reads from disk at a time.
-        jobs_in_flight: Files of a job in the engine (parsing or inference) at a time; while an
-            interactive request is being answered, a job starts no new file beyond one.
+        jobs_parsing: Files of a job in the parse pool at a time (parsed structures go on to
+            inference without holding a place); while an interactive request is being answered,
+            a job starts parsing no new file beyond one.
     """
 
     model_config = SettingsConfigDict(env_prefix="CRYSTAL_", extra="forbid", frozen=True)
@@ -93,7 +98,9 @@ class Settings(BaseSettings):
     batch_max_structures: int = Field(64, ge=1)
     batch_max_atoms: int | None = Field(None, ge=1)
     batch_wait_ms: float = Field(10.0, ge=0, le=1000)
+    batch_bulk_wait_ms: float = Field(100.0, ge=0, le=10_000)
     batch_concurrency: int = Field(8, ge=1)
+    bulk_nice: int = Field(10, ge=0, le=19)
     max_atoms: int = Field(500, ge=1)
     max_file_bytes: int = Field(2 * MIB, ge=1)
     max_files: int = Field(1000, ge=1)
@@ -108,7 +115,7 @@ class Settings(BaseSettings):
     jobs_max_storage_bytes: int = Field(10 * 1024 * MIB, ge=1)
     jobs_ttl_s: float = Field(7 * 86_400.0, gt=0)
     jobs_chunk: int = Field(256, ge=1)
-    jobs_in_flight: int = Field(4, ge=1, le=256)
+    jobs_parsing: int = Field(4, ge=1, le=256)
 
     @field_validator("device")
     @classmethod

@@ -1,19 +1,21 @@
 """Interactive requests before jobs: a count of prediction requests in flight, kept by a middleware.
 
-Jobs share the parse pool and the inference workers with interactive requests. While a
-``/v1/predict`` request (single or batch) is being answered, the job runner starts no new file
-beyond one, so the request queues behind at most the job's files already in the engine
-(``jobs_in_flight``), and the job still advances one file at a time under constant traffic.
+Jobs share the parse pool and the inference workers with interactive requests. A job's files
+enter the parse pool through a :class:`JobParseGate`: ``jobs_parsing`` at a time, and while a
+``/v1/predict`` request (single or batch) is being answered, no new one beyond the first, so
+the request's files queue behind at most ``jobs_parsing`` job files in the pool, and the job
+still advances one file at a time under constant traffic. Parsed job structures wait for
+inference without holding the gate, and join the same micro-batches as interactive ones.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from types import TracebackType
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["InteractiveTraffic", "InteractiveTrafficMiddleware"]
+__all__ = ["InteractiveTraffic", "InteractiveTrafficMiddleware", "JobParseGate"]
 
 _INTERACTIVE_PREFIX = "/v1/predict"
 _POLL_S = 0.005
@@ -25,10 +27,35 @@ class InteractiveTraffic:
     def __init__(self) -> None:
         self.in_flight = 0
 
-    async def wait_quiet(self, running: Callable[[], int]) -> None:
-        """Return once no interactive request is in flight, or once ``running()`` (job files in the engine) is 0."""
-        while self.in_flight > 0 and running() > 0:
-            await asyncio.sleep(_POLL_S)
+
+class JobParseGate:
+    """The async context manager a job's file holds while it is parsed.
+
+    Args:
+        size: Job files in the parse pool at a time.
+        traffic: The interactive requests to yield to.
+    """
+
+    def __init__(self, size: int, traffic: InteractiveTraffic) -> None:
+        self._slots = asyncio.Semaphore(size)
+        self._traffic = traffic
+        self.parsing = 0
+
+    async def __aenter__(self) -> None:
+        await self._slots.acquire()
+        try:
+            while self._traffic.in_flight > 0 and self.parsing > 0:
+                await asyncio.sleep(_POLL_S)
+        except BaseException:
+            self._slots.release()
+            raise
+        self.parsing += 1
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.parsing -= 1
+        self._slots.release()
 
 
 class InteractiveTrafficMiddleware:

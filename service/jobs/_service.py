@@ -1,11 +1,12 @@
 """The job service: creates, lists and deletes jobs, and runs them one at a time in the background.
 
 A job runs on the same engine as interactive requests (the parse pool, then the micro-batching
-inference workers): each file goes through :meth:`Engine.iter_batch`, ``jobs_in_flight`` files
-at a time, read from disk ``jobs_chunk`` at a time. Interactive requests keep priority: while
-one is being answered the runner starts no new file beyond one (see ``_priority``), so a request
-waits behind at most ``jobs_in_flight`` job files, never behind the whole job; its structures
-join the next micro-batch. Finished files are committed every quarter second (or every 64
+inference workers): its files are read from disk ``jobs_chunk`` at a time and go through
+:meth:`Engine.iter_files`, ``jobs_parsing`` of them in the parse pool at a time. Interactive
+requests keep priority: while one is being answered the job starts parsing no new file beyond
+one (see ``_priority``), so a request waits behind at most ``jobs_parsing`` job files, never
+behind the whole job; its structures join the next micro-batch. The job's parsed structures are
+``bulk``: the inference worker holds them a little longer to fill its micro-batches. Finished files are committed every quarter second (or every 64
 files), each with its results in one transaction; after a crash the job resumes with the files
 that have no result.
 
@@ -39,7 +40,7 @@ from ..uploads import Upload
 from ._errors import InputsMissing, JobNotFound, StorageFull
 from ._export import csv_lines, ndjson_lines
 from ._ingest import write_inputs
-from ._priority import InteractiveTraffic
+from ._priority import InteractiveTraffic, JobParseGate
 from ._store import FileResult, InputRow, JobRow, JobStore
 from .schemas import FINISHED, JobCounts, JobLinks, JobStatus
 
@@ -331,21 +332,8 @@ class JobService:
     async def _run_chunk(
         self, job_id: str, engine: Engine, selection: Selection, pending: list[InputRow], files: list[Upload]
     ) -> None:
-        """Run files through the engine, ``jobs_in_flight`` at a time, yielding to interactive requests."""
+        """Run files through the engine, ``jobs_parsing`` parsed at a time, yielding to interactive requests."""
         buffer: list[FileResult] = []
-        running: set[asyncio.Task[None]] = set()
-        window = asyncio.Semaphore(self.settings.jobs_in_flight)
-
-        async def one(inp: InputRow, upload: Upload) -> None:
-            try:
-                items = [item async for item in engine.iter_batch([upload], selection)]
-                if not items:  # a file that gave no result at all
-                    notice = Notice(code="invalid_cif", detail="The file holds no CIF data block.")
-                    items = [BatchError(index=0, filename=inp.filename, error=notice)]
-                rows = [(i.ok, i.model_copy(update={"index": inp.idx}).model_dump_json()) for i in items]
-                buffer.append(FileResult(inp.idx, rows))
-            finally:
-                window.release()
 
         async def flush() -> None:
             nonlocal buffer
@@ -353,24 +341,21 @@ class JobService:
                 batch, buffer = buffer, []
                 await self._db(self.store.record, job_id, batch)
 
+        gate = JobParseGate(self.settings.jobs_parsing, self.traffic)
         last_flush = time.monotonic()
         try:
-            for inp, upload in zip(pending, files, strict=True):
-                await window.acquire()
-                await self.traffic.wait_quiet(lambda: len(running))
-                task = asyncio.get_running_loop().create_task(one(inp, upload))
-                running.add(task)
-                task.add_done_callback(running.discard)
-                if len(buffer) >= _FLUSH_FILES or time.monotonic() - last_flush >= _FLUSH_SECONDS:
-                    last_flush = time.monotonic()
-                    await flush()
-            if running:
-                await asyncio.gather(*running)
+            async with contextlib.aclosing(engine.iter_files(files, selection, gate=gate, bulk=True)) as done:
+                async for position, items in done:
+                    inp = pending[position]
+                    if not items:  # a file that gave no result at all
+                        notice = Notice(code="invalid_cif", detail="The file holds no CIF data block.")
+                        items = [BatchError(index=0, filename=inp.filename, error=notice)]
+                    rows = [(i.ok, i.model_copy(update={"index": inp.idx}).model_dump_json()) for i in items]
+                    buffer.append(FileResult(inp.idx, rows))
+                    if len(buffer) >= _FLUSH_FILES or time.monotonic() - last_flush >= _FLUSH_SECONDS:
+                        last_flush = time.monotonic()
+                        await flush()
         finally:
-            for task in list(running):
-                task.cancel()
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
             await asyncio.shield(flush())
 
 
