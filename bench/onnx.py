@@ -1,10 +1,12 @@
 """torch vs onnxruntime CPU inference throughput at batch 1 and 64, on ~20-atom crystals.
 
-Both runtimes get the same thread count (``THREADS``, intra-op; the inter-op pool is 1 for
-onnxruntime) and the same prepared graphs: graph building is not timed. onnxruntime is
-timed through :class:`crystalgraph.OnnxPredictor`, tensor-to-numpy conversion included, as
-the service would call it; the exporter's plain graph (``fast=False``) is timed too, to show
-what the kernel rewrites buy. Models are fresh default CGCNN and SR-CGCNN with two targets:
+Both runtimes are timed as the service runs them: through its backends' predictors
+(``service.backends``: the torch one pads every batch for batch-invariant float32 answers,
+the onnxruntime one converts tensors to numpy), float32, one intra-op thread each (the
+service's ``CRYSTAL_TORCH_THREADS`` default; the inter-op pool is 1 for onnxruntime), on the
+same prepared graphs: graph building is not timed. The exporter's plain graph
+(``fast=False``) is timed too, to show what the kernel rewrites buy. The faster backend is
+what ``CRYSTAL_BACKEND=auto`` serves with on a CPU. Models are fresh default CGCNN and SR-CGCNN with two targets:
 speed does not depend on the weights.
 """
 
@@ -21,12 +23,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from pymatgen.core import Lattice, Structure
+from torch_geometric.data import Batch
 
 import crystalgraph as cg
+from service.backends._onnx import OnnxBackendPredictor
+from service.backends._torch import TorchPredictor
 
 __all__ = ["run", "THREADS"]
 
-THREADS = 2
+THREADS = 1
 N_CRYSTALS = 64
 SITES = range(18, 23)
 REPEATS = 5
@@ -65,12 +70,12 @@ def _built_crystals() -> list[Structure]:
     return out
 
 
-def _throughputs(calls: dict[str, Callable[[tuple], object]], batches: list[tuple]) -> dict[str, float]:
+def _throughputs(calls: dict[str, Callable[[Batch], object]], batches: list[Batch]) -> dict[str, float]:
     """Structures per second for each call: median of ``REPEATS`` passes over ``batches``.
 
     The calls take turns pass by pass, so that load from other processes hits them alike.
     """
-    n_structures = sum(int(inputs[4].shape[0]) for inputs in batches)
+    n_structures = sum(batch.num_graphs for batch in batches)
     for call in calls.values():
         for inputs in batches[:3]:
             call(inputs)
@@ -84,10 +89,6 @@ def _throughputs(calls: dict[str, Callable[[tuple], object]], batches: list[tupl
     return {name: n_structures / statistics.median(t) for name, t in times.items()}
 
 
-def _inputs(batch) -> tuple:
-    return batch.z, batch.edge_index, batch.edge_dist, batch.batch, batch.ptr.diff()
-
-
 def run(args: argparse.Namespace) -> None:
     data = Path(args.data)
     structures = _real_crystals(data) if (data / "cifs").is_dir() else []
@@ -98,8 +99,8 @@ def run(args: argparse.Namespace) -> None:
     sizes = [g.num_nodes for g in graphs]
     print(f"{source} (mean {np.mean(sizes):.1f} atoms); {THREADS} threads for torch and onnxruntime")
     print(f"load average before timing: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    singles = [_inputs(cg.collate([g])) for g in graphs]
-    full = [_inputs(cg.collate(graphs))]
+    singles = [cg.collate([g]) for g in graphs]
+    full = [cg.collate(graphs)]
 
     targets = (cg.KNOWN_TARGETS["formation_energy_per_atom"], cg.KNOWN_TARGETS["band_gap"])
     configs = {"cgcnn": cg.CGCNNConfig(targets=targets), "sr-cgcnn": cg.SRCGCNNConfig(targets=targets)}
@@ -111,16 +112,14 @@ def run(args: argparse.Namespace) -> None:
             for name, config in configs.items():
                 torch.manual_seed(0)
                 model = cg.build_model(config).eval()
-                fast = cg.OnnxPredictor(cg.export_onnx(model, Path(tmp) / f"{name}.onnx"), num_threads=THREADS)
+                fast_path = cg.export_onnx(model, Path(tmp) / f"{name}.onnx")
+                fast = OnnxBackendPredictor(cg.OnnxPredictor(fast_path, num_threads=THREADS))
                 plain_path = cg.export_onnx(model, Path(tmp) / f"{name}-plain.onnx", fast=False)
-                plain = cg.OnnxPredictor(plain_path, num_threads=THREADS)
+                plain = OnnxBackendPredictor(cg.OnnxPredictor(plain_path, num_threads=THREADS))
+                padded = TorchPredictor(model, "cpu", "float32")
                 with torch.inference_mode():
-                    diff = float(np.abs(fast.predict(*full[0]) - model.predict(*full[0]).numpy()).max())
-                    calls = {
-                        "torch": lambda inputs, m=model: m.predict(*inputs),
-                        "onnx": lambda inputs, p=fast: p.predict(*inputs),
-                        "plain": lambda inputs, p=plain: p.predict(*inputs),
-                    }
+                    diff = float(np.abs(fast.predict(full[0]) - padded.predict(full[0])).max())
+                    calls = {"torch": padded.predict, "onnx": fast.predict, "plain": plain.predict}
                     for batch_size, batches in ((1, singles), (N_CRYSTALS, full)):
                         speed = _throughputs(calls, batches)
                         rows.append((name, batch_size, speed["torch"], speed["onnx"], speed["plain"], diff))
@@ -133,7 +132,7 @@ def run(args: argparse.Namespace) -> None:
         print(f"{name:<10}{batch_size:>6}{t:>9.0f}{o:>13.0f}{o / t:>10.2f}x{plain:>11.0f}  {diff:.1e}")
     onnx_wins = sum(o > t for _, _, t, o, _, _ in rows)
     if onnx_wins == len(rows):
-        verdict = "onnxruntime is faster in every case: CPU default onnx"
+        verdict = "onnxruntime is faster in every case: CPU default onnx (CRYSTAL_BACKEND=auto)"
     elif onnx_wins == 0:
         verdict = "torch is faster in every case: CPU default torch"
     else:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from crystalgraph import build_model, parse_model_config, read_manifest
 
-from .backends import create_predictor
+from .backends import create_predictor, resolve_backend
 from .registry import ModelEntry, RefusedModel, Registry
 
 __all__ = ["load_registry"]
@@ -44,7 +44,7 @@ def _load_entry(folder: Path, backend: str, device: str, precision: str) -> Mode
             name,
             version,
         )
-    predictor = create_predictor(backend, folder, manifest, device, precision)
+    predictor = create_predictor(resolve_backend(backend, manifest, device, precision), folder, manifest, device, precision)
     meta = manifest.get("metadata") or {}
     parameters = meta.get("parameters") if isinstance(meta, dict) else None
     if not (isinstance(parameters, dict) and {"total", "conv"} <= parameters.keys()):
@@ -73,7 +73,7 @@ def load_registry(
 
     Args:
         models_dir: ``<models_dir>/<name>/<version>/``.
-        backend: A name in :data:`service.backends.BACKENDS`.
+        backend: ``auto`` or a name in :data:`service.backends.BACKENDS` (see ``resolve_backend``).
         device: A resolved device (``cpu``, ``cuda:0``).
         precision: ``float32`` or ``float64`` (resolved, not ``auto``).
         defaults: Default model per property (see :class:`~service.settings.Settings`).

@@ -36,14 +36,16 @@ class Settings(BaseSettings):
 
     Attributes:
         models_dir: The model repository, ``<models_dir>/<name>/<version>/manifest.json``.
-        backend: Inference backend serving every model: ``torch`` or ``onnx`` (see ``service.backends``).
+        backend: Inference backend serving every model: ``auto`` (onnxruntime on a CPU for models
+            with a ``model.onnx`` in float32, torch otherwise), ``torch`` or ``onnx`` (see
+            ``service.backends``).
         model_backends: Backend per model name, overriding ``backend``, e.g. ``{"cgcnn-mp-band-gap": "onnx"}``.
         device: ``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
         precision: ``auto`` (``float32`` on a CPU, ``float64`` on CUDA), ``float32`` or
-            ``float64``. A structure must get the same answer alone or in a batch: on a CPU the
-            torch backend pads every batch so that float32 answers are bit-identical (checked at
-            warm-up, ``batch_invariant`` in ``/v1/models``); on CUDA that is not established,
-            and float64 keeps batch effects near 1e-15.
+            ``float64``. A structure must get the same answer alone or in a batch: on a CPU
+            float32 answers are bit-identical (the torch backend pads every batch, onnxruntime
+            runs on one thread; checked at warm-up, ``batch_invariant`` in ``/v1/models``); on
+            CUDA that is not established, and float64 keeps batch effects near 1e-15.
         defaults: Default model per property, e.g. ``{"band_gap": "sr-cgcnn-band-gap"}`` (a model
             name, or ``name@version``). Properties not listed get the model with the best
             validation MAE, else the first by name.
@@ -88,7 +90,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CRYSTAL_", extra="forbid", frozen=True)
 
     models_dir: Path = Path("models")
-    backend: str = "torch"
+    backend: str = "auto"
     model_backends: dict[str, str] = Field(default_factory=dict)
     device: str = "auto"
     precision: Literal["auto", "float32", "float64"] = "auto"

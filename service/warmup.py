@@ -2,7 +2,7 @@
 
 The check predicts a few crystals built in code, each alone and all in one batch, with each
 model's predictor on its inference thread, and compares the answers bit for bit. It confirms on
-the machine at hand what the backend's padding is for (see :mod:`service.backends._torch`); a
+the machine at hand what the backend's padding is for (see :mod:`service.backends._padding`); a
 model that fails it still serves, with a warning in the log and ``batch_invariant: false`` in
 ``/v1/models``.
 """

@@ -1,10 +1,11 @@
 """Inference backends: how a model folder becomes a :class:`Predictor`.
 
 A backend is a factory ``(folder, manifest, device, precision) -> Predictor`` registered in
-:data:`BACKENDS` under the name ``CRYSTAL_BACKEND`` selects. Today there is ``torch``
-(:mod:`service.backends._torch`); an onnxruntime backend is added by writing
-``_onnx.py`` with a ``load_onnx`` factory and one line in :data:`BACKENDS`. Nothing else in the
-service knows which backend runs a model: the registry reads graph settings and targets from
+:data:`BACKENDS` under the name ``CRYSTAL_BACKEND`` selects: ``torch``
+(:mod:`service.backends._torch`) and ``onnx`` (:mod:`service.backends._onnx`). ``auto`` (the
+default, :func:`resolve_backend`) picks onnxruntime on a CPU, where ``make bench`` measured it
+about twice as fast, and torch on CUDA or in float64. Nothing else in the service knows which
+backend runs a model: the registry reads graph settings and targets from
 the manifest, and the inference worker only calls :meth:`Predictor.predict`.
 """
 
@@ -23,6 +24,7 @@ __all__ = [
     "BACKENDS",
     "available_backends",
     "create_predictor",
+    "resolve_backend",
     "resolve_device",
     "resolve_precision",
 ]
@@ -76,7 +78,22 @@ BACKENDS: dict[str, BackendFactory] = {"torch": _load_torch, "onnx": _load_onnx}
 
 
 def available_backends() -> list[str]:
-    return sorted(BACKENDS)
+    """The backend names ``CRYSTAL_BACKEND`` accepts: ``auto`` and those of :data:`BACKENDS`."""
+    return ["auto", *sorted(BACKENDS)]
+
+
+def resolve_backend(backend: str, manifest: dict[str, Any], device: str, precision: str) -> str:
+    """``auto`` to ``onnx`` for a float32 CPU model whose folder has a ``model.onnx``, else ``torch``.
+
+    onnxruntime was about twice as fast as torch on a CPU, with the same bit-identical answers
+    alone and in batches on one thread (``python -m bench --only onnx``, README); its graph
+    computes in float32 only, and its CUDA path has not been measured, so float64 and CUDA stay
+    with torch.
+    """
+    if backend != "auto":
+        return backend
+    has_onnx = "onnx" in (manifest.get("files") or {})
+    return "onnx" if has_onnx and device == "cpu" and precision == "float32" else "torch"
 
 
 def create_predictor(

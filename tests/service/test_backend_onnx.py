@@ -50,7 +50,7 @@ def _values(client, cifs: dict) -> dict[tuple[str, str, str], float]:
 
 
 def test_onnx_backend_matches_torch_through_the_api(onnx_models, cifs, live_server_factory):
-    torch_srv = live_server_factory(Settings(models_dir=onnx_models, parse_workers=1))
+    torch_srv = live_server_factory(Settings(models_dir=onnx_models, parse_workers=1, backend="torch"))
     onnx_srv = live_server_factory(
         Settings(models_dir=onnx_models, parse_workers=1, backend="onnx", model_backends={"torch-only": "torch"})
     )
@@ -73,3 +73,14 @@ def test_a_model_without_onnx_file_is_refused_by_the_onnx_backend(onnx_models, l
         body = client.get("/v1/models").json()
     assert sorted(m["name"] for m in body["models"]) == ["cg-fe", "sr-bg"]
     assert len(body["refused"]) == 1 and "no model.onnx" in body["refused"][0]["reason"]
+
+
+def test_auto_backend_serves_onnx_on_a_cpu_where_a_model_has_it_and_torch_otherwise(onnx_models, live_server_factory):
+    srv = live_server_factory(Settings(models_dir=onnx_models, parse_workers=1))  # CRYSTAL_BACKEND=auto
+    with srv.client() as client:
+        models = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    assert {n: m["backend"] for n, m in models.items()} == {"cg-fe": "onnx", "sr-bg": "onnx", "torch-only": "torch"}
+    assert all(m["batch_invariant"] is True for m in models.values())
+    float64 = live_server_factory(Settings(models_dir=onnx_models, parse_workers=1, precision="float64"))
+    with float64.client() as client:
+        assert {m["backend"] for m in client.get("/v1/models").json()["models"]} == {"torch"}

@@ -27,7 +27,7 @@ def test_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_defaults_match_the_issue() -> None:
     s = Settings()
     assert (s.max_atoms, s.max_file_bytes, s.max_files) == (500, 2 << 20, 1000)
-    assert (s.backend, s.device, s.precision, s.api_key) == ("torch", "auto", "auto", None)
+    assert (s.backend, s.device, s.precision, s.api_key) == ("auto", "auto", "auto", None)
 
 
 @pytest.mark.parametrize(

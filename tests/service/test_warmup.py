@@ -10,7 +10,8 @@ import torch
 from torch_geometric.data import Batch
 
 from crystalgraph import GraphConfig, load_exported
-from service.backends._torch import PAD_GRAPHS, TorchPredictor
+from service.backends._padding import PAD_GRAPHS
+from service.backends._torch import TorchPredictor
 from service.featurize import GraphArrays, featurize
 from service.warmup import batch_invariant, warmup_cifs
 
