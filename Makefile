@@ -48,8 +48,11 @@ clean:
 
 # --- the default models (issue: train and ship) ---------------------------------------------
 EPOCHS ?= 12
+VERSION ?= 1
+ONLY ?=
 train-defaults: setup data
-	$(PY) -m training.protocol train --data $(DATA_DIR) --epochs $(EPOCHS) --no-progress
+	$(PY) -m training.protocol train --data $(DATA_DIR) --epochs $(EPOCHS) --version $(VERSION) \
+		$(if $(ONLY),--only $(ONLY)) --threads 1 --no-progress
 
 evaluate-defaults: setup data
 	$(PY) -m training.protocol evaluate --data $(DATA_DIR)
