@@ -160,6 +160,9 @@ def export_onnx_checked(model: CrystalGraphNet, folder: Path, tol: float = 1e-4,
         export_onnx(model, tmp, opset=opset)
         check_parity(model, tmp, tol=tol)
         target = folder / ONNX_FILE
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o666 & ~umask)  # mkstemp makes it 0600: others (a container's user) could not read it
         tmp.replace(target)
         return target
     finally:

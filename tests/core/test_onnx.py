@@ -202,6 +202,7 @@ def test_export_checked_into_model_folder_with_manifest(tmp_path: Path) -> None:
     path = cg.export_onnx_checked(model, folder)
     assert path == folder / "model.onnx"
     assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "model.onnx", "weights.pt"]
+    assert path.stat().st_mode & 0o044 == (folder / "weights.pt").stat().st_mode & 0o044  # readable as weights.pt
     cg.write_manifest(folder, "cgcnn-test-band_gap", "1", extra_files={"onnx": path})
     verified = cg.verify_file(folder, cg.read_manifest(folder), "onnx")
     loaded = cg.load_exported(folder)
