@@ -23,8 +23,10 @@ from crystalgraph import (
     TargetSpec,
     build_model,
     export_model,
+    export_onnx_checked,
     load_checkpoint,
     predict_graphs,
+    write_manifest,
 )
 
 from .dataset import LabelledSet, read_dataset
@@ -206,6 +208,8 @@ def run_training(
     test_graphs = [prepared.graphs[m] for m in parts["test"]]
     val_graphs = [prepared.graphs[m] for m in parts["val"]]
     meta = dict(best.metadata)
+    # best.pt was saved at the best epoch: the run itself went on to the end of its budget
+    meta["training"] = {**meta["training"], "epochs": trainer.epoch, "seconds": round(trainer.seconds, 1)}
     meta["metrics"] = {
         "val": evaluate_model(best.model, parts["val"], val_graphs, val_labels, run_dir, "val", model_type),
         "test": evaluate_model(best.model, parts["test"], test_graphs, test_labels, run_dir, "test", model_type),
@@ -218,12 +222,6 @@ def run_training(
 def export_run(model: CrystalGraphNet, metadata: dict, models_dir: Path, name: str, version: str) -> Path:
     """Export a trained model into the model repository (and an ONNX file when available)."""
     folder = export_model(model, models_dir, name, version, metadata)
-    try:
-        from crystalgraph.onnx_export import export_onnx_checked  # optional until ONNX lands
-    except ImportError:
-        return folder
-    from crystalgraph import write_manifest
-
     onnx = export_onnx_checked(model, folder)
     write_manifest(folder, name=name, version=version, extra_files={"onnx": onnx})
     return folder
