@@ -6,10 +6,11 @@ otherwise, so a lone request never waits), waits up to a window for more until s
 full micro-batch. Structures of batch jobs are marked ``bulk``: while only they are queued the
 window is longer (``bulk_wait_s``), since a job trickles in at the parse pool's pace and small
 micro-batches would cost it several times more inference per structure; an interactive
-structure arriving cuts the wait back to ``wait_s``. It groups the jobs by model and runs each group as one collated batch on a
-dedicated thread, so the event loop stays free. Small batches cost several times more CPU per
-structure than batches of a few hundred atoms, so the window pays for itself under load.
-In eval mode a crystal's prediction does not depend on the rest of its batch.
+structure arriving cuts the wait back to ``wait_s``. It groups the jobs by model and runs each
+group as one collated batch on a dedicated thread, so the event loop stays free; before each
+micro-batch, structures that arrived meanwhile join, interactive ones first. Small batches cost
+several times more CPU per structure than batches of a few hundred atoms, so the window pays
+for itself under load. In eval mode a crystal's prediction does not depend on the rest of its batch.
 """
 
 from __future__ import annotations

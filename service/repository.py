@@ -44,7 +44,8 @@ def _load_entry(folder: Path, backend: str, device: str, precision: str) -> Mode
             name,
             version,
         )
-    predictor = create_predictor(resolve_backend(backend, manifest, device, precision), folder, manifest, device, precision)
+    backend = resolve_backend(backend, manifest, device, precision)
+    predictor = create_predictor(backend, folder, manifest, device, precision)
     meta = manifest.get("metadata") or {}
     parameters = meta.get("parameters") if isinstance(meta, dict) else None
     if not (isinstance(parameters, dict) and {"total", "conv"} <= parameters.keys()):

@@ -4,8 +4,9 @@ The ONNX graph computes in float32 whatever ``CRYSTAL_PRECISION`` says (its ``pr
 reports that). With one intra-op thread (``CRYSTAL_TORCH_THREADS``, default 1) its float32
 answers are bit-identical alone and in any batch without the torch backend's padding
 (``tests/service/test_batch_invariance.py``; the warm-up re-checks it). With more threads
-onnxruntime splits the work by batch size, and answers can move in the last bit. With ``cuda`` the CUDA execution provider must really be active: onnxruntime
-falls back to the CPU silently, so :class:`crystalgraph.OnnxPredictor` checks and raises.
+onnxruntime splits the work by batch size, and answers can move in the last bit. With ``cuda``
+the CUDA execution provider must really be active: onnxruntime falls back to the CPU silently,
+so :class:`crystalgraph.OnnxPredictor` checks and raises.
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ removes both:
 Every batch therefore gets :data:`PAD_GRAPHS` two-atom graphs appended at its end: every
 product has at least that many more rows, and the scalar tail falls on the padding. With it,
 float32 answers were bit-identical alone and in random batches for each shipped model
-(``tests/service/test_batch_invariance.py``; onnxruntime on one thread needs no padding). The engine re-checks this at warm-up on
-the machine it runs on (``batch_invariant`` in ``/v1/models``). On CUDA, where cuBLAS picks
+(``tests/service/test_batch_invariance.py``; onnxruntime on one thread needs no padding).
+The engine re-checks this at warm-up on the machine it runs on (``batch_invariant`` in
+``/v1/models``). On CUDA, where cuBLAS picks
 kernels by shape and this could not be checked, the default precision is float64, where batch
 effects are about 1e-15.
 """

@@ -6,9 +6,10 @@ inference workers): its files are read from disk ``jobs_chunk`` at a time and go
 requests keep priority: while one is being answered the job starts parsing no new file beyond
 one (see ``_priority``), so a request waits behind at most ``jobs_parsing`` job files, never
 behind the whole job; its structures join the next micro-batch. The job's parsed structures are
-``bulk``: the inference worker holds them a little longer to fill its micro-batches. Finished files are committed every quarter second (or every 64
-files), each with its results in one transaction; after a crash the job resumes with the files
-that have no result.
+``bulk``: they are parsed by a lower-priority pool, and the inference worker holds them a
+little longer to fill its micro-batches. Finished files are committed every quarter second (or
+every 64 files), each with its results in one transaction; after a crash the job resumes with
+the files that have no result.
 
 Nothing is read or written until the first job is submitted, or until the database exists.
 """
