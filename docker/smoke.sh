@@ -246,6 +246,19 @@ wait_ready
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url/healthz" || true)
 if [[ $code == 200 ]]; then pass "GET /healthz: 200"; else fail "GET /healthz: $code"; fi
 
+# Every model loaded and served as CRYSTAL_BACKEND=auto decides on a CPU: onnxruntime where it has model.onnx.
+curl -s --max-time 10 "$url/v1/models" >"$tmp/models.json" || true
+served=$("${docker[@]}" exec -i "$cid" python -c '
+import json, sys
+body = json.load(sys.stdin)
+print(len(body["models"]), len(body["refused"]), " ".join(sorted({m["backend"] + "/" + m["device"] for m in body["models"]})),
+      all(m["batch_invariant"] for m in body["models"]))' <"$tmp/models.json" 2>/dev/null || echo "unreadable")
+if [[ $served == "${#manifests[@]} 0 onnx/cpu True" ]]; then
+    pass "GET /v1/models: ${#manifests[@]} models on onnx/cpu, none refused, all batch-invariant"
+else
+    fail "GET /v1/models: expected ${#manifests[@]} models on onnx/cpu, none refused, all batch-invariant; got '$served'"
+fi
+
 # Rock-salt NaCl, conventional cubic cell written out in P1 (a = 5.69 Å as relaxed in the Materials Project).
 cat >"$tmp/NaCl.cif" <<'EOF'
 data_NaCl
