@@ -8,10 +8,13 @@ Servers are real uvicorn servers on a free loopback port, each in a thread, talk
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 import threading
 import time
 import warnings
+import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -222,3 +225,25 @@ def client(server: LiveServer) -> Iterator[httpx.Client]:
 def strict_client(strict_server: LiveServer) -> Iterator[httpx.Client]:
     with strict_server.client(headers={"X-API-Key": "s3cret"}) as c:
         yield c
+
+
+@pytest.fixture
+def make_archive() -> Callable[[dict[str, str], str], bytes]:
+    """``make_archive({name: text}, "zip" | "tar.gz")``: the archive's bytes."""
+
+    def make(members: dict[str, str], kind: str = "zip") -> bytes:
+        buf = io.BytesIO()
+        if kind == "zip":
+            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+                for name, text in members.items():
+                    zf.writestr(name, text)
+        else:
+            with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+                for name, text in members.items():
+                    data = text.encode()
+                    info = tarfile.TarInfo(name)
+                    info.size = len(data)
+                    tf.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    return make

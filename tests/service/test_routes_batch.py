@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 import zipfile
+from collections.abc import Callable
 
 import httpx
 
@@ -65,20 +65,9 @@ def _zip(members: dict[str, str]) -> bytes:
     return buf.getvalue()
 
 
-def _targz(members: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-        for name, text in members.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def test_zip_and_tar_gz_archives_are_unpacked(client: httpx.Client, cifs: dict) -> None:
+def test_zip_and_tar_gz_archives_are_unpacked(client: httpx.Client, cifs: dict, make_archive: Callable) -> None:
     members = {"cifs/nacl.cif": cifs["nacl"], "cifs/bad.cif": cifs["garbage"], "cifs/cu.cif": cifs["cu"]}
-    for archive, name in ((_zip(members), "set.zip"), (_targz(members), "set.tar.gz")):
+    for archive, name in ((_zip(members), "set.zip"), (make_archive(members, "tar.gz"), "set.tar.gz")):
         r = client.post("/v1/predict/batch", files={"files": (name, archive, "application/octet-stream")})
         assert r.status_code == 200, r.text
         results = r.json()["results"]

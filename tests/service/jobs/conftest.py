@@ -7,16 +7,13 @@ the process, a ``python -m service`` subprocess (``service_process``).
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import threading
 import time
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,28 +124,6 @@ def wait_job() -> Callable[..., dict[str, Any]]:
             time.sleep(0.05)
 
     return wait
-
-
-@pytest.fixture
-def make_archive() -> Callable[[dict[str, str], str], bytes]:
-    """``make_archive({name: text}, "zip" | "tar.gz")``: the archive's bytes."""
-
-    def make(members: dict[str, str], kind: str = "zip") -> bytes:
-        buf = io.BytesIO()
-        if kind == "zip":
-            with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-                for name, text in members.items():
-                    zf.writestr(name, text)
-        else:
-            with tarfile.open(fileobj=buf, mode="w:gz") as tf:
-                for name, text in members.items():
-                    data = text.encode()
-                    info = tarfile.TarInfo(name)
-                    info.size = len(data)
-                    tf.addfile(info, io.BytesIO(data))
-        return buf.getvalue()
-
-    return make
 
 
 @pytest.fixture
