@@ -35,11 +35,11 @@ from .service import (
     PARSE_WORKERS,
     _cpu_seconds,
     _default_models,
-    _has_models,
+    _models_or_stand_ins,
     _offline_graphs,
     _offline_throughput,
+    _sample,
     _server,
-    _stand_in_models,
     _twenty_atom_cif,
 )
 
@@ -94,17 +94,13 @@ def _ms(values: list[float], q: float) -> float:
 
 def run(args: argparse.Namespace) -> None:
     paths = sorted((args.data / "cifs").glob("*.cif"))
-    step = max(1, len(paths) // N_JOB)
-    cifs = [(p.name, p.read_bytes()) for p in paths[::step][:N_JOB]]
+    cifs = _sample(paths, N_JOB)
     _, probe = _twenty_atom_cif(paths)
     archive = _tar_gz(cifs)
     jobs: list[tuple[float, float]] = []
     offline: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        models = Path(args.models)
-        if not _has_models(models):
-            print(f"no models in {models}: untrained default-size stand-ins (speed does not depend on weights)")
-            models = _stand_in_models(Path(tmp) / "models")
+        models = _models_or_stand_ins(Path(args.models), Path(tmp) / "models")
         import torch
 
         torch.set_num_threads(1)  # this process is the client and the offline predictor

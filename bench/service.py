@@ -62,6 +62,20 @@ def _stand_in_models(folder: Path) -> Path:
     return folder
 
 
+def _sample(paths: Sequence[Path], n: int) -> list[tuple[str, bytes]]:
+    """``n`` CIFs spread evenly over the sorted data set, as ``(file name, bytes)``."""
+    step = max(1, len(paths) // n)
+    return [(p.name, p.read_bytes()) for p in paths[::step][:n]]
+
+
+def _models_or_stand_ins(models: Path, folder: Path) -> Path:
+    """``models`` if it holds exported models, else default-size stand-ins exported to ``folder``."""
+    if _has_models(models):
+        return models
+    print(f"no models in {models}: untrained default-size stand-ins (speed does not depend on weights)")
+    return _stand_in_models(folder)
+
+
 def _twenty_atom_cif(paths: Sequence[Path]) -> tuple[Path, bytes]:
     for path in paths:
         data = path.read_bytes()
@@ -212,16 +226,12 @@ def _ms(values: list[float], q: float) -> float:
 def run(args: argparse.Namespace) -> None:
     data: Path = args.data
     paths = sorted((data / "cifs").glob("*.cif"))
-    step = max(1, len(paths) // N_BATCH)
-    batch = [(p.name, p.read_bytes()) for p in paths[::step][:N_BATCH]]
+    batch = _sample(paths, N_BATCH)
     single_path, single = _twenty_atom_cif(paths)
     http: list[tuple[float, float]] = []
     offline: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        models = Path(args.models)
-        if not _has_models(models):
-            print(f"no models in {models}: untrained default-size stand-ins (speed does not depend on weights)")
-            models = _stand_in_models(Path(tmp))
+        models = _models_or_stand_ins(Path(args.models), Path(tmp))
         import torch
 
         torch.set_num_threads(1)  # this process is the client and the offline predictor
