@@ -37,8 +37,10 @@ def run(args) -> None:
     random.Random(0).shuffle(ids)
     graphs = [prepared.graphs[i] for i in ids[:N_STRUCTURES]]
     atoms = sum(g.num_nodes for g in graphs) / len(graphs)
-    print(f"one epoch over {len(graphs)} random training crystals ({atoms:.1f} atoms each on average); "
-          f"graphs from the on-disk cache; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(
+        f"one epoch over {len(graphs)} random training crystals ({atoms:.1f} atoms each on average); "
+        f"graphs from the on-disk cache; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
     target = (KNOWN_TARGETS["formation_energy_per_atom"],)
     default_threads = torch.get_num_threads()
     for threads in THREADS:
@@ -47,6 +49,9 @@ def run(args) -> None:
             for bs in BATCH_SIZES:
                 torch.manual_seed(0)
                 rate = _epoch(build_model(config), graphs, bs)
-                print(f"{name:10s} {threads} thread(s) batch {bs:4d} {rate:8.0f} structures/s  "
-                      f"(a 27,592-crystal epoch: {27592 / rate / 60:.1f} min)", flush=True)
+                print(
+                    f"{name:10s} {threads} thread(s) batch {bs:4d} {rate:8.0f} structures/s  "
+                    f"(a 27,592-crystal epoch: {27592 / rate / 60:.1f} min)",
+                    flush=True,
+                )
     torch.set_num_threads(default_threads)

@@ -60,9 +60,7 @@ def neighbor_list(structure: Structure, config: GraphConfig) -> tuple[np.ndarray
         IsolatedAtomError: an atom with no neighbour inside the cutoff.
     """
     n = len(structure)
-    center, neighbor, images, dist = structure.get_neighbor_list(
-        r=config.cutoff, numerical_tol=1e-8, exclude_self=True
-    )
+    center, neighbor, images, dist = structure.get_neighbor_list(r=config.cutoff, numerical_tol=1e-8, exclude_self=True)
     if len(dist) and dist.min() < config.min_distance:
         k = int(np.argmin(dist))
         raise OverlappingAtomsError(
@@ -76,9 +74,7 @@ def neighbor_list(structure: Structure, config: GraphConfig) -> tuple[np.ndarray
     counts = np.bincount(center, minlength=n)
     if (counts == 0).any():
         i = int(np.flatnonzero(counts == 0)[0])
-        raise IsolatedAtomError(
-            f"Atom {i} ({structure[i].specie}) has no neighbour within {config.cutoff} Å."
-        )
+        raise IsolatedAtomError(f"Atom {i} ({structure[i].specie}) has no neighbour within {config.cutoff} Å.")
     first = np.concatenate(([0], np.cumsum(counts)[:-1]))
     rank = np.arange(len(center)) - np.repeat(first, counts)
     keep = rank < config.max_neighbors

@@ -84,9 +84,7 @@ def _shared_conv_keys(sd: dict[str, torch.Tensor], steps: int) -> dict[str, torc
     return out
 
 
-def import_legacy(
-    path: Path, atom_init: Path, target: TargetSpec
-) -> tuple[CrystalGraphNet, dict[str, Any]]:
+def import_legacy(path: Path, atom_init: Path, target: TargetSpec) -> tuple[CrystalGraphNet, dict[str, Any]]:
     """Convert a reference CGCNN / SR-CGCNN checkpoint into a model of ours.
 
     Args:

@@ -21,7 +21,9 @@ def main() -> int:
     if torch.version.cuda is None:
         problems.append("torch is a CPU build: check TORCH_VERSION, TORCH_INDEX_URL and the wheel folder")
     if "CUDAExecutionProvider" not in providers:
-        problems.append("onnxruntime has no CUDAExecutionProvider: is plain onnxruntime installed over onnxruntime-gpu?")
+        problems.append(
+            "onnxruntime has no CUDAExecutionProvider: is plain onnxruntime installed over onnxruntime-gpu?"
+        )
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     return 1 if problems else 0

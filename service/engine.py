@@ -120,9 +120,7 @@ class Engine:
         """:meth:`featurize` for several files at once (in file order)."""
         return list(await asyncio.gather(*(self.featurize(data, configs) for data in files)))
 
-    async def featurize(
-        self, data: bytes, configs: Sequence[GraphConfig], *, bulk: bool = False
-    ) -> list[Featurized]:
+    async def featurize(self, data: bytes, configs: Sequence[GraphConfig], *, bulk: bool = False) -> list[Featurized]:
         """Parse and build graphs in the pool (a crashed worker is replaced; the file retried once).
 
         Args:
@@ -220,9 +218,7 @@ class Engine:
         self.metrics.structures.labels("failed").inc()
         return BatchError(index=index, filename=name, error=Notice(code=exc.code, detail=exc.detail))
 
-    async def _batch_item(
-        self, index: int, name: str, feat: Featurized, selection: Selection, bulk: bool
-    ) -> BatchItem:
+    async def _batch_item(self, index: int, name: str, feat: Featurized, selection: Selection, bulk: bool) -> BatchItem:
         try:
             response = await self._predict_block(feat, selection, bulk=bulk)
         except Exception as exc:  # noqa: BLE001 - a bad structure never fails the batch

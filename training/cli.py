@@ -41,16 +41,34 @@ def _cmd_train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     targets = target_specs(args.targets, _units(args.unit))
     prepared = prepare(args.data, [t.name for t in targets], args.cache_dir, args.workers, limit=args.limit)
-    print(f"{len(prepared.graphs)} graphs ({len(prepared.skipped)} structures skipped); "
-          f"dataset fingerprint {prepared.fingerprint}; {hardware()}", flush=True)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
-                         loss=args.loss, patience=args.patience, seed=args.seed)
+    print(
+        f"{len(prepared.graphs)} graphs ({len(prepared.skipped)} structures skipped); "
+        f"dataset fingerprint {prepared.fingerprint}; {hardware()}",
+        flush=True,
+    )
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        loss=args.loss,
+        patience=args.patience,
+        seed=args.seed,
+    )
     arch = {"atom_fea_len": args.atom_fea_len, "h_fea_len": args.h_fea_len, "n_h": args.n_h}
     arch["n_conv" if args.model == "cgcnn" else "n_steps"] = args.n_conv
     model, meta = run_training(
-        prepared, model_type=args.model, targets=targets, run_dir=args.run_dir, train_config=config,
-        split_file=args.split_file, split_seed=args.split_seed, exclude=args.exclude, arch=arch,
-        progress=not args.no_progress, log=lambda m: print(m, flush=True),
+        prepared,
+        model_type=args.model,
+        targets=targets,
+        run_dir=args.run_dir,
+        train_config=config,
+        split_file=args.split_file,
+        split_seed=args.split_seed,
+        exclude=args.exclude,
+        arch=arch,
+        progress=not args.no_progress,
+        log=lambda m: print(m, flush=True),
     )
     if args.export_to:
         name = args.name or f"{args.model}-{'-'.join(t.name for t in targets)}".replace("_", "-")
@@ -88,20 +106,26 @@ def _cmd_import_legacy(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m training", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--cache-dir", type=Path, default=None,
-                        help="graph cache root (default ~/.cache/crystal-service)")
+    common.add_argument(
+        "--cache-dir", type=Path, default=None, help="graph cache root (default ~/.cache/crystal-service)"
+    )
     common.add_argument("--workers", type=int, default=None, help="CIF parsing processes (default: CPU count)")
 
     t = sub.add_parser("train", parents=[common], help="train a model on a CGCNN-format folder")
     t.add_argument("data", type=Path, help="folder with labels.csv (or id_prop.csv) and CIFs")
     t.add_argument("--model", choices=["cgcnn", "sr-cgcnn"], default="cgcnn")
-    t.add_argument("--targets", nargs="+", default=["formation_energy_per_atom"],
-                   help="label columns; several = multi-task (MT-CGCNN); id_prop.csv's column is 'target'")
+    t.add_argument(
+        "--targets",
+        nargs="+",
+        default=["formation_energy_per_atom"],
+        help="label columns; several = multi-task (MT-CGCNN); id_prop.csv's column is 'target'",
+    )
     t.add_argument("--unit", action="append", default=[], metavar="NAME=UNIT", help="unit of a non-standard target")
     t.add_argument("--run-dir", type=Path, required=True, help="run folder (resumes if it holds a run)")
     t.add_argument("--epochs", type=int, default=100)
@@ -113,8 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="initialisation and shuffling seed")
     t.add_argument("--split-seed", type=int, default=42)
     t.add_argument("--split-file", type=Path, default=None, help="read the split from here (or write it there)")
-    t.add_argument("--exclude", action="append", default=[], metavar="NAME<VALUE",
-                   help="drop crystals from train/val (never test), e.g. 'formation_energy_per_atom<-4.5'")
+    t.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="NAME<VALUE",
+        help="drop crystals from train/val (never test), e.g. 'formation_energy_per_atom<-4.5'",
+    )
     t.add_argument("--limit", type=int, default=None, help="use only the first N labelled structures")
     t.add_argument("--atom-fea-len", type=int, default=64)
     t.add_argument("--h-fea-len", type=int, default=128)

@@ -58,8 +58,15 @@ class Prepared:
     fingerprint: str
 
 
-def prepare(folder: Path, targets: list[str], cache_dir: Path | None = None, workers: int | None = None,
-            graph: GraphConfig | None = None, limit: int | None = None, progress: bool = True) -> Prepared:
+def prepare(
+    folder: Path,
+    targets: list[str],
+    cache_dir: Path | None = None,
+    workers: int | None = None,
+    graph: GraphConfig | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+) -> Prepared:
     """Read labels, build (or load cached) graphs."""
     ds = read_dataset(folder, targets)
     if limit is not None:
@@ -98,8 +105,15 @@ def hardware() -> str:
     return f"{platform.processor() or platform.machine()} CPU, {n} thread{'s' if n != 1 else ''}"
 
 
-def evaluate_model(model: CrystalGraphNet, ids: list[str], graphs: list[Data], labels: np.ndarray,
-                   out_dir: Path, split_name: str = "test", title: str = "") -> dict[str, dict[str, float]]:
+def evaluate_model(
+    model: CrystalGraphNet,
+    ids: list[str],
+    graphs: list[Data],
+    labels: np.ndarray,
+    out_dir: Path,
+    split_name: str = "test",
+    title: str = "",
+) -> dict[str, dict[str, float]]:
     """Metrics per target on one split, a predictions CSV and a parity plot per target.
 
     For non-negative targets (band gap) the metrics are also given on the zero-label (metal)
@@ -114,8 +128,14 @@ def evaluate_model(model: CrystalGraphNet, ids: list[str], graphs: list[Data], l
         if spec.nonnegative:
             metrics[f"{spec.name}[label=0]"] = regression_metrics(col[col == 0], pred[col == 0, t])
             metrics[f"{spec.name}[label>0]"] = regression_metrics(col[col > 0], pred[col > 0, t])
-        parity_plot(col, pred[:, t], out_dir / f"parity_{split_name}_{spec.name}.png",
-                    f"{title} {spec.name} ({split_name})".strip(), spec.unit, metrics[spec.name]["mae"])
+        parity_plot(
+            col,
+            pred[:, t],
+            out_dir / f"parity_{split_name}_{spec.name}.png",
+            f"{title} {spec.name} ({split_name})".strip(),
+            spec.unit,
+            metrics[spec.name]["mae"],
+        )
     with open(out_dir / f"{split_name}_predictions.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["id"] + [f"{s.name}_{k}" for s in model.config.targets for k in ("true", "pred")])
@@ -176,8 +196,10 @@ def run_training(
 
     parts = {name: [m for m in ids if keep(m, name)] for name, ids in split.items()}
     dropped = {name: len(split[name]) - len(parts[name]) for name in split}
-    sets = {name: with_labels([prepared.graphs[m] for m in ids], np.stack([label_of[m] for m in ids]))
-            for name, ids in parts.items()}
+    sets = {
+        name: with_labels([prepared.graphs[m] for m in ids], np.stack([label_of[m] for m in ids]))
+        for name, ids in parts.items()
+    }
     elements = sorted({int(z) for g in sets["train"] for z in g.z.unique().tolist()})
     config_cls = {"cgcnn": CGCNNConfig, "sr-cgcnn": SRCGCNNConfig}[model_type]
     model = build_model(config_cls(targets=targets, graph=GraphConfig(), **(arch or {})))
@@ -195,8 +217,10 @@ def run_training(
         },
         "training": {"hardware": hardware()},
     }
-    log(f"{model_type} -> {names}: train {len(parts['train'])}, val {len(parts['val'])}, "
-        f"test {len(parts['test'])} (dropped {dropped}); {model.count_parameters()}")
+    log(
+        f"{model_type} -> {names}: train {len(parts['train'])}, val {len(parts['val'])}, "
+        f"test {len(parts['test'])} (dropped {dropped}); {model.count_parameters()}"
+    )
     trainer = Trainer(model, sets["train"], sets["val"], train_config, run_dir, metadata)
     if trainer.resume():
         log(f"resumed {run_dir} at epoch {trainer.epoch}")

@@ -48,15 +48,22 @@ def _train(args: argparse.Namespace) -> None:
     if not split_file.is_file():
         runs.mkdir(parents=True, exist_ok=True)
         save_split(make_split(prepared.data.ids, SPLIT_SEED), split_file, SPLIT_SEED)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, loss=args.loss,
-                         patience=args.patience, seed=0)
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, loss=args.loss, patience=args.patience, seed=0
+    )
     todo = [(a, t) for a in ARCHS for t in TARGETS if (args.only is None or model_name(a, t) in args.only)]
     for arch, target in todo:
         torch.manual_seed(0)
         name = model_name(arch, target)
         model, meta = run_training(
-            prepared, model_type=arch, targets=(KNOWN_TARGETS[target],), run_dir=runs / name,
-            train_config=config, split_file=split_file, exclude=EXCLUDE, progress=not args.no_progress,
+            prepared,
+            model_type=arch,
+            targets=(KNOWN_TARGETS[target],),
+            run_dir=runs / name,
+            train_config=config,
+            split_file=split_file,
+            exclude=EXCLUDE,
+            progress=not args.no_progress,
             log=lambda m, n=name: print(f"[{n}] {m}", flush=True),
         )
         folder = export_run(model, meta, args.models, name, args.version)
@@ -70,8 +77,10 @@ def shipped(models: Path) -> list[Path]:
     out = []
     for arch in ARCHS:
         for target in TARGETS:
-            versions = sorted((models / model_name(arch, target)).glob("*/manifest.json"),
-                              key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0)
+            versions = sorted(
+                (models / model_name(arch, target)).glob("*/manifest.json"),
+                key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+            )
             if versions:
                 out.append(versions[-1].parent)
     return out
@@ -87,8 +96,15 @@ def _evaluate(args: argparse.Namespace) -> None:
         loaded = load_exported(folder)
         cols = [prepared.data.targets.index(t.name) for t in loaded.model.config.targets]
         labels = np.stack([prepared.data.labels[index[m], cols] for m in ids])
-        metrics = evaluate_model(loaded.model, ids, [prepared.graphs[m] for m in ids], labels,
-                                 args.out / folder.parent.name, "test", folder.parent.name)
+        metrics = evaluate_model(
+            loaded.model,
+            ids,
+            [prepared.graphs[m] for m in ids],
+            labels,
+            args.out / folder.parent.name,
+            "test",
+            folder.parent.name,
+        )
         for key, m in metrics.items():
             print(f"{folder.parent.name:34s} {key:26s} {m['n']:5d} {m['mae']:8.4f} {m['rmse']:8.4f} {m['r2']:7.3f}")
 
@@ -120,24 +136,34 @@ def _report(args: argparse.Namespace) -> None:
         test = m["metadata"]["metrics"]["test"]
         if f"{target}[label=0]" in test:
             z, nz = test[f"{target}[label=0]"], test[f"{target}[label>0]"]
-            gaps.append(f"| `{name}` | {test[target]['mae']:.4f} | {z['mae']:.4f} (n = {z['n']}) | "
-                        f"{nz['mae']:.4f} (n = {nz['n']}) |")
+            gaps.append(
+                f"| `{name}` | {test[target]['mae']:.4f} | {z['mae']:.4f} (n = {z['n']}) | "
+                f"{nz['mae']:.4f} (n = {nz['n']}) |"
+            )
     bars = []
     for target, bar in (("formation_energy_per_atom", 0.050), ("band_gap", 0.40)):
         cg, sr = mae.get(("cgcnn", target)), mae.get(("sr-cgcnn", target))
         if cg is not None:
-            bars.append(f"- CGCNN {target}: test MAE {cg:.4f} against the bar {bar}: "
-                        f"{'met' if cg <= bar else '**not met**'}.")
+            bars.append(
+                f"- CGCNN {target}: test MAE {cg:.4f} against the bar {bar}: {'met' if cg <= bar else '**not met**'}."
+            )
         if cg is not None and sr is not None:
-            bars.append(f"- SR-CGCNN {target}: {sr / cg:.1%} of CGCNN's MAE (bar: within 110%): "
-                        f"{'met' if sr <= 1.1 * cg else '**not met**'}.")
+            bars.append(
+                f"- SR-CGCNN {target}: {sr / cg:.1%} of CGCNN's MAE (bar: within 110%): "
+                f"{'met' if sr <= 1.1 * cg else '**not met**'}."
+            )
     any_meta = next(iter(rows.values()))["metadata"] if rows else {}
     ds = any_meta.get("dataset", {})
     pngs = sorted(p.name for p in args.models.glob("*.png"))
     text = REPORT_TEMPLATE.format(
-        table="\n".join(lines), gaps="\n".join(gaps), bars="\n".join(bars) or "- no models yet",
-        n_train=ds.get("n_train"), n_val=ds.get("n_val"), n_test=ds.get("n_test"),
-        fingerprint=ds.get("fingerprint"), split_hash=ds.get("split_hash"),
+        table="\n".join(lines),
+        gaps="\n".join(gaps),
+        bars="\n".join(bars) or "- no models yet",
+        n_train=ds.get("n_train"),
+        n_val=ds.get("n_val"),
+        n_test=ds.get("n_test"),
+        fingerprint=ds.get("fingerprint"),
+        split_hash=ds.get("split_hash"),
         train_config=_train_configs(rows),
         plots="\n".join(f"![{p}]({p})" for p in pngs),
     )
@@ -213,13 +239,18 @@ make report              # rewrites this file from the manifests
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m training.protocol", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m training.protocol", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=["train", "evaluate", "report"])
     parser.add_argument("--data", type=Path, default=default_cache_dir() / "data" / "mp-crystals")
     parser.add_argument("--models", type=Path, default=Path("models"))
-    parser.add_argument("--runs-dir", type=Path, default=None,
-                        help="run folders (default: ~/.cache/crystal-service/runs/defaults-e<epochs>)")
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=None,
+        help="run folders (default: ~/.cache/crystal-service/runs/defaults-e<epochs>)",
+    )
     parser.add_argument("--out", type=Path, default=Path("evaluation"))
     parser.add_argument("--only", nargs="*", default=None, help="model names to train")
     parser.add_argument("--epochs", type=int, default=30)

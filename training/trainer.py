@@ -39,8 +39,10 @@ class TrainConfig(BaseModel):
 def with_labels(graphs: list[Data], labels: np.ndarray) -> list[Data]:
     """Shallow copies of the graphs carrying ``y: [1, T]`` (the cached graphs stay untouched)."""
     y = torch.as_tensor(labels, dtype=torch.float32)
-    return [Data(z=g.z, edge_index=g.edge_index, edge_dist=g.edge_dist, num_nodes=g.num_nodes, y=y[i : i + 1])
-            for i, g in enumerate(graphs)]
+    return [
+        Data(z=g.z, edge_index=g.edge_index, edge_dist=g.edge_dist, num_nodes=g.num_nodes, y=y[i : i + 1])
+        for i, g in enumerate(graphs)
+    ]
 
 
 def _loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -177,8 +179,13 @@ class Trainer:
             rng.shuffle(order)
             n_batches = max(1, len(order) // cfg.batch_size)  # drop the last partial batch
             total, seen = 0.0, 0
-            bar = tqdm(range(n_batches), desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False,
-                       disable=not progress, unit="batch")
+            bar = tqdm(
+                range(n_batches),
+                desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                leave=False,
+                disable=not progress,
+                unit="batch",
+            )
             for b in bar:
                 batch = collate([self.train[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]])
                 out = self.model(*model_inputs(batch))
@@ -217,6 +224,8 @@ class Trainer:
                 save_checkpoint(self.model, self.run_dir / "best.pt", self._checkpoint_metadata())
             self._save_last()
             maes_txt = ", ".join(f"{n} {m:.4f}" for n, m in zip(names, maes, strict=True))
-            log(f"epoch {self.epoch:4d}  loss {row['train_loss']:.4f}  val MAE {maes_txt}  "
-                f"{row['structures_per_s']:.0f} structures/s{'  *best' if improved else ''}")
+            log(
+                f"epoch {self.epoch:4d}  loss {row['train_loss']:.4f}  val MAE {maes_txt}  "
+                f"{row['structures_per_s']:.0f} structures/s{'  *best' if improved else ''}"
+            )
         return self.history

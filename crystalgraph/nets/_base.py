@@ -37,14 +37,10 @@ class CrystalGraphNet(nn.Module):
         self.register_buffer("atom_features", table)
         self.register_buffer("target_mean", torch.zeros(len(config.targets)))
         self.register_buffer("target_std", torch.ones(len(config.targets)))
-        self.register_buffer(
-            "nonnegative", torch.tensor([t.nonnegative for t in config.targets]), persistent=False
-        )
+        self.register_buffer("nonnegative", torch.tensor([t.nonnegative for t in config.targets]), persistent=False)
         self.embedding = nn.Linear(config.feature_dim, config.atom_fea_len)
         self.expansion = GaussianExpansion(g.gaussian_start, g.gaussian_stop, g.gaussian_step, g.gaussian_width)
-        self.heads = nn.ModuleList(
-            Head(config.atom_fea_len, config.h_fea_len, config.n_h) for _ in config.targets
-        )
+        self.heads = nn.ModuleList(Head(config.atom_fea_len, config.h_fea_len, config.n_h) for _ in config.targets)
 
     @property
     def target_names(self) -> list[str]:

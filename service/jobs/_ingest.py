@@ -26,7 +26,6 @@ from ._store import InputRow
 __all__ = ["read_job_files", "write_inputs"]
 
 
-
 def _too_large(name: str, limit: int) -> Upload:
     return Upload(name, error=FileTooLarge(f"{name} is larger than {limit:,} bytes, the limit per file."))
 

@@ -130,11 +130,23 @@ def _write_legacy(tmp_path, shared: bool):
             sd[f"convs.{k}.{name}.running_mean"] = rnd(n)
             sd[f"convs.{k}.{name}.running_var"] = 1 + rnd(n).abs()
             sd[f"convs.{k}.{name}.num_batches_tracked"] = torch.tensor(100)
-    sd.update({"conv_to_fc.weight": rnd(128, 64), "conv_to_fc.bias": rnd(128),
-               "fc_out.weight": rnd(1, 128), "fc_out.bias": rnd(1)})
+    sd.update(
+        {
+            "conv_to_fc.weight": rnd(128, 64),
+            "conv_to_fc.bias": rnd(128),
+            "fc_out.weight": rnd(1, 128),
+            "fc_out.bias": rnd(1),
+        }
+    )
     args = argparse.Namespace(task="regression", atom_fea_len=64, h_fea_len=128, n_conv=3, n_h=1, lr=0.01)
-    raw = {"epoch": 30, "state_dict": sd, "best_mae_error": 0.05, "optimizer": {},
-           "normalizer": {"mean": torch.tensor(-1.2), "std": torch.tensor(0.7)}, "args": args}
+    raw = {
+        "epoch": 30,
+        "state_dict": sd,
+        "best_mae_error": 0.05,
+        "optimizer": {},
+        "normalizer": {"mean": torch.tensor(-1.2), "std": torch.tensor(0.7)},
+        "args": args,
+    }
     if shared:
         raw.update(conv_mode="shared", n_recurrent_steps=3)
     torch.save(raw, tmp_path / "model_best.pth.tar")

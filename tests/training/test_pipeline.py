@@ -111,12 +111,35 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
 def test_short_real_training_beats_the_mean_predictor(mp_subset, tmp_path):
     """A few hundred real crystals, a few epochs: validation MAE well below the mean predictor's."""
     torch.manual_seed(0)
-    cli([
-        "train", str(mp_subset), "--model", "cgcnn", "--targets", "formation_energy_per_atom",
-        "--run-dir", str(tmp_path / "run"), "--epochs", "15", "--batch-size", "32", "--lr", "3e-3",
-        "--loss", "l1", "--cache-dir", str(tmp_path / "cache"), "--workers", "2", "--no-progress",
-        "--export-to", str(tmp_path / "models"), "--name", "tiny-ef",
-    ])
+    cli(
+        [
+            "train",
+            str(mp_subset),
+            "--model",
+            "cgcnn",
+            "--targets",
+            "formation_energy_per_atom",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--epochs",
+            "15",
+            "--batch-size",
+            "32",
+            "--lr",
+            "3e-3",
+            "--loss",
+            "l1",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--workers",
+            "2",
+            "--no-progress",
+            "--export-to",
+            str(tmp_path / "models"),
+            "--name",
+            "tiny-ef",
+        ]
+    )
     history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     ds = read_dataset(mp_subset, ["formation_energy_per_atom"])
@@ -142,15 +165,47 @@ def test_cli_trains_multi_task_from_id_prop_folder_and_evaluates(tmp_path, capsy
         "material_id,formation_energy_per_atom,band_gap\n" + "".join(f"{i},{e},{g}\n" for i, e, g in rows)
     )
     common = ["--cache-dir", str(tmp_path / "cache"), "--workers", "1"]
-    cli(["train", str(tmp_path / "d"), "--model", "sr-cgcnn", "--targets", "formation_energy_per_atom", "band_gap",
-         "--run-dir", str(tmp_path / "run"), "--epochs", "2", "--batch-size", "8", "--no-progress",
-         "--atom-fea-len", "16", "--export-to", str(tmp_path / "models"), "--name", "mt", *common])
+    cli(
+        [
+            "train",
+            str(tmp_path / "d"),
+            "--model",
+            "sr-cgcnn",
+            "--targets",
+            "formation_energy_per_atom",
+            "band_gap",
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--no-progress",
+            "--atom-fea-len",
+            "16",
+            "--export-to",
+            str(tmp_path / "models"),
+            "--name",
+            "mt",
+            *common,
+        ]
+    )
     model = load_exported(tmp_path / "models" / "mt" / "1").model
     assert [t.name for t in model.config.targets] == ["formation_energy_per_atom", "band_gap"]
     assert isinstance(model.config, SRCGCNNConfig) and not isinstance(model.config, CGCNNConfig)
     capsys.readouterr()
-    cli(["evaluate", str(tmp_path / "models" / "mt" / "1"), str(tmp_path / "d"), "--split",
-         str(tmp_path / "run" / "split.json"), "--out", str(tmp_path / "eval"), *common])
+    cli(
+        [
+            "evaluate",
+            str(tmp_path / "models" / "mt" / "1"),
+            str(tmp_path / "d"),
+            "--split",
+            str(tmp_path / "run" / "split.json"),
+            "--out",
+            str(tmp_path / "eval"),
+            *common,
+        ]
+    )
     metrics = json.loads(capsys.readouterr().out)
     assert {"formation_energy_per_atom", "band_gap", "band_gap[label=0]"} <= set(metrics)
     assert (tmp_path / "eval" / "test_predictions.csv").is_file()
