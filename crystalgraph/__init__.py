@@ -6,6 +6,7 @@ here, not from the private modules.
 
 from __future__ import annotations
 
+from .batch import ModelInputs, PackedGraphs
 from .checkpoint import (
     CheckpointError,
     LoadedModel,
@@ -31,7 +32,7 @@ from .errors import (
 from .features import FEATURE_SET, MAX_Z, element_feature_table, feature_hash, table_hash
 from .graph import cif_to_graphs, collate, neighbor_list, structure_to_graph
 from .graph_config import GraphConfig
-from .inference import model_inputs, predict_graphs
+from .inference import model_inputs, predict_graphs, predict_packed
 from .legacy import LegacyFormatError, import_legacy
 from .nets import (
     CGCNN,
@@ -62,6 +63,9 @@ __all__ = [
     "neighbor_list",
     "model_inputs",
     "predict_graphs",
+    "predict_packed",
+    "ModelInputs",
+    "PackedGraphs",
     "FEATURE_SET",
     "MAX_Z",
     "element_feature_table",

@@ -8,10 +8,10 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch, Data
 
-from .graph import collate
+from .batch import PackedGraphs
 from .nets import CrystalGraphNet
 
-__all__ = ["model_inputs", "predict_graphs"]
+__all__ = ["model_inputs", "predict_graphs", "predict_packed"]
 
 
 def model_inputs(batch: Batch, device: torch.device | str | None = None) -> tuple[torch.Tensor, ...]:
@@ -37,10 +37,19 @@ def predict_graphs(
     Returns:
         ``[len(graphs), num_targets]`` float64 array.
     """
+    return predict_packed(model, PackedGraphs(graphs), batch_size, normalized)
+
+
+@torch.inference_mode()
+def predict_packed(
+    model: CrystalGraphNet, packed: PackedGraphs, batch_size: int = 256, normalized: bool = False
+) -> np.ndarray:
+    """:func:`predict_graphs` on graphs already packed (the training loop's validation)."""
     device = next(model.parameters()).device
     outs = []
-    for start in range(0, len(graphs), batch_size):
-        inputs = model_inputs(collate(graphs[start : start + batch_size]), device)
+    for start in range(0, len(packed), batch_size):
+        inputs, _ = packed.batch(np.arange(start, min(start + batch_size, len(packed))))
+        inputs = inputs.to(device)
         out = model(*inputs) if normalized else model.predict(*inputs)
         outs.append(out.double().cpu().numpy())
     n_targets = len(model.config.targets)

@@ -55,7 +55,11 @@ def model_info(registry: Registry, entry: ModelEntry) -> ModelInfo:
         ref=entry.ref,
         latest=registry.latest.get(entry.name) is entry,
         architecture=entry.config.model_type,
-        properties=[PropertyInfo(name=t.name, unit=t.unit) for t in entry.targets],
+        properties=[
+            PropertyInfo(name=t.name, unit=t.unit, p_metal=t.name in entry.gated)
+            for t in entry.targets
+            if not t.is_probability
+        ],
         default_for=registry.default_for(entry),
         parameters=ParameterCounts(**entry.parameters),
         graph=GraphSettings(fingerprint=entry.graph.fingerprint, **entry.graph.model_dump()),

@@ -157,10 +157,20 @@ class Engine:
         predictions: dict[str, Prediction] = {}
         alternatives: dict[str, list[Prediction]] = {}
         for entry, row in zip(selection.entries, rows, strict=True):
-            for target, value in zip(entry.targets, row.tolist(), strict=True):
-                if not math.isfinite(value):
-                    raise InferenceFailed(f"Model {entry.ref} gave a non-finite {target.name}.")
-                pred = Prediction(value=round(value, 6), unit=target.unit, model=entry.name, version=entry.version)
+            values = row.tolist()
+            if not all(math.isfinite(v) for v in values):
+                raise InferenceFailed(f"Model {entry.ref} gave a non-finite value.")
+            gated = entry.gated
+            for target, value in zip(entry.targets, values, strict=True):
+                if target.is_probability:
+                    continue
+                pred = Prediction(
+                    value=round(value, 6),
+                    unit=target.unit,
+                    model=entry.name,
+                    version=entry.version,
+                    p_metal=round(values[gated[target.name]], 6) if target.name in gated else None,
+                )
                 if selection.primary.get(target.name) is entry:
                     predictions[target.name] = pred
                 elif selection.alternatives:

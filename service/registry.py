@@ -73,7 +73,14 @@ class ModelEntry:
 
     @property
     def properties(self) -> list[str]:
-        return [t.name for t in self.config.targets]
+        """The properties it predicts (a metal probability is part of its band gap's answer, not one)."""
+        return [t.name for t in self.config.targets if not t.is_probability]
+
+    @property
+    def gated(self) -> dict[str, int]:
+        """Property -> output column of the metal probability that comes with it."""
+        names = [t.name for t in self.config.targets]
+        return {t.source: k for k, t in enumerate(self.config.targets) if t.source is not None and t.source in names}
 
     @property
     def graph(self) -> GraphConfig:

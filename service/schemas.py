@@ -65,6 +65,12 @@ class Prediction(BaseModel):
     unit: str = Field(examples=["eV/atom"])
     model: str = Field(examples=["cgcnn-formation-energy"])
     version: str = Field(examples=["1"])
+    p_metal: float | None = Field(
+        None,
+        description="Band gap only, from a model with a metal head: the probability that the crystal is a "
+        "metal (gap 0). The gap is reported as 0 where it exceeds the model's threshold (tuned on validation).",
+        examples=[0.03],
+    )
 
 
 class PredictRequest(BaseModel):
@@ -122,6 +128,7 @@ class BatchResponse(BaseModel):
 class PropertyInfo(BaseModel):
     name: str = Field(examples=["band_gap"])
     unit: str = Field(examples=["eV"])
+    p_metal: bool = Field(False, description="Its predictions carry the metal probability ``p_metal``.")
 
 
 class ParameterCounts(BaseModel):

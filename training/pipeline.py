@@ -31,7 +31,7 @@ from crystalgraph import (
 
 from .dataset import LabelledSet, read_dataset
 from .graph_cache import CachedError, GraphCache
-from .metrics import regression_metrics
+from .metrics import classification_metrics, regression_metrics
 from .plots import learning_curve, parity_plot
 from .split import load_split, make_split, save_split, split_hash
 from .trainer import TrainConfig, Trainer, with_labels
@@ -45,6 +45,9 @@ __all__ = [
     "export_run",
     "hardware",
     "parse_exclusion",
+    "target_labels",
+    "label_columns",
+    "tune_metal_threshold",
 ]
 
 
@@ -90,6 +93,41 @@ def target_specs(names: list[str], units: dict[str, str] | None = None) -> tuple
     return tuple(specs)
 
 
+def label_columns(targets: tuple[TargetSpec, ...]) -> list[str]:
+    """The label-file columns the targets need (a metal probability reads its source)."""
+    return list(dict.fromkeys(t.source or t.name for t in targets))
+
+
+def target_labels(ds: LabelledSet, targets: tuple[TargetSpec, ...]) -> np.ndarray:
+    """``[len(ds.ids), T]`` labels of the targets: a column each, a metal probability derived
+    from its source column (1 where the band gap is 0, 0 where it is positive, NaN where missing).
+    """
+    out = np.empty((len(ds.ids), len(targets)))
+    for t, spec in enumerate(targets):
+        col = ds.labels[:, ds.targets.index(spec.source or spec.name)]
+        out[:, t] = np.where(np.isfinite(col), (col <= 0).astype(float), np.nan) if spec.is_probability else col
+    return out
+
+
+def tune_metal_threshold(model: CrystalGraphNet, graphs: list[Data], labels: np.ndarray) -> float | None:
+    """Set the model's metal-probability threshold to the one that minimises the gated band-gap
+    MAE on these (validation) graphs; returns it (``None``: the model has no metal head).
+    """
+    gates = model.gates
+    if not gates:
+        return None
+    t, k = gates[0]
+    model.metal_threshold.fill_(1.01)  # never gate: the raw regression and the probabilities
+    raw = predict_graphs(model, graphs)
+    y = labels[:, t]
+    mask = np.isfinite(y)
+    grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
+    maes = [np.abs(np.where(raw[mask, k] > th, 0.0, raw[mask, t]) - y[mask]).mean() for th in grid]
+    best = float(grid[int(np.argmin(maes))])
+    model.metal_threshold.fill_(best)
+    return best
+
+
 def parse_exclusion(text: str) -> tuple[str, str, float]:
     """``"formation_energy_per_atom<-4.5"`` -> ``(column, "<", -4.5)``."""
     m = re.fullmatch(r"\s*(\w+)\s*([<>])\s*(-?[\d.eE+-]+)\s*", text)
@@ -124,6 +162,9 @@ def evaluate_model(
     metrics: dict[str, dict[str, float]] = {}
     for t, spec in enumerate(model.config.targets):
         col = labels[:, t]
+        if spec.is_probability:
+            metrics[spec.name] = classification_metrics(col, pred[:, t])
+            continue
         metrics[spec.name] = regression_metrics(col, pred[:, t])
         if spec.nonnegative:
             metrics[f"{spec.name}[label=0]"] = regression_metrics(col[col == 0], pred[col == 0, t])
@@ -168,8 +209,7 @@ def run_training(
     run_dir.mkdir(parents=True, exist_ok=True)
     ds = prepared.data
     names = [t.name for t in targets]
-    cols = [ds.targets.index(n) for n in names]
-    label_of = {mid: ds.labels[i, cols] for i, mid in enumerate(ds.ids)}
+    label_of = dict(zip(ds.ids, target_labels(ds, targets), strict=True))
     if split_file is not None and split_file.is_file():
         split, split_seed = load_split(split_file)
     else:
@@ -227,6 +267,11 @@ def run_training(
     trainer.fit(progress=progress, log=log)
     learning_curve(trainer.history, run_dir / "learning_curve.png", f"{model_type} {', '.join(names)}")
     best = load_checkpoint(run_dir / "best.pt")
+    threshold = tune_metal_threshold(
+        best.model, [prepared.graphs[m] for m in parts["val"]], np.stack([label_of[m] for m in parts["val"]])
+    )
+    if threshold is not None:
+        log(f"metal threshold tuned on validation: {threshold}")
     test_labels = np.stack([label_of[m] for m in parts["test"]])
     val_labels = np.stack([label_of[m] for m in parts["val"]])
     test_graphs = [prepared.graphs[m] for m in parts["test"]]
@@ -234,6 +279,8 @@ def run_training(
     meta = dict(best.metadata)
     # best.pt was saved at the best epoch: the run itself went on to the end of its budget
     meta["training"] = {**meta["training"], "epochs": trainer.epoch, "seconds": round(trainer.seconds, 1)}
+    if threshold is not None:
+        meta["training"]["metal_threshold"] = threshold
     meta["metrics"] = {
         "val": evaluate_model(best.model, parts["val"], val_graphs, val_labels, run_dir, "val", model_type),
         "test": evaluate_model(best.model, parts["test"], test_graphs, test_labels, run_dir, "test", model_type),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,11 @@ def split_hash(split: dict[str, list[str]]) -> str:
 
 
 def save_split(split: dict[str, list[str]], path: Path, seed: int) -> None:
-    Path(path).write_text(json.dumps({"seed": seed, "hash": split_hash(split), **split}, indent=0) + "\n")
+    """Write the split atomically (runs started side by side may write the same file)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp.write_text(json.dumps({"seed": seed, "hash": split_hash(split), **split}, indent=0) + "\n")
+    tmp.replace(path)
 
 
 def load_split(path: Path) -> tuple[dict[str, list[str]], int]:

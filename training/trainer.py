@@ -1,4 +1,5 @@
-"""The training loop: AdamW, cosine schedule, early stopping on validation MAE, resume."""
+"""The training loop: AdamW, warm-up and cosine schedule, weight averaging (EMA), early stopping on
+validation MAE, resume."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch_geometric.data import Data
 from tqdm import tqdm
 
-from crystalgraph import CrystalGraphNet, collate, model_inputs, predict_graphs, save_checkpoint
+from crystalgraph import CrystalGraphNet, PackedGraphs, predict_packed, save_checkpoint
 
 __all__ = ["TrainConfig", "Trainer", "with_labels"]
 
@@ -34,6 +35,17 @@ class TrainConfig(BaseModel):
     loss: Literal["mse", "l1", "huber"] = "mse"
     patience: int = Field(30, ge=1)
     seed: int = 0
+    #: Linear warm-up of the learning rate from ``lr / 10`` over this many epochs (then cosine).
+    warmup_epochs: int = Field(0, ge=0)
+    #: Exponential moving average of the weights (per step; ``None``: off). Validation, early
+    #: stopping and the exported checkpoint use the averaged weights.
+    ema_decay: float | None = Field(None, gt=0, lt=1)
+    #: Weight of the metal-classification loss (binary cross-entropy) against the regressions.
+    classification_weight: float = Field(1.0, ge=0)
+    #: ``torch.compile`` the training forward (dynamic shapes): about 1.4x faster epochs on a CPU
+    #: thread; the float operations are fused and reordered, so losses agree with eager mode to a
+    #: tolerance (tested), not bit for bit.
+    compile: bool = False
 
 
 def with_labels(graphs: list[Data], labels: np.ndarray) -> list[Data]:
@@ -45,14 +57,44 @@ def with_labels(graphs: list[Data], labels: np.ndarray) -> list[Data]:
     ]
 
 
-def _loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+def _regression_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
     mask = torch.isfinite(target)
     pred, target = pred[mask], target[mask]
+    if pred.numel() == 0:
+        return pred.sum()
     if kind == "l1":
         return F.l1_loss(pred, target)
     if kind == "huber":
         return F.huber_loss(pred, target, delta=1.0)
     return F.mse_loss(pred, target)
+
+
+def _loss(out: torch.Tensor, y: torch.Tensor, model: CrystalGraphNet, config: TrainConfig) -> torch.Tensor:
+    """Mean over targets: the regression loss on standardised targets, binary cross-entropy on
+    the logit of a metal-probability target (weighted by ``classification_weight``).
+
+    Shapes:
+        ``out: [B, T]`` (normalised outputs), ``y: [B, T]`` (labels; NaN = missing) -> scalar.
+    """
+    losses = []
+    for t, spec in enumerate(model.config.targets):
+        if spec.is_probability:
+            mask = torch.isfinite(y[:, t])
+            losses.append(config.classification_weight * F.binary_cross_entropy_with_logits(out[mask, t], y[mask, t]))
+        else:
+            target = (y[:, t] - model.target_mean[t]) / model.target_std[t]
+            losses.append(_regression_loss(out[:, t], target, config.loss))
+    return torch.stack(losses).mean()
+
+
+def _lr_factor(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
+    """Learning-rate multiplier at a step: linear warm-up from 0.1, then cosine to ``min_lr_ratio``."""
+    warm = config.warmup_epochs * steps_per_epoch
+    if step < warm:
+        return 0.1 + 0.9 * step / warm
+    total = max(config.epochs * steps_per_epoch - warm, 1)
+    progress = min((step - warm) / total, 1.0)
+    return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 class Trainer:
@@ -87,12 +129,27 @@ class Trainer:
         finite = torch.isfinite(y)
         mean = torch.stack([y[finite[:, t], t].mean() for t in range(y.shape[1])])
         std = torch.stack([y[finite[:, t], t].std() for t in range(y.shape[1])])
+        for t, spec in enumerate(model.config.targets):
+            if spec.is_probability:  # a logit: no normalisation
+                mean[t], std[t] = 0.0, 1.0
         model.set_normalizer(mean, std)
+        self.packed_train = PackedGraphs(train, y)
+        self.packed_val = PackedGraphs(val)
         self.val_y = torch.cat([g.y for g in val]).numpy().astype(np.float64)
+        self.steps_per_epoch = max(1, len(train) // config.batch_size)  # the last partial batch is dropped
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizer, T_max=config.epochs, eta_min=config.lr * config.min_lr_ratio
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: _lr_factor(step, self.steps_per_epoch, config)
         )
+        self.ema = (
+            torch.optim.swa_utils.AveragedModel(
+                model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema_decay), use_buffers=True
+            )
+            if config.ema_decay is not None
+            else None
+        )
+        if config.compile:
+            model.compile(dynamic=True)  # in place: state_dict keys and the EMA copy are unaffected
         self.epoch = 0
         self.best_score = math.inf
         self.best_epoch = 0
@@ -106,6 +163,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else {},
             "epoch": self.epoch,
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
@@ -127,6 +185,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.epoch, self.best_score = state["epoch"], state["best_score"]
         self.best_epoch, self.bad_epochs, self.seconds = state["best_epoch"], state["bad_epochs"], state["seconds"]
         self.history = json.loads(state["history"])
@@ -151,12 +211,30 @@ class Trainer:
         }
 
     # -- loop ----------------------------------------------------------------------------
+    @property
+    def eval_model(self) -> CrystalGraphNet:
+        """The weights that are validated and exported: the moving average when there is one."""
+        return self.ema.module if self.ema is not None else self.model  # type: ignore[return-value]
+
     def validation_score(self) -> tuple[float, list[float]]:
-        """Mean over targets of MAE / std (normalised units), and the per-target MAEs."""
-        pred = predict_graphs(self.model, self.val, batch_size=512)
-        maes = [float(np.nanmean(np.abs(pred[:, t] - self.val_y[:, t]))) for t in range(pred.shape[1])]
-        std = self.model.target_std.double().numpy()
-        return float(np.mean(np.asarray(maes) / std)), maes
+        """Mean over regression targets of MAE / std (normalised units), and the per-target figures.
+
+        A regression target's figure is its MAE (a gated band gap: after gating at the model's
+        threshold); a metal-probability target's is its classification error rate (threshold 0.5).
+        """
+        model = self.eval_model
+        pred = predict_packed(model, self.packed_val, batch_size=512)
+        figures, scaled = [], []
+        std = model.target_std.double().numpy()
+        for t, spec in enumerate(model.config.targets):
+            y = self.val_y[:, t]
+            if spec.is_probability:
+                mask = np.isfinite(y)
+                figures.append(float(np.mean((pred[mask, t] > 0.5) != (y[mask] > 0.5))))
+            else:
+                figures.append(float(np.nanmean(np.abs(pred[:, t] - y))))
+                scaled.append(figures[-1] / std[t])
+        return float(np.mean(scaled)), figures
 
     def fit(self, progress: bool = True, log=print, stop_after: int | None = None) -> list[dict]:
         """Train until the epoch budget or early stopping; returns the history.
@@ -187,19 +265,21 @@ class Trainer:
                 unit="batch",
             )
             for b in bar:
-                batch = collate([self.train[i] for i in order[b * cfg.batch_size : (b + 1) * cfg.batch_size]])
-                out = self.model(*model_inputs(batch))
-                target = (batch.y - self.model.target_mean) / self.model.target_std
-                loss = _loss(out, target, cfg.loss)
+                inputs, y = self.packed_train.batch(order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
+                out = self.model(*inputs)
+                loss = _loss(out, y, self.model, cfg)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
-                total += loss.detach().item() * batch.num_graphs
-                seen += batch.num_graphs
+                self.scheduler.step()
+                if self.ema is not None:
+                    self.ema.update_parameters(self.model)
+                total += loss.detach().item() * len(y)
+                seen += len(y)
                 if b % 10 == 0:
                     bar.set_postfix(loss=f"{total / seen:.4f}")
-            self.scheduler.step()
             self.model.eval()
+            self.eval_model.eval()
             score, maes = self.validation_score()
             self.epoch += 1
             self.seconds += time.perf_counter() - t0
@@ -212,7 +292,10 @@ class Trainer:
                 "epoch": self.epoch,
                 "train_loss": total / max(seen, 1),
                 "val_score": score,
-                **{f"val_mae_{n}": m for n, m in zip(names, maes, strict=True)},
+                **{
+                    f"{'val_error' if spec.is_probability else 'val_mae'}_{spec.name}": m
+                    for spec, m in zip(self.model.config.targets, maes, strict=True)
+                },
                 "lr": self.optimizer.param_groups[0]["lr"],
                 "seconds": round(time.perf_counter() - t0, 2),
                 "structures_per_s": round(seen / (time.perf_counter() - t0), 1),
@@ -221,7 +304,7 @@ class Trainer:
             with open(self.run_dir / "history.jsonl", "a") as fh:
                 fh.write(json.dumps(row) + "\n")
             if improved:
-                save_checkpoint(self.model, self.run_dir / "best.pt", self._checkpoint_metadata())
+                save_checkpoint(self.eval_model, self.run_dir / "best.pt", self._checkpoint_metadata())
             self._save_last()
             maes_txt = ", ".join(f"{n} {m:.4f}" for n, m in zip(names, maes, strict=True))
             log(

@@ -38,9 +38,21 @@ class CrystalGraphNet(nn.Module):
         self.register_buffer("target_mean", torch.zeros(len(config.targets)))
         self.register_buffer("target_std", torch.ones(len(config.targets)))
         self.register_buffer("nonnegative", torch.tensor([t.nonnegative for t in config.targets]), persistent=False)
+        names = [t.name for t in config.targets]
+        self.register_buffer("probability", torch.tensor([t.is_probability for t in config.targets]), persistent=False)
+        # (regression column, probability column that gates it) pairs
+        self._gates = [(names.index(t.source), k) for k, t in enumerate(config.targets) if t.source is not None]
+        if self._gates:
+            # tuned on validation after training (training.pipeline) and saved with the weights
+            self.register_buffer("metal_threshold", torch.tensor(0.5))
         self.embedding = nn.Linear(config.feature_dim, config.atom_fea_len)
         self.expansion = GaussianExpansion(g.gaussian_start, g.gaussian_stop, g.gaussian_step, g.gaussian_width)
         self.heads = nn.ModuleList(Head(config.atom_fea_len, config.h_fea_len, config.n_h) for _ in config.targets)
+
+    @property
+    def gates(self) -> list[tuple[int, int]]:
+        """``(regression column, probability column)`` pairs: a metal probability gating a band gap."""
+        return list(self._gates)
 
     @property
     def target_names(self) -> list[str]:
@@ -72,9 +84,23 @@ class CrystalGraphNet(nn.Module):
         return torch.cat([head(crys) for head in self.heads], dim=1)
 
     def denormalize(self, out: Tensor) -> Tensor:
-        """Normalised outputs to physical units, non-negative targets clipped at 0."""
+        """Normalised outputs to physical units.
+
+        Non-negative targets are clipped at 0; a metal-probability output (a logit) becomes a
+        probability, and where it exceeds ``metal_threshold`` the band gap it gates is 0.
+
+        Shapes:
+            ``[B, T]`` -> ``[B, T]``.
+        """
         y = out * self.target_std + self.target_mean
-        return torch.where(self.nonnegative, y.clamp_min(0.0), y)
+        y = torch.where(self.nonnegative, y.clamp_min(0.0), y)
+        if not self._gates:
+            return y
+        y = torch.where(self.probability, torch.sigmoid(out), y)
+        cols = list(y.unbind(1))
+        for t, k in self._gates:
+            cols[t] = torch.where(cols[k] > self.metal_threshold, torch.zeros_like(cols[t]), cols[t])
+        return torch.stack(cols, 1)
 
     def predict(self, z: Tensor, edge_index: Tensor, edge_dist: Tensor, batch: Tensor, num_atoms: Tensor) -> Tensor:
         """Predictions in physical units, ``[B, T]`` (call in eval mode)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from ..features import FEATURE_BLOCKS
 from ..graph_config import GraphConfig
@@ -22,10 +22,17 @@ __all__ = [
 class TargetSpec(BaseModel):
     """One predicted property.
 
+    A target is either a regression (a value in ``unit``) or the probability that a crystal is
+    a metal (``kind="metal_probability"``): a classification head trained on ``source == 0``
+    (band gap zero), whose output is a probability and which gates the ``source`` regression
+    (predicted 0 when the probability exceeds the model's tuned threshold).
+
     Attributes:
         name: Column name in the labels file and key in API answers.
-        unit: Physical unit of the predictions.
+        unit: Physical unit of the predictions (``"1"`` for a probability).
         nonnegative: Predictions are clipped at 0 (band gaps).
+        kind: ``"regression"`` or ``"metal_probability"``.
+        source: For a probability, the regression target whose zero labels mean "metal".
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -33,6 +40,18 @@ class TargetSpec(BaseModel):
     name: str
     unit: str
     nonnegative: bool = False
+    kind: Literal["regression", "metal_probability"] = "regression"
+    source: str | None = None
+
+    @model_validator(mode="after")
+    def _check_kind(self) -> TargetSpec:
+        if (self.kind == "metal_probability") != (self.source is not None):
+            raise ValueError("a metal_probability target names its source target, and only it does")
+        return self
+
+    @property
+    def is_probability(self) -> bool:
+        return self.kind == "metal_probability"
 
 
 #: Properties we know the unit and sign of; other label columns need ``--unit``.
@@ -41,6 +60,7 @@ KNOWN_TARGETS: dict[str, TargetSpec] = {
     "band_gap": TargetSpec(name="band_gap", unit="eV", nonnegative=True),
     "efermi": TargetSpec(name="efermi", unit="eV"),
     "total_magnetization": TargetSpec(name="total_magnetization", unit="μB/cell", nonnegative=True),
+    "p_metal": TargetSpec(name="p_metal", unit="1", kind="metal_probability", source="band_gap"),
 }
 
 
@@ -49,6 +69,17 @@ class _NetConfig(BaseModel):
 
     targets: tuple[TargetSpec, ...] = Field(min_length=1)
     graph: GraphConfig = GraphConfig()
+
+    @model_validator(mode="after")
+    def _check_targets(self) -> _NetConfig:
+        names = [t.name for t in self.targets]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate target names: {names}")
+        for t in self.targets:
+            if t.is_probability and t.source not in names:
+                raise ValueError(f"target {t.name!r} gates {t.source!r}, which the model does not predict")
+        return self
+
     feature_dim: int = Field(sum(w for _, w in FEATURE_BLOCKS), ge=1)
     atom_fea_len: int = Field(64, ge=1)
     h_fea_len: int = Field(128, ge=1)

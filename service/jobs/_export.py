@@ -1,7 +1,8 @@
 """Job results as CSV (one row per structure) or NDJSON (one ``BatchItem`` per line).
 
 CSV columns: ``file, formula, n_sites``, then for each property of the job its value and the
-model that gave it (``<property>``, ``<property>_model`` as ``name@version``), then
+model that gave it (``<property>``, ``<property>_model`` as ``name@version``; for the band gap
+also ``band_gap_p_metal``, the metal probability, empty when the model has no metal head), then
 ``error_code`` and ``error``. Values are in the property's unit (formation energy eV/atom,
 band gap eV); ``formula`` is the reduced formula. No cell holds a line break, so a partial
 download can be resumed by counting lines (``?offset=<rows already read>``).
@@ -18,10 +19,14 @@ from typing import Any
 __all__ = ["csv_header", "csv_lines", "ndjson_lines"]
 
 
+#: Properties whose answers may carry a metal probability (``p_metal``), each given a column.
+GATED = ("band_gap",)
+
+
 def csv_header(properties: Sequence[str]) -> list[str]:
     columns = ["file", "formula", "n_sites"]
     for prop in properties:
-        columns += [prop, f"{prop}_model"]
+        columns += [prop, f"{prop}_model"] + ([f"{prop}_p_metal"] if prop in GATED else [])
     return [*columns, "error_code", "error"]
 
 
@@ -40,6 +45,9 @@ def _csv_row(item: dict[str, Any], properties: Sequence[str]) -> list[object]:
     for prop in properties:
         pred = predictions.get(prop)
         row += [pred["value"], f"{pred['model']}@{pred['version']}"] if pred else ["", ""]
+        if prop in GATED:
+            p_metal = pred.get("p_metal") if pred else None
+            row.append("" if p_metal is None else p_metal)
     error = item.get("error") or {}
     return [*row, error.get("code", ""), _one_line(error.get("detail", ""))]
 

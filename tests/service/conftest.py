@@ -32,6 +32,7 @@ from service import Settings, create_app
 
 FE = cg.KNOWN_TARGETS["formation_energy_per_atom"]
 BG = cg.KNOWN_TARGETS["band_gap"]
+P_METAL = cg.KNOWN_TARGETS["p_metal"]
 SMALL = {"atom_fea_len": 16, "h_fea_len": 32}
 TRAINING_ELEMENTS = ["Na", "Cl", "Cu", "Sr", "Ti", "O", "K", "Br", "Li", "F"]
 
@@ -76,7 +77,7 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         root,
         "cgcnn-multitask",
         "1",
-        cg.build_model(cg.CGCNNConfig(targets=(FE, BG), **SMALL)),
+        cg.build_model(cg.CGCNNConfig(targets=(FE, BG, P_METAL), **SMALL)),
         {"metrics": _metrics({FE.name: 0.08, BG.name: 0.35})},
     )
     broken = _export(root, "tampered", "1", cg.build_model(cg.CGCNNConfig(targets=(FE,), **SMALL)), {})

@@ -91,3 +91,21 @@ def test_multi_block_cif_predicts_the_first_block_and_says_so(client: httpx.Clie
     assert body["structure"]["reduced_formula"] == "NaCl"
     assert body["warnings"][0]["code"] == "multiple_blocks"
     assert "/v1/predict/batch" in body["warnings"][0]["detail"]
+
+
+def test_a_metal_head_answers_p_metal_beside_the_band_gap(client: httpx.Client, cifs: dict) -> None:
+    """A multi-task model with a metal head: one forward pass, p_metal beside its gap, listed in /v1/models."""
+    r = client.post("/v1/predict", params={"models": "cgcnn-multitask"}, files={"file": ("nacl.cif", cifs["nacl"])})
+    assert r.status_code == 200, r.text
+    preds = r.json()["predictions"]
+    assert set(preds) == set(PROPS)  # p_metal is not a property of its own
+    gap = preds["band_gap"]
+    assert 0.0 <= gap["p_metal"] <= 1.0 and gap["model"] == "cgcnn-multitask"
+    assert preds["formation_energy_per_atom"]["p_metal"] is None
+    info = client.get("/v1/models/cgcnn-multitask").json()
+    props = {p["name"]: p for p in info["properties"]}
+    assert set(props) == set(PROPS)
+    assert props["band_gap"]["p_metal"] and not props["formation_energy_per_atom"]["p_metal"]
+    # without a metal head, no probability
+    plain = client.post("/v1/predict", files={"file": ("nacl.cif", cifs["nacl"])}).json()
+    assert plain["predictions"]["band_gap"]["p_metal"] is None

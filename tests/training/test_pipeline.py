@@ -8,13 +8,21 @@ import torch
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 
-from crystalgraph import KNOWN_TARGETS, CGCNNConfig, GraphConfig, SRCGCNNConfig, build_model, load_exported
+from crystalgraph import (
+    KNOWN_TARGETS,
+    CGCNNConfig,
+    GraphConfig,
+    SRCGCNNConfig,
+    build_model,
+    load_exported,
+    predict_graphs,
+)
 from training.cli import main as cli
 from training.dataset import read_dataset
 from training.graph_cache import CachedError, GraphCache
-from training.pipeline import prepare
+from training.pipeline import prepare, target_labels, tune_metal_threshold
 from training.split import make_split
-from training.trainer import TrainConfig, Trainer, with_labels
+from training.trainer import TrainConfig, Trainer, _lr_factor, with_labels
 
 EF = KNOWN_TARGETS["formation_energy_per_atom"]
 
@@ -209,3 +217,86 @@ def test_cli_trains_multi_task_from_id_prop_folder_and_evaluates(tmp_path, capsy
     metrics = json.loads(capsys.readouterr().out)
     assert {"formation_energy_per_atom", "band_gap", "band_gap[label=0]"} <= set(metrics)
     assert (tmp_path / "eval" / "test_predictions.csv").is_file()
+
+
+def _labelled(tmp_path, n: int = 24):
+    rows = _rock_salts(tmp_path / "d", n)
+    (tmp_path / "d" / "labels.csv").write_text(
+        "material_id,formation_energy_per_atom,band_gap\n" + "".join(f"{i},{e},{g}\n" for i, e, g in rows)
+    )
+    return prepare(
+        tmp_path / "d", ["formation_energy_per_atom", "band_gap"], tmp_path / "cache", workers=1, progress=False
+    )
+
+
+MT = tuple(KNOWN_TARGETS[t] for t in ("formation_energy_per_atom", "band_gap", "p_metal"))
+
+
+def test_metal_probability_labels_come_from_the_band_gap(tmp_path):
+    prepared = _labelled(tmp_path, 6)
+    labels = target_labels(prepared.data, MT)
+    gap = prepared.data.labels[:, 1]
+    np.testing.assert_array_equal(labels[:, 2], (gap == 0).astype(float))
+    np.testing.assert_array_equal(labels[:, :2], prepared.data.labels)
+
+
+def test_ema_warmup_multitask_resume_is_exact(tmp_path):
+    """The v3 recipe (warm-up, EMA, a metal head) resumes bit-identically, EMA weights included."""
+    prepared = _labelled(tmp_path)
+    graphs = with_labels([prepared.graphs[i] for i in prepared.data.ids], target_labels(prepared.data, MT))
+    config = TrainConfig(epochs=4, batch_size=8, lr=3e-3, loss="l1", warmup_epochs=1, ema_decay=0.9)
+
+    def trainer(run_dir):
+        torch.manual_seed(0)
+        model = build_model(CGCNNConfig(targets=MT, atom_fea_len=16, h_fea_len=16))
+        return Trainer(model, graphs[:18], graphs[18:], config, run_dir)
+
+    straight = trainer(tmp_path / "straight")
+    straight.fit(progress=False, log=lambda m: None)
+    first = trainer(tmp_path / "resumed")
+    first.fit(progress=False, log=lambda m: None, stop_after=2)
+    second = trainer(tmp_path / "resumed")
+    assert second.resume() and second.epoch == 2
+    second.fit(progress=False, log=lambda m: None)
+    for k, v in straight.eval_model.state_dict().items():
+        torch.testing.assert_close(second.eval_model.state_dict()[k], v, rtol=0, atol=0)
+    # the averaged weights are not the raw ones, and they are what best.pt holds
+    raw, avg = straight.model.state_dict(), straight.eval_model.state_dict()
+    assert not torch.equal(raw["embedding.weight"], avg["embedding.weight"])
+    assert "val_error_p_metal" in straight.history[-1] and "val_mae_band_gap" in straight.history[-1]
+
+
+def test_learning_rate_warms_up_then_decays():
+    config = TrainConfig(epochs=10, lr=1e-3, warmup_epochs=2, min_lr_ratio=0.01)
+    f = [_lr_factor(s, 100, config) for s in range(0, 1001, 50)]
+    assert f[0] == pytest.approx(0.1) and f[4] == pytest.approx(1.0)  # step 200: warm-up done
+    assert all(a < b for a, b in zip(f[:4], f[1:5], strict=True))  # rising
+    assert all(a >= b for a, b in zip(f[4:], f[5:], strict=True)) and f[-1] == pytest.approx(0.01)
+
+
+def test_compiled_training_matches_eager_within_tolerance(tmp_path):
+    """``compile=True`` fuses and reorders float operations: losses agree to 1e-4 relative, not bitwise."""
+    prepared = _labelled(tmp_path)
+    graphs = with_labels([prepared.graphs[i] for i in prepared.data.ids], prepared.data.labels)
+    losses = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = build_model(SRCGCNNConfig(targets=MT[:2], atom_fea_len=16, h_fea_len=16))
+        config = TrainConfig(epochs=2, batch_size=8, lr=1e-3, loss="l1", compile=compiled)
+        t = Trainer(model, graphs[:18], graphs[18:], config, tmp_path / f"c{compiled}")
+        losses[compiled] = [h["train_loss"] for h in t.fit(progress=False, log=lambda m: None)]
+    np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)
+
+
+def test_metal_threshold_is_tuned_on_validation_and_gates_the_gap(tmp_path):
+    prepared = _labelled(tmp_path, 12)
+    ids = prepared.data.ids
+    torch.manual_seed(0)
+    model = build_model(CGCNNConfig(targets=MT, atom_fea_len=16, h_fea_len=16)).eval()
+    labels = target_labels(prepared.data, MT)
+    th = tune_metal_threshold(model, [prepared.graphs[i] for i in ids], labels)
+    assert 0.05 <= th <= 0.95 and float(model.metal_threshold) == pytest.approx(th)
+    pred = predict_graphs(model, [prepared.graphs[i] for i in ids])
+    gated = pred[:, 2] > th
+    assert (pred[gated, 1] == 0).all()
+    assert ((pred[:, 2] >= 0) & (pred[:, 2] <= 1)).all()

@@ -75,7 +75,7 @@ def test_results_as_csv_by_accept_or_format_with_one_row_per_structure(
     assert by_accept.text == by_query.text
     rows = list(csv.DictReader(io.StringIO(by_accept.text)))
     assert list(rows[0]) == [
-        "file", "formula", "n_sites", "band_gap", "band_gap_model",
+        "file", "formula", "n_sites", "band_gap", "band_gap_model", "band_gap_p_metal",
         "formation_energy_per_atom", "formation_energy_per_atom_model", "error_code", "error",
     ]  # fmt: skip
     by_file = {row["file"]: row for row in rows}
@@ -132,6 +132,9 @@ def test_archives_and_a_chosen_model(
     )
     assert {r["file"] for r in raw_rows} == set(members)
     assert {r["band_gap_model"] for r in raw_rows if r["error_code"] == ""} == {"cgcnn-multitask@1"}
+    # its metal head: a probability beside every gap, and a gap of 0 where it says "metal"
+    for r in (r for r in raw_rows if r["error_code"] == ""):
+        assert 0.0 <= float(r["band_gap_p_metal"]) <= 1.0
     zip_rows = _ndjson(jobs_client.get(f"/v1/jobs/{zipped.json()['id']}/results").text)
     assert sorted(r["filename"] for r in zip_rows) == sorted([*members, "cu.cif"])
 
