@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
 from .registry import ModelEntry, Registry
-from .schemas import GraphSettings, ModelInfo, ModelList, ParameterCounts, PropertyInfo, RefusedModelInfo, TrainingSet
+from .schemas import (
+    GraphSettings,
+    ModelInfo,
+    ModelList,
+    ParameterCounts,
+    PropertyInfo,
+    Provenance,
+    RefusedModelInfo,
+    TrainingSet,
+)
 
-__all__ = ["model_info", "model_list"]
+__all__ = ["model_info", "model_list", "provenance", "graph_settings"]
 
 
 def _metrics(metadata: dict[str, Any]) -> dict[str, dict[str, dict[str, float]]]:
@@ -44,6 +54,23 @@ def _training_set(metadata: dict[str, Any]) -> TrainingSet:
         return TrainingSet(fingerprint=str(dataset.get("fingerprint")) if dataset.get("fingerprint") else None)
 
 
+def graph_settings(entry: ModelEntry) -> GraphSettings:
+    """How this model's graphs are built, with the settings' fingerprint."""
+    return GraphSettings(fingerprint=entry.graph.fingerprint, **entry.graph.model_dump())
+
+
+@functools.lru_cache(maxsize=1024)
+def provenance(entry: ModelEntry) -> Provenance:
+    """What a prediction of this model traces back to (computed once per loaded model)."""
+    return Provenance(
+        model=entry.name,
+        version=entry.version,
+        weights_sha256=entry.weights_sha256,
+        training_set=_training_set(entry.metadata).fingerprint,
+        graph=graph_settings(entry),
+    )
+
+
 def model_info(registry: Registry, entry: ModelEntry) -> ModelInfo:
     """The registry's description of one model version."""
     metrics = _metrics(entry.metadata)
@@ -62,7 +89,7 @@ def model_info(registry: Registry, entry: ModelEntry) -> ModelInfo:
         ],
         default_for=registry.default_for(entry),
         parameters=ParameterCounts(**entry.parameters),
-        graph=GraphSettings(fingerprint=entry.graph.fingerprint, **entry.graph.model_dump()),
+        graph=graph_settings(entry),
         test_mae={prop: values["mae"] for prop, values in test.items() if "mae" in values},
         metrics=metrics,
         training_set=_training_set(entry.metadata),

@@ -25,6 +25,7 @@ from contextlib import AbstractAsyncContextManager
 from crystalgraph import GraphConfig
 
 from .batching import InferenceWorker
+from .catalog import provenance
 from .errors import InferenceFailed, InternalError, InvalidStructure, ServiceError, TooManyAtoms
 from .featurize import Featurized, featurize, init_worker
 from .metrics import Metrics
@@ -193,6 +194,7 @@ class Engine:
             predictions={p: predictions[p] for p in selection.primary if p in predictions},
             alternatives=alternatives,
             warnings=warnings,
+            provenance={e.ref: provenance(e) for e in selection.entries},
         )
 
     async def predict_one(self, upload: Upload, selection: Selection) -> PredictResponse:

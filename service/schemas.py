@@ -95,6 +95,11 @@ class PredictResponse(BaseModel):
     predictions: dict[str, Prediction]
     alternatives: dict[str, list[Prediction]] = Field(default_factory=dict)
     warnings: list[Notice] = Field(default_factory=list)
+    provenance: dict[str, Provenance] = Field(
+        default_factory=dict,
+        description="Every model that answered, by ``name@version``: the exact weights, training data and "
+        "graph settings behind its numbers.",
+    )
 
 
 class BatchResult(PredictResponse):
@@ -149,6 +154,19 @@ class GraphSettings(BaseModel):
     gaussian_width: float
     feature_set: str
     feature_hash: str
+
+
+class Provenance(BaseModel):
+    """What a number can be traced to: the model's exact weights, its training data and graph settings."""
+
+    model: str
+    version: str
+    weights_sha256: str | None = Field(description="sha256 of the weights file that computed it.")
+    training_set: str | None = Field(
+        description="Fingerprint of the training data (material ids, file contents, labels).",
+        examples=["90d36f13e1e8f7f0"],
+    )
+    graph: GraphSettings
 
 
 class TrainingSet(BaseModel):

@@ -109,3 +109,24 @@ def test_a_metal_head_answers_p_metal_beside_the_band_gap(client: httpx.Client, 
     # without a metal head, no probability
     plain = client.post("/v1/predict", files={"file": ("nacl.cif", cifs["nacl"])}).json()
     assert plain["predictions"]["band_gap"]["p_metal"] is None
+
+
+def test_every_answer_names_the_exact_models_behind_it(client: httpx.Client, cifs: dict, models_dir) -> None:
+    """Provenance: each model that answered, with its weights' sha256, training set and graph settings."""
+    import json
+
+    body = client.post(
+        "/v1/predict",
+        params={"models": "cgcnn-multitask,sr-cgcnn-band-gap@1"},
+        files={"file": ("nacl.cif", cifs["nacl"])},
+    ).json()
+    assert set(body["provenance"]) == {"cgcnn-multitask@1", "sr-cgcnn-band-gap@1"}
+    for ref, prov in body["provenance"].items():
+        name, version = ref.split("@")
+        manifest = json.loads((models_dir / name / version / "manifest.json").read_text())
+        assert (prov["model"], prov["version"]) == (name, version)
+        assert prov["weights_sha256"] == manifest["files"]["weights"]["sha256"]
+        assert prov["graph"]["cutoff"] == manifest["config"]["graph"]["cutoff"] and prov["graph"]["fingerprint"]
+    batch = client.post("/v1/predict/batch", files=[("files", ("nacl.cif", cifs["nacl"]))]).json()
+    used = {p["model"] + "@" + p["version"] for p in batch["results"][0]["predictions"].values()}
+    assert set(batch["results"][0]["provenance"]) == used
