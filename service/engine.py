@@ -82,11 +82,11 @@ class Engine:
         self._running = True
         self._pools[False] = self._new_pool(bulk=False)
         for device in devices:
-            max_atoms = self.settings.batch_max_atoms or (16_384 if device.startswith("cuda") else 256)
+            max_structures, max_atoms = self.settings.batch_limits(device)
             worker = InferenceWorker(
                 device,
                 metrics=self.metrics,
-                max_structures=self.settings.batch_max_structures,
+                max_structures=max_structures,
                 max_atoms=max_atoms,
                 wait_s=self.settings.batch_wait_ms / 1000,
                 bulk_wait_s=self.settings.batch_bulk_wait_ms / 1000,
