@@ -5,8 +5,8 @@ the GIL); batch jobs' files (``bulk``) go to a second pool, started on first use
 run at a lower CPU priority (``bulk_nice``), so that the operating system itself gives the CPU
 to interactive requests first. Each structure then goes to the inference worker of its models'
 device, which batches concurrent structures together. A structure gets the same answer alone or
-in a batch. The engine knows no HTTP: routes hand it uploads and a model selection and get
-schemas back.
+in a batch (checked at warm-up; the README says how far per device). The engine knows no HTTP:
+routes hand it uploads and a model selection and get schemas back.
 """
 
 from __future__ import annotations

@@ -107,3 +107,16 @@ def test_batch_limits_per_device() -> None:
     assert Settings().batch_limits("cpu") == (64, 256)
     assert Settings().batch_limits("cuda:0") == (1024, 16_384)
     assert Settings(batch_max_structures=8, batch_max_atoms=100).batch_limits("cuda:1") == (8, 100)
+
+
+def test_the_warm_up_warning_gives_advice_that_fits_the_backend_and_device() -> None:
+    from types import SimpleNamespace
+
+    from service.warmup import _advice
+
+    def predictor(backend: str, device: str, precision: str) -> SimpleNamespace:
+        return SimpleNamespace(backend=backend, device=device, precision=precision, provider=None)
+
+    assert "CRYSTAL_BACKEND=torch" in _advice(predictor("onnx", "cuda:0", "float32"))
+    assert "below the 6 decimals" in _advice(predictor("torch", "cuda:0", "float64"))
+    assert "CRYSTAL_PRECISION=float64" in _advice(predictor("torch", "cpu", "float32"))
