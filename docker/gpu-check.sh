@@ -68,7 +68,8 @@ host_gpu() {
 }
 
 build() {
-    DOCKER_BUILDKIT=1 docker build ${BUILD_OPTIONS[@]+"${BUILD_OPTIONS[@]}"} -f docker/Dockerfile.gpu -t "$IMAGE" . \
+    DOCKER_BUILDKIT=1 docker build ${BUILD_OPTIONS[@]+"${BUILD_OPTIONS[@]}"} -f docker/Dockerfile.gpu --target runtime \
+        -t "$IMAGE" . \
         && DOCKER_BUILDKIT=1 docker build ${BUILD_OPTIONS[@]+"${BUILD_OPTIONS[@]}"} -f docker/Dockerfile.gpu --target gpu-check \
             -t "$CHECK_IMAGE" .
 }

@@ -20,7 +20,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["BuildReport", "build_problems", "cuda_major", "missing_libraries", "read_builds"]
+__all__ = ["BuildReport", "build_problems", "cuda_major", "linked_cuda_major", "missing_libraries", "read_builds"]
 
 #: Libraries the NVIDIA container runtime mounts from the host driver; absent at build time.
 DRIVER_LIBRARIES = re.compile(r"^(libcuda\.so|libnvidia-)")
@@ -31,6 +31,12 @@ def cuda_major(version: str | None) -> int | None:
     if not version:
         return None
     match = re.match(r"\s*(\d+)", version)
+    return int(match.group(1)) if match else None
+
+
+def linked_cuda_major(ldd_output: str) -> int | None:
+    """The CUDA major version of the runtime a library links (``libcudart.so.13`` -> 13)."""
+    match = re.search(r"\blibcudart\.so\.(\d+)", ldd_output)
     return int(match.group(1)) if match else None
 
 
@@ -51,6 +57,7 @@ class BuildReport:
         build_info: ``onnxruntime.get_build_info()``.
         provider_library: onnxruntime's CUDA provider library, if the package has one.
         missing: Libraries ``ldd`` could not find for it, the driver's included.
+        linked_cuda: The CUDA major version of the ``libcudart`` it links, per ``ldd``.
     """
 
     torch_version: str
@@ -61,6 +68,12 @@ class BuildReport:
     build_info: str = ""
     provider_library: Path | None = None
     missing: list[str] = field(default_factory=list)
+    linked_cuda: int | None = None
+
+    @property
+    def onnxruntime_cuda_major(self) -> int | None:
+        """From the build info, else from the CUDA runtime its provider library links."""
+        return cuda_major(self.onnxruntime_cuda) or self.linked_cuda
 
     def lines(self) -> list[str]:
         return [
@@ -80,9 +93,9 @@ def build_problems(report: BuildReport) -> list[str]:
         problems.append("torch is a CPU build: check TORCH_VERSION, TORCH_INDEX_URL and the wheel folder")
     if "CUDAExecutionProvider" not in report.providers:
         problems.append("onnxruntime has no CUDAExecutionProvider: is plain onnxruntime installed over onnxruntime-gpu")
-    elif cuda_major(report.onnxruntime_cuda) is None:
-        problems.append("onnxruntime does not say which CUDA it was built for (no cuda_version in its build info)")
-    torch_major, ort_major = cuda_major(report.torch_cuda), cuda_major(report.onnxruntime_cuda)
+    elif report.onnxruntime_cuda_major is None:
+        problems.append("onnxruntime does not say which CUDA it was built for (no cuda_version, no libcudart linked)")
+    torch_major, ort_major = cuda_major(report.torch_cuda), report.onnxruntime_cuda_major
     if torch_major is not None and ort_major is not None and torch_major != ort_major:
         problems.append(
             f"onnxruntime {report.onnxruntime_version} is built for CUDA {ort_major} and torch {report.torch_version} "
@@ -119,4 +132,5 @@ def read_builds() -> BuildReport:
     if report.provider_library is not None:
         ldd = subprocess.run(["ldd", str(library)], capture_output=True, text=True, check=False)
         report.missing = missing_libraries(ldd.stdout + ldd.stderr)
+        report.linked_cuda = linked_cuda_major(ldd.stdout)
     return report

@@ -25,7 +25,7 @@ from service.gpucheck import (
     cuda_major,
     missing_libraries,
 )
-from service.gpucheck._builds import read_builds
+from service.gpucheck._builds import linked_cuda_major, read_builds
 from service.gpucheck._compare import model_refs
 from service.gpucheck._throughput import time_models
 from service.settings import Settings
@@ -98,6 +98,9 @@ def test_cpu_builds_are_refused() -> None:
     )
     assert len(problems) == 2 and "torch is a CPU build" in problems[0] and "no CUDAExecutionProvider" in problems[1]
     assert "cuda_version" in build_problems(_report(onnxruntime_cuda=""))[0]
+    # No cuda_version in the build info: the CUDA runtime the provider links says it.
+    assert build_problems(_report(onnxruntime_cuda="", linked_cuda=13)) == []
+    assert "CUDA 12" in build_problems(_report(onnxruntime_cuda="", linked_cuda=12))[0]
 
 
 def test_missing_libraries_reads_ldd_output() -> None:
@@ -106,6 +109,7 @@ def test_missing_libraries_reads_ldd_output() -> None:
         "\tlibcudart.so.13 => /opt/venv/nvidia/cu13/lib/libcudart.so.13 (0x00007f)\n\tlibcuda.so.1 => not found\n"
     )
     assert missing_libraries(out) == ["libcublasLt.so.13", "libcuda.so.1"]
+    assert linked_cuda_major(out) == 13 and linked_cuda_major("\tlibc.so.6 => /lib/libc.so.6\n") is None
 
 
 def test_read_builds_inspects_the_installed_packages_and_ldd_runs_on_a_real_library() -> None:
