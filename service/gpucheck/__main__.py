@@ -82,7 +82,7 @@ def _sample(cif_dir: Path | None, limit: int) -> list[tuple[str, bytes]]:
     return files
 
 
-def _service(checks: Checks, args: argparse.Namespace, device: str, backend: str, data_dir: Path) -> ServiceProcess:
+def _service(args: argparse.Namespace, device: str, backend: str, data_dir: Path) -> ServiceProcess:
     env = {
         "CRYSTAL_DEVICE": device,
         "CRYSTAL_BACKEND": backend,
@@ -132,12 +132,12 @@ def run(args: argparse.Namespace) -> int:
         for backend in args.backends:
             print(f"== {backend}: the service on {device} against the service on {reference}", flush=True)
             try:
-                with _service(checks, args, device, backend, Path(tmp)) as gpu:
+                with _service(args, device, backend, Path(tmp)) as gpu:
                     refs = _check_service(checks, gpu, device, backend)
                     with gpu.client() as client:
                         batched = collect_answers(client, files, refs)
                         alone = collect_answers(client, files, refs, per_request=1)
-                    with _service(checks, args, reference, backend, Path(tmp)) as cpu:
+                    with _service(args, reference, backend, Path(tmp)) as cpu:
                         _check_service(checks, cpu, reference, backend)
                         with cpu.client() as client:
                             expected = collect_answers(client, files, refs)
