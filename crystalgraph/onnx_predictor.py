@@ -1,4 +1,22 @@
-"""Run an exported crystal graph network with onnxruntime: a drop-in for ``predict``."""
+"""Run an exported crystal graph network with onnxruntime: a drop-in for ``predict``.
+
+On CUDA three onnxruntime defaults would give wrong or unstable answers without a word, so the
+session is built against them (see :func:`cuda_provider_options` and :func:`session_options`):
+
+- **TF32.** The CUDA provider computes float32 matrix products in TF32 unless ``use_tf32`` is
+  ``"0"`` (its ``CUDAExecutionProviderInfo`` defaults it to true, Ampere and newer). TF32 keeps 10
+  mantissa bits: emulated on a CPU it moved the shipped models' answers by 3e-4 to 2.4e-3, beyond
+  the 1e-4 parity contract of :func:`export_onnx_checked`.
+- **Fallback.** ``InferenceSession`` catches a provider failure, at creation and in ``run``,
+  and silently recreates the session on ``CPUExecutionProvider``. Both are switched off
+  (``enable_fallback=0`` and :meth:`disable_fallback`), and after any failed run the active
+  providers are checked again: a model asked to run on CUDA runs there or raises.
+- **Determinism.** ``use_deterministic_compute`` is set, and cuDNN's algorithm search is
+  ``DEFAULT`` (no timing-based choice). onnxruntime's CUDA ``ScatterND``/``ScatterElements``
+  with ``reduction="add"`` still sum with atomics, so the float32 sums of this graph on CUDA can
+  change in the last bits from run to run and with the batch: the service serves CUDA with torch
+  (``service.backends.resolve_backend``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +28,15 @@ import numpy as np
 import onnxruntime as ort
 from torch import Tensor
 
-__all__ = ["INPUT_NAMES", "OnnxError", "OnnxParityError", "OnnxProviderError", "OnnxPredictor"]
+__all__ = [
+    "INPUT_NAMES",
+    "OnnxError",
+    "OnnxParityError",
+    "OnnxProviderError",
+    "OnnxPredictor",
+    "cuda_provider_options",
+    "session_options",
+]
 
 INPUT_NAMES = ("z", "edge_index", "edge_dist", "batch", "num_atoms")
 _INPUT_DTYPES = (np.int64, np.int64, np.float32, np.int64, np.int64)
@@ -28,6 +54,28 @@ class OnnxProviderError(OnnxError):
     """The requested onnxruntime execution provider is not available or not active."""
 
 
+def cuda_provider_options(device_id: int = 0) -> dict[str, str]:
+    """Options of onnxruntime's ``CUDAExecutionProvider`` for this project's graphs.
+
+    ``use_tf32="0"``: exact float32 matrix products (TF32 is on by default from Ampere on and
+    breaks the 1e-4 parity contract). ``cudnn_conv_algo_search="DEFAULT"``: a fixed cuDNN
+    algorithm rather than one picked by timing (``EXHAUSTIVE``, the default), which can differ
+    between runs. Option names as parsed by onnxruntime's ``CUDAExecutionProviderInfo``.
+    """
+    return {"device_id": str(device_id), "use_tf32": "0", "cudnn_conv_algo_search": "DEFAULT"}
+
+
+def session_options(num_threads: int | None = None) -> ort.SessionOptions:
+    """Session options: all graph optimisations, deterministic compute, optional thread count."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.use_deterministic_compute = True
+    if num_threads is not None:
+        options.intra_op_num_threads = num_threads
+        options.inter_op_num_threads = 1
+    return options
+
+
 def _providers(device: str) -> list[Any]:
     if device == "cpu":
         return ["CPUExecutionProvider"]
@@ -39,7 +87,8 @@ def _providers(device: str) -> list[Any]:
             f"device {device!r} asked for, but this onnxruntime has no CUDAExecutionProvider "
             f"(available: {', '.join(ort.get_available_providers())}); install onnxruntime-gpu"
         )
-    return [("CUDAExecutionProvider", {"device_id": int(index or 0)}), "CPUExecutionProvider"]
+    # The CPU provider stays listed: onnxruntime places shape computations on it by design.
+    return [("CUDAExecutionProvider", cuda_provider_options(int(index or 0))), "CPUExecutionProvider"]
 
 
 class OnnxPredictor:
@@ -68,20 +117,20 @@ class OnnxPredictor:
     def __init__(self, path: Path, device: str = "cpu", num_threads: int | None = None) -> None:
         self.path = Path(path)
         self.device = device
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if num_threads is not None:
-            options.intra_op_num_threads = num_threads
-            options.inter_op_num_threads = 1
         providers = _providers(device)
         try:
-            self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+            # enable_fallback=0: a CUDA provider that fails to start raises instead of being
+            # replaced by a CPU session (InferenceSession.__init__ retries on CPU otherwise).
+            self._session = ort.InferenceSession(
+                str(self.path), sess_options=session_options(num_threads), providers=providers, enable_fallback=0
+            )
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf/NoSuchFile classes
+            if device != "cpu":
+                raise OnnxProviderError(f"{self.path}: onnxruntime cannot run it on {device!r}: {exc}") from exc
             raise OnnxError(f"{self.path}: onnxruntime cannot load it: {exc}") from exc
-        active = self._session.get_providers()
-        if device != "cpu" and active[0] != "CUDAExecutionProvider":
-            raise OnnxProviderError(f"asked for {device!r}, but onnxruntime runs on {active[0]}")
-        self.provider = active[0]
+        # The same for run(): an EP failure would otherwise move the session to the CPU for good.
+        self._session.disable_fallback()
+        self.provider = self._check_provider()
         names = tuple(i.name for i in self._session.get_inputs())
         if names != INPUT_NAMES:
             raise OnnxError(f"{self.path}: inputs {names} are not {INPUT_NAMES}")
@@ -113,7 +162,34 @@ class OnnxPredictor:
         ):
             array = value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
             feeds[name] = np.ascontiguousarray(array, dtype=dtype)
-        return self._session.run(None, feeds)[0]
+        try:
+            return self._session.run(None, feeds)[0]
+        except Exception:
+            self._check_provider()  # raises OnnxProviderError if the session left its device
+            raise
+
+    @property
+    def fallback_enabled(self) -> bool:
+        """Whether onnxruntime may still move this session to the CPU on a failure (never)."""
+        return bool(getattr(self._session, "_enable_fallback", True))
+
+    @property
+    def provider_options(self) -> dict[str, dict[str, str]]:
+        """The options onnxruntime reports for each active provider (``use_tf32`` on CUDA)."""
+        return dict(self._session.get_provider_options())
+
+    def _check_provider(self) -> str:
+        """The active provider, after checking that it is the one the device asks for.
+
+        Raises:
+            OnnxProviderError: CUDA was asked for and the session does not run on it.
+        """
+        active = self._session.get_providers()
+        if self.device != "cpu" and (not active or active[0] != "CUDAExecutionProvider"):
+            raise OnnxProviderError(
+                f"{self.path.name}: asked for {self.device!r}, but onnxruntime runs on {', '.join(active)}"
+            )
+        return active[0]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path.name!r}, device={self.device!r}, provider={self.provider!r})"

@@ -5,8 +5,8 @@ the GIL); batch jobs' files (``bulk``) go to a second pool, started on first use
 run at a lower CPU priority (``bulk_nice``), so that the operating system itself gives the CPU
 to interactive requests first. Each structure then goes to the inference worker of its models'
 device, which batches concurrent structures together. A structure gets the same answer alone or
-in a batch. The engine knows no HTTP: routes hand it uploads and a model selection and get
-schemas back.
+in a batch (checked at warm-up; the README says how far per device). The engine knows no HTTP:
+routes hand it uploads and a model selection and get schemas back.
 """
 
 from __future__ import annotations
@@ -83,11 +83,11 @@ class Engine:
         self._running = True
         self._pools[False] = self._new_pool(bulk=False)
         for device in devices:
-            max_atoms = self.settings.batch_max_atoms or (16_384 if device.startswith("cuda") else 256)
+            max_structures, max_atoms = self.settings.batch_limits(device)
             worker = InferenceWorker(
                 device,
                 metrics=self.metrics,
-                max_structures=self.settings.batch_max_structures,
+                max_structures=max_structures,
                 max_atoms=max_atoms,
                 wait_s=self.settings.batch_wait_ms / 1000,
                 bulk_wait_s=self.settings.batch_bulk_wait_ms / 1000,

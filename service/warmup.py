@@ -70,6 +70,15 @@ def batch_invariant(predictor: Predictor, graphs: Sequence[GraphArrays]) -> bool
     return bool(np.array_equal(alone, together) and np.array_equal(alone, backwards))
 
 
+def _advice(predictor: Predictor) -> str:
+    """What to do about a model that failed the batch-invariance check."""
+    if predictor.backend == "onnx" and predictor.device.startswith("cuda"):
+        return "onnxruntime's CUDA scatter-add uses atomics: CRYSTAL_BACKEND=torch sums deterministically on CUDA"
+    if predictor.precision == "float64":
+        return "in float64 such differences are ~1e-15, below the 6 decimals returned"
+    return "CRYSTAL_PRECISION=float64 makes such differences ~1e-15"
+
+
 @dataclass
 class WarmupReport:
     """Models that could not predict (not served), and the batch-invariance check of the others."""
@@ -97,12 +106,13 @@ async def warm_up(engine: Engine, entries: Sequence[ModelEntry]) -> WarmupReport
             continue
         report.batch_invariant[entry] = ok
         if not ok:
+            p = entry.predictor
             log.warning(
-                "model %s (%s, %s, %s): a structure's answer depends on the batch it shares; "
-                "CRYSTAL_PRECISION=float64 makes such differences ~1e-15",
+                "model %s (%s, %s, %s): a structure's answer depends on the batch it shares, in the last bits; %s",
                 entry.ref,
-                entry.predictor.backend,
-                entry.predictor.precision,
-                entry.predictor.device,
+                p.backend,
+                p.precision,
+                p.device,
+                _advice(p),
             )
     return report

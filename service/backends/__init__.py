@@ -11,6 +11,7 @@ the manifest, and the inference worker only calls :meth:`Predictor.predict`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,6 +29,8 @@ __all__ = [
     "resolve_device",
     "resolve_precision",
 ]
+
+log = logging.getLogger("service.backends")
 
 
 class Predictor(Protocol):
@@ -86,9 +89,9 @@ def resolve_backend(backend: str, manifest: dict[str, Any], device: str, precisi
     """``auto`` to ``onnx`` for a float32 CPU model whose folder has a ``model.onnx``, else ``torch``.
 
     onnxruntime was about twice as fast as torch on a CPU, with the same bit-identical answers
-    alone and in batches on one thread (``python -m bench --only onnx``, README); its graph
-    computes in float32 only, and its CUDA path has not been measured, so float64 and CUDA stay
-    with torch.
+    alone and in batches on one thread (``python -m bench --only onnx``, README). On CUDA torch
+    serves: in deterministic mode its sums are repeatable, while onnxruntime's CUDA scatter-add
+    uses atomics (see :mod:`crystalgraph.onnx_predictor`) and its graph is float32 only.
     """
     if backend != "auto":
         return backend
@@ -114,27 +117,44 @@ def create_predictor(
 
 def resolve_precision(precision: str, device: str) -> str:
     """``auto`` to ``float32`` on a CPU (batch-invariant with the torch backend's padding, checked
-    at warm-up) and ``float64`` on CUDA (where float32 batch invariance is not established)."""
+    at warm-up) and ``float64`` on CUDA (where cuBLAS picks kernels by shape, so float32 batch
+    invariance is not established; float64 keeps such effects near 1e-15)."""
     if precision == "auto":
         return "float64" if device.startswith("cuda") else "float32"
     return precision
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` to ``cuda`` when a CUDA device is visible, else ``cpu``; check explicit choices.
+    """``auto`` to ``cuda:0`` when a usable CUDA device is visible, else ``cpu``; check explicit
+    choices. A CUDA device is prepared for serving (:mod:`service.backends._cuda`): its compute
+    capability is checked against the torch build, TF32 is turned off and deterministic
+    algorithms on.
 
     Raises:
-        ValueError: CUDA was asked for and is not available.
+        ValueError: CUDA was asked for and is not available, or torch has no kernels for the
+            device (``UnsupportedDevice``, with the reason).
     """
     import torch
 
+    from ._cuda import UnsupportedDevice, check_device, configure_cuda
+
     if device == "auto":
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
+        if not torch.cuda.is_available():
+            return "cpu"
+        try:
+            check_device(0)
+        except UnsupportedDevice as exc:
+            log.warning("CRYSTAL_DEVICE=auto: serving on the CPU: %s", exc)
+            return "cpu"
+        configure_cuda()
+        return "cuda:0"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ValueError(f"CRYSTAL_DEVICE={device} but no CUDA device is available")
         index = int(device.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():
             raise ValueError(f"CRYSTAL_DEVICE={device} but only {torch.cuda.device_count()} CUDA device(s) exist")
+        check_device(index)
+        configure_cuda()
         return f"cuda:{index}"
     return device
