@@ -17,6 +17,7 @@ from .checkpoint import (
     save_checkpoint,
     sha256_file,
     verify_file,
+    verify_manifest,
     write_manifest,
 )
 from .errors import (
@@ -96,6 +97,7 @@ __all__ = [
     "read_manifest",
     "load_exported",
     "verify_file",
+    "verify_manifest",
     "sha256_file",
     "library_versions",
     "LegacyFormatError",
