@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> None:
     full = [cg.collate(graphs)]
 
     targets = (cg.KNOWN_TARGETS["formation_energy_per_atom"], cg.KNOWN_TARGETS["band_gap"])
-    configs = {"cgcnn": cg.CGCNNConfig(targets=targets), "sr-cgcnn": cg.SRCGCNNConfig(targets=targets)}
+    configs = {name: arch.config(targets=targets) for name, arch in cg.ARCHITECTURES.items()}
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(THREADS)
     rows = []

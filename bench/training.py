@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from crystalgraph import KNOWN_TARGETS, CGCNNConfig, SRCGCNNConfig, build_model, collate, model_inputs
+from crystalgraph import ARCHITECTURES, KNOWN_TARGETS, build_model, collate, model_inputs
 from training.pipeline import prepare
 
 N_STRUCTURES = 4096
@@ -45,7 +45,8 @@ def run(args) -> None:
     default_threads = torch.get_num_threads()
     for threads in THREADS:
         torch.set_num_threads(threads)
-        for name, config in (("CGCNN", CGCNNConfig(targets=target)), ("SR-CGCNN", SRCGCNNConfig(targets=target))):
+        for name, arch in ARCHITECTURES.items():
+            config = arch.config(targets=target)
             for bs in BATCH_SIZES:
                 torch.manual_seed(0)
                 rate = _epoch(build_model(config), graphs, bs)

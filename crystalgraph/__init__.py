@@ -35,14 +35,18 @@ from .graph_config import GraphConfig
 from .inference import model_inputs, predict_graphs
 from .legacy import LegacyFormatError, import_legacy
 from .nets import (
+    ARCHITECTURES,
     CGCNN,
     KNOWN_TARGETS,
     SRCGCNN,
+    Architecture,
     CGCNNConfig,
     CrystalGraphNet,
     ModelConfig,
     SRCGCNNConfig,
     TargetSpec,
+    architecture,
+    architecture_names,
     build_model,
     parse_model_config,
 )
@@ -85,6 +89,10 @@ __all__ = [
     "TargetSpec",
     "KNOWN_TARGETS",
     "CrystalGraphNet",
+    "Architecture",
+    "ARCHITECTURES",
+    "architecture",
+    "architecture_names",
     "build_model",
     "parse_model_config",
     # checkpoints

@@ -25,7 +25,7 @@ import torch
 
 from .features import MAX_Z, table_hash
 from .graph_config import GraphConfig
-from .nets import CGCNNConfig, CrystalGraphNet, SRCGCNNConfig, TargetSpec, build_model
+from .nets import CGCNNConfig, CrystalGraphNet, ModelConfig, SRCGCNNConfig, TargetSpec, build_model
 
 __all__ = ["LegacyFormatError", "import_legacy"]
 
@@ -137,7 +137,7 @@ def import_legacy(path: Path, atom_init: Path, target: TargetSpec) -> tuple[Crys
     new_sd: dict[str, torch.Tensor] = {"atom_features": table}
     if shared:
         steps = int(raw.get("n_recurrent_steps", _arg(args, "n_recurrent_steps", 3)))
-        config: CGCNNConfig | SRCGCNNConfig = SRCGCNNConfig(n_steps=steps, **common)
+        config: ModelConfig = SRCGCNNConfig(n_steps=steps, **common)
         new_sd.update(_shared_conv_keys(sd, steps))
     else:
         n_conv = len({k.split(".")[1] for k in sd if k.startswith("convs.")})

@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from crystalgraph import CGCNNConfig, GraphConfig, SRCGCNNConfig, TargetSpec
+from crystalgraph import GraphConfig, ModelConfig, TargetSpec
 
 from .backends import Predictor
 from .errors import ModelNotFound
@@ -48,7 +48,7 @@ class ModelEntry:
     name: str
     version: str
     folder: Path
-    config: CGCNNConfig | SRCGCNNConfig
+    config: ModelConfig
     manifest: dict[str, Any]
     predictor: Predictor
     parameters: dict[str, int]

@@ -1,10 +1,10 @@
-"""Frozen, strict model configurations; ``build_model`` is the only factory."""
+"""Frozen, strict model configurations; ``build_model`` (:mod:`.registry`) is the only factory."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..features import FEATURE_BLOCKS
 from ..graph_config import GraphConfig
@@ -15,7 +15,6 @@ __all__ = [
     "SRCGCNNConfig",
     "ModelConfig",
     "KNOWN_TARGETS",
-    "parse_model_config",
 ]
 
 
@@ -47,6 +46,8 @@ KNOWN_TARGETS: dict[str, TargetSpec] = {
 class _NetConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    model_type: str  # each architecture narrows it to a Literal of its registry name
+
     targets: tuple[TargetSpec, ...] = Field(min_length=1)
     graph: GraphConfig = GraphConfig()
     feature_dim: int = Field(sum(w for _, w in FEATURE_BLOCKS), ge=1)
@@ -69,10 +70,6 @@ class SRCGCNNConfig(_NetConfig):
     n_steps: int = Field(3, ge=1)
 
 
-ModelConfig = Annotated[CGCNNConfig | SRCGCNNConfig, Field(discriminator="model_type")]
-_ADAPTER: TypeAdapter[CGCNNConfig | SRCGCNNConfig] = TypeAdapter(ModelConfig)
-
-
-def parse_model_config(data: dict) -> CGCNNConfig | SRCGCNNConfig:
-    """Validate a plain dict (from a checkpoint or manifest) into a model config."""
-    return _ADAPTER.validate_python(data)
+#: Any architecture's config: the shared fields plus ``model_type``, the name under which
+#: :data:`~crystalgraph.nets.registry.ARCHITECTURES` holds its config and network classes.
+ModelConfig = _NetConfig
