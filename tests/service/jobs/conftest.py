@@ -90,11 +90,16 @@ def jobs_client(jobs_server: JobServer) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def job_server_factory() -> Iterator[Callable[..., JobServer]]:
-    """Start extra servers in a test (``factory(settings, port=0)``); they stop when it ends."""
+def job_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., JobServer]]:
+    """Start extra servers in a test (``factory(settings, port=0)``); they stop when it ends.
+
+    A server whose settings name no ``data_dir`` gets a temporary one.
+    """
     started: list[JobServer] = []
 
     def start(settings: Settings, port: int = 0) -> JobServer:
+        if "data_dir" not in settings.model_fields_set:
+            settings = settings.model_copy(update={"data_dir": tmp_path_factory.mktemp("jobs-data")})
         live = JobServer(settings, port=port)
         started.append(live)
         return live.start()
@@ -157,11 +162,18 @@ class ServiceProcess:
 
 
 @pytest.fixture
-def service_process(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
-    """``start(env)``: a ready ``python -m service`` subprocess with ``CRYSTAL_*`` settings from ``env``."""
+def service_process(tmp_path: Path, in_home: Callable[[str], bool]) -> Iterator[Callable[..., ServiceProcess]]:
+    """``start(env)``: a ready ``python -m service`` subprocess with ``CRYSTAL_*`` settings from ``env``.
+
+    Without ``CRYSTAL_DATA_DIR`` in ``env`` the process keeps its jobs in ``tmp_path/data``; one
+    pointing into ``$HOME`` fails the test before the process starts.
+    """
     started: list[ServiceProcess] = []
 
     def start(env: dict[str, str]) -> ServiceProcess:
+        env = {"CRYSTAL_DATA_DIR": str(tmp_path / "data"), **env}
+        if in_home(env["CRYSTAL_DATA_DIR"]):
+            pytest.fail(f"CRYSTAL_DATA_DIR={env['CRYSTAL_DATA_DIR']} points into $HOME; use tmp_path", pytrace=False)
         port = free_port()
         log = open(tmp_path / f"service-{port}.log", "wb")  # noqa: SIM115 - the process holds it
         proc = subprocess.Popen(
