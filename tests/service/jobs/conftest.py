@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 
 from service import Settings, create_app
 
@@ -41,13 +42,13 @@ class JobServer:
     settings: Settings
     port: int = 0
     url: str = ""
+    app: FastAPI | None = None
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
 
     def start(self, ready_timeout: float = 180.0) -> JobServer:
-        config = uvicorn.Config(
-            create_app(self.settings), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
-        )
+        self.app = create_app(self.settings)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="uvicorn-jobs-test", daemon=True)
         self._thread.start()
