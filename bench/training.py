@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import time
@@ -31,7 +32,8 @@ def _epoch(model, graphs, batch_size: int) -> float:
     return (len(order) // batch_size) * batch_size / (time.perf_counter() - t0)
 
 
-def run(args) -> None:
+def run(args: argparse.Namespace) -> None:
+    """Print this section's figures for ``args.data`` (see the module docstring)."""
     prepared = prepare(args.data, ["formation_energy_per_atom"], progress=False)
     ids = [i for i in prepared.data.ids if i in prepared.graphs]
     random.Random(0).shuffle(ids)

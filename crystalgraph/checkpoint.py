@@ -16,6 +16,7 @@ An exported model is a folder ``models/<name>/<version>/`` holding ``weights.pt`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import platform
@@ -65,6 +66,7 @@ class LoadedModel:
 
 
 def sha256_file(path: Path) -> str:
+    """The sha256 of a file's bytes, as 64 hex digits (read a MiB at a time)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -78,10 +80,8 @@ def library_versions() -> dict[str, str]:
 
     versions = {"python": platform.python_version()}
     for pkg in ("torch", "torch-geometric", "pymatgen", "numpy"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             versions[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
     return versions
 
 
@@ -89,8 +89,8 @@ def _checkpoint_dict(model: CrystalGraphNet, metadata: dict[str, Any]) -> dict[s
     meta = dict(metadata)
     meta.setdefault("targets", [t.model_dump() for t in model.config.targets])
     meta["normalizer"] = {
-        "mean": model.target_mean.tolist(),
-        "std": model.target_std.tolist(),
+        "mean": model.get_buffer("target_mean").tolist(),
+        "std": model.get_buffer("target_std").tolist(),
     }
     meta["parameters"] = model.count_parameters()
     meta.setdefault("library_versions", library_versions())
@@ -122,7 +122,7 @@ def _model_from_dict(raw: Any, source: str) -> LoadedModel:
         model.load_state_dict(raw["state_dict"], strict=True)
     except Exception as exc:
         raise CheckpointError(f"{source}: weights do not match their config: {exc}") from exc
-    got = table_hash(model.atom_features.numpy())
+    got = table_hash(model.get_buffer("atom_features").numpy())
     if got != config.graph.feature_hash:
         raise CheckpointError(f"{source}: element feature table hash {got} != {config.graph.feature_hash}")
     model.eval()
@@ -149,6 +149,11 @@ def export_model(
     """Write ``models_dir/name/version/`` with ``weights.pt`` and ``manifest.json``.
 
     Args:
+        model: The model to save (its config, weights and normaliser).
+        models_dir: The model repository.
+        name: The model's folder name (``cgcnn-mp-band-gap``).
+        version: The version folder name (``1``).
+        metadata: Facts to keep with it (elements, metrics, data split...).
         extra_files: Files already written into the folder (e.g. ``{"onnx": path}``) to list
             in the manifest with their sha256.
 
@@ -193,6 +198,8 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: unreadable manifest: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"{path}: a manifest is a JSON object, not {type(manifest).__name__}")
     if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path}: unknown manifest format {manifest.get('format')!r}")
     return manifest
@@ -203,7 +210,7 @@ def verify_file(folder: Path, manifest: dict[str, Any], key: str) -> Path:
     entry = manifest.get("files", {}).get(key)
     if entry is None:
         raise CheckpointError(f"{folder}: manifest lists no {key!r} file")
-    path = Path(folder) / entry["path"]
+    path = Path(folder) / str(entry["path"])
     if not path.is_file():
         raise CheckpointError(f"{path}: missing")
     digest = sha256_file(path)

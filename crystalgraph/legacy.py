@@ -59,8 +59,8 @@ def _shared_conv_keys(sd: dict[str, torch.Tensor], steps: int) -> dict[str, torc
     if any(k.startswith("convs.") for k in sd):
         for k in ("weight", "bias"):
             first = sd[f"convs.0.fc_full.{k}"]
-            for t in range(1, steps):
-                other = sd.get(f"convs.{t}.fc_full.{k}")
+            for step in range(1, steps):
+                other = sd.get(f"convs.{step}.fc_full.{k}")
                 if other is not None and not torch.equal(other, first):
                     raise LegacyFormatError("conv_mode is 'shared' but the steps' fc_full weights differ")
             out[f"convs.fc_full.{k}"] = first

@@ -60,23 +60,28 @@ class ModelEntry:
 
     @property
     def ref(self) -> str:
+        """``name@version``, accepted wherever a model name is."""
         return f"{self.name}@{self.version}"
 
     @property
     def metadata(self) -> dict[str, Any]:
+        """The manifest's ``metadata`` (training facts, metrics), ``{}`` when absent."""
         meta = self.manifest.get("metadata")
         return meta if isinstance(meta, dict) else {}
 
     @property
     def targets(self) -> tuple[TargetSpec, ...]:
+        """The predicted properties, in the order of the model's outputs."""
         return self.config.targets
 
     @property
     def properties(self) -> list[str]:
+        """The names of :attr:`targets`."""
         return [t.name for t in self.config.targets]
 
     @property
     def graph(self) -> GraphConfig:
+        """The graph settings the model was trained with (structures are featurized with these)."""
         return self.config.graph
 
     @property
@@ -89,6 +94,7 @@ class ModelEntry:
 
     @property
     def weights_sha256(self) -> str | None:
+        """The sha256 of ``weights.pt`` as the manifest lists it."""
         entry = self.manifest.get("files", {}).get("weights", {})
         return entry.get("sha256") if isinstance(entry, dict) else None
 
@@ -165,6 +171,7 @@ class Registry:
 
     @property
     def properties(self) -> list[str]:
+        """Every property some loaded model answers by default, sorted."""
         return sorted(self.defaults)
 
     def _choose_defaults(self) -> dict[str, ModelEntry]:

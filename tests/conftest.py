@@ -23,7 +23,7 @@ def points_into_home(path: Path | str, allowed: tuple[Path, ...] = ()) -> bool:
     A home of ``/`` (some containers) would contain everything: then nothing is said to point into it.
     """
     resolved = Path(path).expanduser().resolve()
-    if REAL_HOME == Path(REAL_HOME.anchor) or any(resolved.is_relative_to(root) for root in allowed):
+    if Path(REAL_HOME.anchor) == REAL_HOME or any(resolved.is_relative_to(root) for root in allowed):
         return False
     return resolved.is_relative_to(REAL_HOME)
 
@@ -79,7 +79,7 @@ def nacl() -> Structure:
 
 @pytest.fixture
 def cu_primitive() -> Structure:
-    """fcc Cu primitive cell: one atom, 12 nearest neighbours at a/√2."""
+    """Fcc Cu primitive cell: one atom, 12 nearest neighbours at a/√2."""
     a = 3.61
     return Structure(Lattice([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]]), ["Cu"], [[0, 0, 0]])
 

@@ -46,7 +46,8 @@ KNOWN_TARGETS: dict[str, TargetSpec] = {
 class _NetConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    model_type: str  # each architecture narrows it to a Literal of its registry name
+    # Each architecture narrows it to a Literal of its registry name; the base's "" names none.
+    model_type: str = ""
 
     targets: tuple[TargetSpec, ...] = Field(min_length=1)
     graph: GraphConfig = GraphConfig()

@@ -66,8 +66,10 @@ class JobParseGate:
         return self._traffic.in_flight == 0 or self.parsing == 0
 
     async def __aenter__(self) -> None:
-        """Take a slot, then wait (on the traffic's condition) until no request is being answered
-        or no other file of this job is parsing."""
+        """Take a slot, then wait on the traffic's condition for a quiet moment.
+
+        A quiet moment: no request is being answered, or no other file of this job is parsing.
+        """
         await self._slots.acquire()
         try:
             if not self._may_enter():

@@ -7,6 +7,7 @@ the process, a ``python -m service`` subprocess (``service_process``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -277,10 +278,8 @@ class FlakyProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self._closed = True
