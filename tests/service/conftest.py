@@ -25,6 +25,7 @@ import httpx
 import pytest
 import torch
 import uvicorn
+from fastapi import FastAPI
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 
@@ -145,13 +146,16 @@ class LiveServer:
     url: str = ""
     #: /readyz status codes seen from the moment the socket accepted connections until 200.
     startup_statuses: list[int] = field(default_factory=list)
+    #: The app being served (its ``state`` holds the service and the job service).
+    app: FastAPI | None = None
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
 
     def start(self, ready_timeout: float = 180.0, until: Callable[[httpx.Response], bool] | None = None) -> LiveServer:
         """Start, then poll ``/readyz`` until ``until(response)`` (default: 200) or the timeout."""
         until = until or (lambda r: r.status_code == 200)
-        config = uvicorn.Config(create_app(self.settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        self.app = create_app(self.settings)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="uvicorn-test", daemon=True)
         self._thread.start()
@@ -208,6 +212,12 @@ def strict_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     live = LiveServer(settings).start()
     yield live
     live.stop()
+
+
+@pytest.fixture(scope="session")
+def live_server_class() -> type[LiveServer]:
+    """:class:`LiveServer`, for fixtures in other conftest files (which cannot import this one)."""
+    return LiveServer
 
 
 @pytest.fixture

@@ -107,10 +107,10 @@ def test_stored_jobs_have_a_disk_budget(limited_client: httpx.Client, cifs: dict
 
 
 def test_finished_jobs_expire_once_their_ttl_has_passed_on_the_jobs_clock(
-    models_dir: Path, tmp_path: Path, cifs: dict, job_server_factory: Callable, wait_job: WaitJob
+    models_dir: Path, tmp_path: Path, cifs: dict, live_server_factory: Callable, wait_job: WaitJob
 ) -> None:
     ttl = 3600.0
-    live = job_server_factory(Settings(models_dir=models_dir, parse_workers=1, data_dir=tmp_path, jobs_ttl_s=ttl))
+    live = live_server_factory(Settings(models_dir=models_dir, parse_workers=1, data_dir=tmp_path, jobs_ttl_s=ttl))
     jobs = live.app.state.jobs
     with live.client() as client:
         job = client.post("/v1/jobs", files={"files": ("nacl.cif", cifs["nacl"])}).json()
