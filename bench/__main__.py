@@ -15,6 +15,7 @@ SECTIONS = ["graphs", "training", "service", "onnx", "jobs"]
 
 
 def main() -> None:
+    """Parse the command line and run the chosen sections in order, timing each."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--data", type=Path, required=True, help="folder with cifs/ and labels.csv")
     parser.add_argument("--models", type=Path, default=Path("models"), help="model repository")

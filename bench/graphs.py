@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -23,7 +24,8 @@ def cif_sample(data_dir: Path, n: int) -> list[bytes]:
     return [p.read_bytes() for p in paths]
 
 
-def run(args) -> None:
+def run(args: argparse.Namespace) -> None:
+    """Print this section's figures for ``args.data`` (see the module docstring)."""
     cifs = cif_sample(args.data, N_CIFS)
     t0 = time.perf_counter()
     atoms = sum(_build(c) for c in cifs)

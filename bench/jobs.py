@@ -23,10 +23,12 @@ import os
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -68,7 +70,7 @@ def _submit(client: httpx.Client, archive: bytes) -> str:
     return str(r.json()["id"])
 
 
-def _wait(client: httpx.Client, job_id: str, on_tick=None) -> dict:  # type: ignore[no-untyped-def]
+def _wait(client: httpx.Client, job_id: str, on_tick: Callable[[], object] | None = None) -> dict[str, Any]:
     while True:
         status = client.get(f"/v1/jobs/{job_id}").raise_for_status().json()
         if status["state"] in {"done", "failed", "cancelled"}:
@@ -93,6 +95,7 @@ def _ms(values: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> None:
+    """Print this section's figures for ``args.data`` (see the module docstring)."""
     paths = sorted((args.data / "cifs").glob("*.cif"))
     cifs = _sample(paths, N_JOB)
     _, probe = _twenty_atom_cif(paths)
@@ -160,5 +163,5 @@ def _median(values: list[tuple[float, float]]) -> tuple[float, float]:
     return float(np.median([v[0] for v in values])), float(np.median([v[1] for v in values]))
 
 
-def _seconds(status: dict) -> float:  # type: ignore[type-arg]
+def _seconds(status: dict[str, Any]) -> float:
     return (datetime.fromisoformat(status["finished"]) - datetime.fromisoformat(status["started"])).total_seconds()

@@ -17,12 +17,13 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
-from pymatgen.core import Lattice, Structure
+from pymatgen.core.lattice import Lattice
+from pymatgen.core.structure import Structure
 from torch_geometric.data import Batch
 
 import crystalgraph as cg
@@ -62,7 +63,7 @@ def _built_crystals() -> list[Structure]:
         cell = Structure(
             Lattice.cubic(a),
             ["Sr", "Ti", "O", "O", "O"],
-            [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+            [[0.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5]],
         )
         cell.make_supercell([2, 2, 1])
         shifted = cell.cart_coords + rng.normal(scale=0.05, size=(len(cell), 3))
@@ -70,7 +71,7 @@ def _built_crystals() -> list[Structure]:
     return out
 
 
-def _throughputs(calls: dict[str, Callable[[Batch], object]], batches: list[Batch]) -> dict[str, float]:
+def _throughputs(calls: Mapping[str, Callable[[Batch], object]], batches: list[Batch]) -> dict[str, float]:
     """Structures per second for each call: median of ``REPEATS`` passes over ``batches``.
 
     The calls take turns pass by pass, so that load from other processes hits them alike.
@@ -90,6 +91,7 @@ def _throughputs(calls: dict[str, Callable[[Batch], object]], batches: list[Batc
 
 
 def run(args: argparse.Namespace) -> None:
+    """Print this section's figures for ``args.data`` (see the module docstring)."""
     data = Path(args.data)
     structures = _real_crystals(data) if (data / "cifs").is_dir() else []
     source = f"{len(structures)} Materials Project CIFs with 18-22 sites"
@@ -103,7 +105,7 @@ def run(args: argparse.Namespace) -> None:
     full = [cg.collate(graphs)]
 
     targets = (cg.KNOWN_TARGETS["formation_energy_per_atom"], cg.KNOWN_TARGETS["band_gap"])
-    configs = {"cgcnn": cg.CGCNNConfig(targets=targets), "sr-cgcnn": cg.SRCGCNNConfig(targets=targets)}
+    configs = {name: arch.config(targets=targets) for name, arch in cg.ARCHITECTURES.items()}
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(THREADS)
     rows = []
@@ -128,8 +130,8 @@ def run(args: argparse.Namespace) -> None:
 
     print("structures/s; 'ort plain': the exporter's own graph (fast=False), for reference")
     print(f"{'model':<10}{'batch':>6}{'torch':>9}{'onnxruntime':>13}{'ort/torch':>11}{'ort plain':>11}  max|diff|")
-    for name, batch_size, t, o, plain, diff in rows:
-        print(f"{name:<10}{batch_size:>6}{t:>9.0f}{o:>13.0f}{o / t:>10.2f}x{plain:>11.0f}  {diff:.1e}")
+    for name, batch_size, t, o, ort_plain, diff in rows:
+        print(f"{name:<10}{batch_size:>6}{t:>9.0f}{o:>13.0f}{o / t:>10.2f}x{ort_plain:>11.0f}  {diff:.1e}")
     onnx_wins = sum(o > t for _, _, t, o, _, _ in rows)
     if onnx_wins == len(rows):
         verdict = "onnxruntime is faster in every case: CPU default onnx (CRYSTAL_BACKEND=auto)"

@@ -224,6 +224,7 @@ def _ms(values: list[float], q: float) -> float:
 
 
 def run(args: argparse.Namespace) -> None:
+    """Print this section's figures for ``args.data`` (see the module docstring)."""
     data: Path = args.data
     paths = sorted((data / "cifs").glob("*.cif"))
     batch = _sample(paths, N_BATCH)

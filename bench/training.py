@@ -11,6 +11,7 @@ Three ways of running the same epoch (same crystals, order, seed, batch 64, one 
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
 import time
@@ -34,7 +35,7 @@ BATCH_SIZE = 64
 MODES = ("collate", "packed", "packed+compile")
 
 
-def _epoch(model, graphs, packed: PackedGraphs, mode: str) -> tuple[float, list[float]]:
+def _epoch(model: torch.nn.Module, graphs: list, packed: PackedGraphs, mode: str) -> tuple[float, list[float]]:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     order = list(range(len(graphs)))
     random.Random(0).shuffle(order)
@@ -55,7 +56,8 @@ def _epoch(model, graphs, packed: PackedGraphs, mode: str) -> tuple[float, list[
     return n * BATCH_SIZE / (time.perf_counter() - t0), losses
 
 
-def run(args) -> None:
+def run(args: argparse.Namespace) -> None:
+    """Print this section's figures for ``args.data`` (see the module docstring)."""
     prepared = prepare(args.data, ["formation_energy_per_atom"], progress=False)
     ids = [i for i in prepared.data.ids if i in prepared.graphs]
     random.Random(0).shuffle(ids)

@@ -111,7 +111,8 @@ def _download(client: ServiceClient, job_id: str, out: Path) -> int:
         _say(f"resuming the download after {rows} rows")
     attempt = 0
     while True:
-        params = {"format": "csv", "offset": max(rows, 0), "header": "true" if rows < 0 else "false"}
+        header = "true" if rows < 0 else "false"
+        params: dict[str, str | int] = {"format": "csv", "offset": max(rows, 0), "header": header}
         try:
             with client.http.stream("GET", f"/v1/jobs/{job_id}/results", params=params) as response:
                 if response.status_code >= 400:
@@ -206,6 +207,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``crystal-predict`` with ``argv`` (default ``sys.argv[1:]``); the exit status."""
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))

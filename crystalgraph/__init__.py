@@ -18,6 +18,7 @@ from .checkpoint import (
     save_checkpoint,
     sha256_file,
     verify_file,
+    verify_manifest,
     write_manifest,
 )
 from .errors import (
@@ -35,14 +36,18 @@ from .graph_config import GraphConfig
 from .inference import model_inputs, predict_graphs, predict_packed
 from .legacy import LegacyFormatError, import_legacy
 from .nets import (
+    ARCHITECTURES,
     CGCNN,
     KNOWN_TARGETS,
     SRCGCNN,
+    Architecture,
     CGCNNConfig,
     CrystalGraphNet,
     ModelConfig,
     SRCGCNNConfig,
     TargetSpec,
+    architecture,
+    architecture_names,
     build_model,
     parse_model_config,
 )
@@ -88,6 +93,10 @@ __all__ = [
     "TargetSpec",
     "KNOWN_TARGETS",
     "CrystalGraphNet",
+    "Architecture",
+    "ARCHITECTURES",
+    "architecture",
+    "architecture_names",
     "build_model",
     "parse_model_config",
     # checkpoints
@@ -100,6 +109,7 @@ __all__ = [
     "read_manifest",
     "load_exported",
     "verify_file",
+    "verify_manifest",
     "sha256_file",
     "library_versions",
     "LegacyFormatError",

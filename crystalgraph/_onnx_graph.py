@@ -35,7 +35,7 @@ def softplus(self: Any, beta: float = 1.0, threshold: float = 20.0) -> Any:
     """
     if beta != 1.0 or threshold < 17.0:
         raise NotImplementedError(f"fast softplus supports beta=1, threshold>=17, not {beta}, {threshold}")
-    return op.Add(op.Relu(self), op.Log(op.Add(op.Exp(op.Neg(op.Abs(self))), op.CastLike(1.0, self))))
+    return op.Add(op.Relu(self), op.Log(op.Add(op.Exp(op.Neg(op.Abs(self))), op.CastLike(1.0, self))))  # type: ignore[type-var]  # onnxscript takes Python scalars
 
 
 def _attrs(node: onnx.NodeProto) -> dict[str, Any]:

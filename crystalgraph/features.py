@@ -69,7 +69,7 @@ def _bin(value: float | None, lo: float, hi: float, n: int) -> int | None:
 
 def _element_bins(z: int) -> dict[str, int | None]:
     from pymatgen.analysis.molecule_structure_comparator import CovalentRadius
-    from pymatgen.core import Element
+    from pymatgen.core.periodic_table import Element
 
     el = Element.from_Z(z)
     group = int(el.group)

@@ -25,7 +25,7 @@ import torch
 
 from .features import MAX_Z, table_hash
 from .graph_config import GraphConfig
-from .nets import CGCNNConfig, CrystalGraphNet, SRCGCNNConfig, TargetSpec, build_model
+from .nets import CGCNNConfig, CrystalGraphNet, ModelConfig, SRCGCNNConfig, TargetSpec, build_model
 
 __all__ = ["LegacyFormatError", "import_legacy"]
 
@@ -59,8 +59,8 @@ def _shared_conv_keys(sd: dict[str, torch.Tensor], steps: int) -> dict[str, torc
     if any(k.startswith("convs.") for k in sd):
         for k in ("weight", "bias"):
             first = sd[f"convs.0.fc_full.{k}"]
-            for t in range(1, steps):
-                other = sd.get(f"convs.{t}.fc_full.{k}")
+            for step in range(1, steps):
+                other = sd.get(f"convs.{step}.fc_full.{k}")
                 if other is not None and not torch.equal(other, first):
                     raise LegacyFormatError("conv_mode is 'shared' but the steps' fc_full weights differ")
             out[f"convs.fc_full.{k}"] = first
@@ -137,7 +137,7 @@ def import_legacy(path: Path, atom_init: Path, target: TargetSpec) -> tuple[Crys
     new_sd: dict[str, torch.Tensor] = {"atom_features": table}
     if shared:
         steps = int(raw.get("n_recurrent_steps", _arg(args, "n_recurrent_steps", 3)))
-        config: CGCNNConfig | SRCGCNNConfig = SRCGCNNConfig(n_steps=steps, **common)
+        config: ModelConfig = SRCGCNNConfig(n_steps=steps, **common)
         new_sd.update(_shared_conv_keys(sd, steps))
     else:
         n_conv = len({k.split(".")[1] for k in sd if k.startswith("convs.")})

@@ -108,6 +108,8 @@ class InferenceWorker:
         """One structure's predictions, ``[T]`` in the order of ``entry.targets``.
 
         Args:
+            entry: The model to run.
+            graph: The structure's graph, built with the model's graph settings.
             bulk: A batch job's structure, which may wait longer for a full micro-batch.
 
         Raises:
@@ -139,9 +141,11 @@ class InferenceWorker:
         return any(atoms[e] >= self.max_atoms or count[e] >= self.max_structures for e in atoms)
 
     async def _gather(self) -> list[_Job]:
-        """The next jobs: what is queued, plus what arrives within the wait window while
-        structures are still being parsed and no model's micro-batch is full (a longer window
-        while every job is bulk)."""
+        """The next jobs: what is queued, plus what arrives within the wait window.
+
+        The window stays open while structures are still being parsed and no model's
+        micro-batch is full; it is longer while every job is bulk.
+        """
         jobs = [await self._queue.get()]
         self._drain(jobs)
         start = time.perf_counter()
@@ -155,8 +159,10 @@ class InferenceWorker:
         return jobs
 
     async def _run(self) -> None:
-        """Run the queued structures one micro-batch at a time; before each, structures that
-        arrived meanwhile join, interactive ones first."""
+        """Run the queued structures one micro-batch at a time.
+
+        Before each micro-batch, structures that arrived meanwhile join, interactive ones first.
+        """
         loop = asyncio.get_running_loop()
         pending: list[_Job] = []
         collated: dict[tuple[int, ...], Batch] = {}  # models sharing graphs collate them once
@@ -177,7 +183,7 @@ class InferenceWorker:
                 collated.clear()
             try:
                 out = await loop.run_in_executor(self._executor, self._infer, group[0].entry, group, collated)
-            except Exception as exc:  # noqa: BLE001 - a failing model fails its jobs, not the worker
+            except Exception as exc:  # a failing model fails its jobs, not the worker
                 log.exception("inference failed for %s on %d structure(s)", group[0].entry.ref, len(group))
                 error = InferenceFailed(f"Model {group[0].entry.ref} failed: {type(exc).__name__}: {exc}")
                 for job in group:
@@ -189,8 +195,10 @@ class InferenceWorker:
                     job.future.set_result(row)
 
     def _groups(self, jobs: list[_Job]) -> list[list[_Job]]:
-        """Live jobs grouped by model, then cut at ``max_structures`` / ``max_atoms``; interactive
-        jobs (not ``bulk``) and their models come first."""
+        """Live jobs grouped by model, then cut at ``max_structures`` / ``max_atoms``.
+
+        Interactive jobs (not ``bulk``) and their models come first.
+        """
         by_model: dict[ModelEntry, list[_Job]] = {}
         for job in sorted(jobs, key=lambda j: j.bulk):  # stable
             if not job.future.done():

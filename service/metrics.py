@@ -91,6 +91,7 @@ class MetricsMiddleware:
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Count and time one HTTP request (other ASGI messages pass through)."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from crystalgraph import CGCNNConfig, GraphConfig, SRCGCNNConfig, TargetSpec
+from crystalgraph import GraphConfig, ModelConfig, TargetSpec
 
 from .backends import Predictor
 from .errors import ModelNotFound
@@ -48,7 +48,7 @@ class ModelEntry:
     name: str
     version: str
     folder: Path
-    config: CGCNNConfig | SRCGCNNConfig
+    config: ModelConfig
     manifest: dict[str, Any]
     predictor: Predictor
     parameters: dict[str, int]
@@ -60,15 +60,18 @@ class ModelEntry:
 
     @property
     def ref(self) -> str:
+        """``name@version``, accepted wherever a model name is."""
         return f"{self.name}@{self.version}"
 
     @property
     def metadata(self) -> dict[str, Any]:
+        """The manifest's ``metadata`` (training facts, metrics), ``{}`` when absent."""
         meta = self.manifest.get("metadata")
         return meta if isinstance(meta, dict) else {}
 
     @property
     def targets(self) -> tuple[TargetSpec, ...]:
+        """The predicted properties, in the order of the model's outputs."""
         return self.config.targets
 
     @property
@@ -84,6 +87,7 @@ class ModelEntry:
 
     @property
     def graph(self) -> GraphConfig:
+        """The graph settings the model was trained with (structures are featurized with these)."""
         return self.config.graph
 
     @property
@@ -96,6 +100,7 @@ class ModelEntry:
 
     @property
     def weights_sha256(self) -> str | None:
+        """The sha256 of ``weights.pt`` as the manifest lists it."""
         entry = self.manifest.get("files", {}).get("weights", {})
         return entry.get("sha256") if isinstance(entry, dict) else None
 
@@ -172,6 +177,7 @@ class Registry:
 
     @property
     def properties(self) -> list[str]:
+        """Every property some loaded model answers by default, sorted."""
         return sorted(self.defaults)
 
     def _choose_defaults(self) -> dict[str, ModelEntry]:

@@ -1,8 +1,9 @@
 """The model repository on disk: every ``models/<name>/<version>/`` folder, loaded into a registry.
 
 Each version of each model is loaded and stays resident. A folder whose manifest, config or
-weights cannot be trusted (unknown format, sha256 mismatch, weights that do not fit the config)
-is refused with one log line and listed as refused; the others still serve.
+weights cannot be trusted (unknown format, sha256 mismatch, weights that do not fit the config,
+a manifest whose config or metadata differs from the one inside ``weights.pt``) is refused with
+one log line (logger ``service.repository``) and listed as refused; the others still serve.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from crystalgraph import build_model, parse_model_config, read_manifest
+from crystalgraph import build_model, read_manifest, verify_manifest
 
 from .backends import create_predictor, resolve_backend
 from .registry import ModelEntry, RefusedModel, Registry
 
 __all__ = ["load_registry"]
 
-log = logging.getLogger("service.registry")
+log = logging.getLogger("service.repository")
 
 
 def _model_folders(models_dir: Path) -> list[Path]:
@@ -33,7 +34,7 @@ def _model_folders(models_dir: Path) -> list[Path]:
 
 def _load_entry(folder: Path, backend: str, device: str, precision: str) -> ModelEntry:
     manifest = read_manifest(folder)
-    config = parse_model_config(manifest["config"])
+    config = verify_manifest(folder, manifest)  # the manifest's config is the weights' config
     name, version = folder.parent.name, folder.name
     if (manifest.get("name"), str(manifest.get("version"))) != (name, version):
         log.warning(

@@ -80,7 +80,7 @@ class ServiceState:
                 registry = registry.without(report.failed)
             registry.batch_invariant.update(report.batch_invariant)
             self.registry = registry
-        except Exception as exc:  # noqa: BLE001 - reported by /readyz, the process stays up
+        except Exception as exc:  # reported by /readyz, the process stays up
             log.exception("start-up failed")
             self._failure = f"start-up failed: {type(exc).__name__}: {exc}"
             return
@@ -94,6 +94,7 @@ class ServiceState:
         log.info("ready: %d model(s) on %s, properties %s", len(registry), self.device, registry.properties)
 
     async def stop(self) -> None:
+        """Not ready any more: stop loading and shut the engine down."""
         self.ready = False
         self.metrics.ready.set(0)
         if self._task is not None:

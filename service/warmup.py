@@ -28,20 +28,23 @@ log = logging.getLogger("service.warmup")
 
 
 def warmup_cifs() -> list[str]:
-    """CIFs of small crystals built with pymatgen: rock salt, fcc Cu (one atom), CsCl, a
-    perovskite and a triclinic cell."""
-    from pymatgen.core import Lattice, Structure
+    """CIFs of small crystals built with pymatgen.
+
+    Rock salt, fcc Cu (one atom), CsCl, a perovskite and a triclinic cell.
+    """
+    from pymatgen.core.lattice import Lattice
+    from pymatgen.core.structure import Structure
     from pymatgen.io.cif import CifWriter
 
     a = 3.61
     structures = [
-        Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]]),
         Structure(Lattice([[0, a / 2, a / 2], [a / 2, 0, a / 2], [a / 2, a / 2, 0]]), ["Cu"], [[0, 0, 0]]),
-        Structure(Lattice.cubic(4.12), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        Structure(Lattice.cubic(4.12), ["Cs", "Cl"], [[0.0, 0.0, 0.0], [0.5, 0.5, 0.5]]),
         Structure(
             Lattice.cubic(3.905),
             ["Sr", "Ti", "O", "O", "O"],
-            [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+            [[0.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5], [0.0, 0.5, 0.5]],
         ),
         Structure(
             Lattice.from_parameters(4.1, 5.3, 6.2, 77.0, 84.0, 101.0),

@@ -99,8 +99,10 @@ def label_columns(targets: tuple[TargetSpec, ...]) -> list[str]:
 
 
 def target_labels(ds: LabelledSet, targets: tuple[TargetSpec, ...]) -> np.ndarray:
-    """``[len(ds.ids), T]`` labels of the targets: a column each, a metal probability derived
-    from its source column (1 where the band gap is 0, 0 where it is positive, NaN where missing).
+    """``[len(ds.ids), T]`` labels of the targets, a column each.
+
+    A metal probability is derived from its source column: 1 where the band gap is 0, 0 where it
+    is positive, NaN where missing.
     """
     out = np.empty((len(ds.ids), len(targets)))
     for t, spec in enumerate(targets):
@@ -110,8 +112,10 @@ def target_labels(ds: LabelledSet, targets: tuple[TargetSpec, ...]) -> np.ndarra
 
 
 def tune_metal_threshold(model: CrystalGraphNet, graphs: list[Data], labels: np.ndarray) -> float | None:
-    """Set the model's metal-probability threshold to the one that minimises the gated band-gap
-    MAE on these (validation) graphs; returns it (``None``: the model has no metal head).
+    """Set the metal threshold that minimises the gated band-gap MAE on these (validation) graphs.
+
+    Returns:
+        The threshold, or ``None`` when the model has no metal head.
     """
     gates = model.gates
     if not gates:

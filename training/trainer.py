@@ -1,5 +1,4 @@
-"""The training loop: AdamW, warm-up and cosine schedule, weight averaging (EMA), early stopping on
-validation MAE, resume."""
+"""The training loop: AdamW, warm-up and cosine, weight averaging (EMA), early stopping, resume."""
 
 from __future__ import annotations
 
@@ -70,8 +69,10 @@ def _regression_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> tor
 
 
 def _loss(out: torch.Tensor, y: torch.Tensor, model: CrystalGraphNet, config: TrainConfig) -> torch.Tensor:
-    """Mean over targets: the regression loss on standardised targets, binary cross-entropy on
-    the logit of a metal-probability target (weighted by ``classification_weight``).
+    """The mean over targets of each target's loss.
+
+    Regression targets: the configured loss on standardised targets; a metal probability: binary
+    cross-entropy on its logit (weighted by ``classification_weight``).
 
     Shapes:
         ``out: [B, T]`` (normalised outputs), ``y: [B, T]`` (labels; NaN = missing) -> scalar.
@@ -266,6 +267,8 @@ class Trainer:
             )
             for b in bar:
                 inputs, y = self.packed_train.batch(order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
+                if y is None:  # packed with the labels above: cannot happen
+                    raise RuntimeError("training graphs without labels")
                 out = self.model(*inputs)
                 loss = _loss(out, y, self.model, cfg)
                 self.optimizer.zero_grad(set_to_none=True)

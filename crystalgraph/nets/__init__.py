@@ -1,4 +1,4 @@
-"""Crystal graph networks: CGCNN and SR-CGCNN, single- or multi-task."""
+"""Crystal graph networks: CGCNN and SR-CGCNN, single- or multi-task, and their registry."""
 
 from __future__ import annotations
 
@@ -11,6 +11,13 @@ from .config import (
     ModelConfig,
     SRCGCNNConfig,
     TargetSpec,
+)
+from .registry import (
+    ARCHITECTURES,
+    Architecture,
+    architecture,
+    architecture_names,
+    build_model,
     parse_model_config,
 )
 from .sr_cgcnn import SRCGCNN
@@ -27,15 +34,10 @@ __all__ = [
     "ModelConfig",
     "TargetSpec",
     "KNOWN_TARGETS",
+    "Architecture",
+    "ARCHITECTURES",
+    "architecture",
+    "architecture_names",
     "parse_model_config",
     "build_model",
 ]
-
-
-def build_model(config: CGCNNConfig | SRCGCNNConfig) -> CrystalGraphNet:
-    """The one factory: a fresh model for a config."""
-    if isinstance(config, CGCNNConfig):
-        return CGCNN(config)
-    if isinstance(config, SRCGCNNConfig):
-        return SRCGCNN(config)
-    raise TypeError(f"not a model config: {type(config).__name__}")

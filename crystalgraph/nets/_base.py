@@ -23,6 +23,13 @@ class CrystalGraphNet(nn.Module):
     """
 
     convs: nn.Module
+    # buffers (register_buffer), typed for the checker
+    atom_features: Tensor
+    target_mean: Tensor
+    target_std: Tensor
+    nonnegative: Tensor
+    probability: Tensor
+    metal_threshold: Tensor
 
     def __init__(self, config: CGCNNConfig | SRCGCNNConfig) -> None:
         super().__init__()

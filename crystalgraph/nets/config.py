@@ -1,10 +1,10 @@
-"""Frozen, strict model configurations; ``build_model`` is the only factory."""
+"""Frozen, strict model configurations; ``build_model`` (:mod:`.registry`) is the only factory."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..features import FEATURE_BLOCKS
 from ..graph_config import GraphConfig
@@ -15,7 +15,6 @@ __all__ = [
     "SRCGCNNConfig",
     "ModelConfig",
     "KNOWN_TARGETS",
-    "parse_model_config",
 ]
 
 
@@ -51,6 +50,7 @@ class TargetSpec(BaseModel):
 
     @property
     def is_probability(self) -> bool:
+        """Whether it is a metal probability rather than a regression."""
         return self.kind == "metal_probability"
 
 
@@ -66,6 +66,9 @@ KNOWN_TARGETS: dict[str, TargetSpec] = {
 
 class _NetConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Each architecture narrows it to a Literal of its registry name; the base's "" names none.
+    model_type: str = ""
 
     targets: tuple[TargetSpec, ...] = Field(min_length=1)
     graph: GraphConfig = GraphConfig()
@@ -100,10 +103,6 @@ class SRCGCNNConfig(_NetConfig):
     n_steps: int = Field(3, ge=1)
 
 
-ModelConfig = Annotated[CGCNNConfig | SRCGCNNConfig, Field(discriminator="model_type")]
-_ADAPTER: TypeAdapter[CGCNNConfig | SRCGCNNConfig] = TypeAdapter(ModelConfig)
-
-
-def parse_model_config(data: dict) -> CGCNNConfig | SRCGCNNConfig:
-    """Validate a plain dict (from a checkpoint or manifest) into a model config."""
-    return _ADAPTER.validate_python(data)
+#: Any architecture's config: the shared fields plus ``model_type``, the name under which
+#: :data:`~crystalgraph.nets.registry.ARCHITECTURES` holds its config and network classes.
+ModelConfig = _NetConfig

@@ -46,12 +46,12 @@ class UnsupportedDevice(ValueError):
 
 
 def arch_runs_on(arch: str, capability: tuple[int, int]) -> bool:
-    """Whether code built for ``arch`` (an entry of ``torch.cuda.get_arch_list()``) runs on a
-    device of compute ``capability``.
+    """Whether code built for ``arch`` runs on a device of compute ``capability``.
 
-    Machine code ``sm_XY`` runs on devices of the same major version ``X`` and minor ``>= Y``;
-    ``sm_XYa`` (architecture-specific features) only on ``X.Y``; ``sm_XYf`` (family) on the same
-    major version. PTX ``compute_XY`` is compiled by the driver for any device ``>= X.Y``.
+    ``arch`` is an entry of ``torch.cuda.get_arch_list()``. Machine code ``sm_XY`` runs on devices
+    of the same major version ``X`` and minor ``>= Y``; ``sm_XYa`` (architecture-specific features)
+    only on ``X.Y``; ``sm_XYf`` (family) on the same major version. PTX ``compute_XY`` is compiled by
+    the driver for any device ``>= X.Y``.
     """
     match = _ARCH_RE.match(arch)
     if match is None:
@@ -77,8 +77,10 @@ def check_device(
 
     Args:
         index: The CUDA device.
-        capability, arch_list, name: The device queries (default: ``torch.cuda``'s); tests pass
-            their own, since the real ones need the hardware.
+        capability: The compute-capability query (default ``torch.cuda.get_device_capability``);
+            tests pass their own, since the real queries need the hardware.
+        arch_list: The build's architectures (default ``torch.cuda.get_arch_list``).
+        name: The device-name query (default ``torch.cuda.get_device_name``).
 
     Raises:
         UnsupportedDevice: no architecture of the build runs on the device.

@@ -26,12 +26,14 @@ class Checks:
         self.failed: list[str] = []
 
     def check(self, ok: bool, line: str, *more: str) -> bool:
+        """Print a PASS or FAIL line (and details); remember a failure."""
         print(("PASS " if ok else "FAIL ") + line, *more, sep="\n    ", flush=True)
         if not ok:
             self.failed.append(line)
         return ok
 
     def note(self, line: str) -> None:
+        """Print an indented line of information."""
         print(f"     {line}", flush=True)
 
 
@@ -173,6 +175,7 @@ def _batch_sizes(text: str) -> list[int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m service.gpucheck builds|run``; returns the exit status (0: every check passed)."""
     parser = argparse.ArgumentParser(prog="python -m service.gpucheck", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("builds", help="torch and onnxruntime are CUDA builds that load together (no GPU needed)")

@@ -40,7 +40,8 @@ class ServiceProcess:
         self.ready_timeout = ready_timeout
         self.url = ""
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log = tempfile.NamedTemporaryFile(prefix=f"gpucheck-{label.replace('/', '-')}-", suffix=".log")
+        # kept open for the server's lifetime (its stdout and stderr), closed by stop()
+        self._log = tempfile.NamedTemporaryFile(prefix=f"gpucheck-{label.replace('/', '-')}-", suffix=".log")  # noqa: SIM115
 
     def log_tail(self, lines: int = 30) -> str:
         """The last lines of the service's output."""

@@ -58,7 +58,7 @@ class ModelTiming:
 
 def graphs_for(entry: ModelEntry, cifs: Sequence[bytes]) -> list[Data]:
     """The graphs of every block of ``cifs`` that the model can take."""
-    graphs = []
+    graphs: list[Data] = []
     for data in cifs:
         try:
             graphs.extend(graph for _, graph in cif_to_graphs(data, entry.graph))
@@ -70,11 +70,11 @@ def graphs_for(entry: ModelEntry, cifs: Sequence[bytes]) -> list[Data]:
 def _rate(entry: ModelEntry, batches: Sequence[object], structures: int, min_seconds: float) -> float:
     predict = entry.predictor.predict
     for batch in batches[:2]:  # warm-up: kernels, allocator
-        predict(batch)  # type: ignore[arg-type]
+        predict(batch)
     done, start = 0, time.perf_counter()
     while True:
         for batch in batches:
-            predict(batch)  # type: ignore[arg-type]
+            predict(batch)
         done += structures
         elapsed = time.perf_counter() - start
         if elapsed >= min_seconds:
@@ -89,8 +89,9 @@ def time_models(
     batch_sizes: Sequence[int] = (1, 256),
     min_seconds: float = 2.0,
 ) -> list[ModelTiming]:
-    """Load every model of ``models_dir`` with ``backend`` on ``device`` (a resolved device) and
-    time it on the structures of ``cifs`` at each batch size (graphs repeated to fill a batch).
+    """Time every model of ``models_dir`` with ``backend`` on ``device`` at each batch size.
+
+    ``device`` is a resolved device; the structures of ``cifs`` are repeated to fill a batch.
 
     Raises:
         RuntimeError: a model folder was refused, or no structure could be made into a graph.

@@ -6,6 +6,8 @@ enter the parse pool through a :class:`JobParseGate`: ``jobs_parsing`` at a time
 the request's files queue behind at most ``jobs_parsing`` job files in the pool, and the job
 still advances one file at a time under constant traffic. Parsed job structures wait for
 inference without holding the gate, and join the same micro-batches as interactive ones.
+A waiting file sleeps on a condition (:attr:`InteractiveTraffic.changed`), notified when a
+request ends or a job file leaves the parse pool: no polling.
 """
 
 from __future__ import annotations
@@ -18,14 +20,33 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 __all__ = ["InteractiveTraffic", "InteractiveTrafficMiddleware", "JobParseGate"]
 
 _INTERACTIVE_PREFIX = "/v1/predict"
-_POLL_S = 0.005
 
 
 class InteractiveTraffic:
-    """How many interactive prediction requests are being answered."""
+    """How many interactive prediction requests are being answered.
+
+    Attributes:
+        in_flight: Requests under ``/v1/predict`` being answered now.
+        changed: Notified whenever ``in_flight`` drops or a job file leaves the parse pool.
+    """
 
     def __init__(self) -> None:
         self.in_flight = 0
+        self.changed = asyncio.Condition()
+
+    def started(self) -> None:
+        """An interactive request arrived."""
+        self.in_flight += 1
+
+    async def finished(self) -> None:
+        """An interactive request was answered: wake the job files waiting for a quiet moment."""
+        self.in_flight -= 1
+        await self.notify()
+
+    async def notify(self) -> None:
+        """Wake every waiter on :attr:`changed` (they re-check their own condition)."""
+        async with self.changed:
+            self.changed.notify_all()
 
 
 class JobParseGate:
@@ -41,11 +62,19 @@ class JobParseGate:
         self._traffic = traffic
         self.parsing = 0
 
+    def _may_enter(self) -> bool:
+        return self._traffic.in_flight == 0 or self.parsing == 0
+
     async def __aenter__(self) -> None:
+        """Take a slot, then wait on the traffic's condition for a quiet moment.
+
+        A quiet moment: no request is being answered, or no other file of this job is parsing.
+        """
         await self._slots.acquire()
         try:
-            while self._traffic.in_flight > 0 and self.parsing > 0:
-                await asyncio.sleep(_POLL_S)
+            if not self._may_enter():
+                async with self._traffic.changed:
+                    await self._traffic.changed.wait_for(self._may_enter)
         except BaseException:
             self._slots.release()
             raise
@@ -54,8 +83,11 @@ class JobParseGate:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        """Give the slot back; the last file out wakes the job files waiting behind a request."""
         self.parsing -= 1
         self._slots.release()
+        if self.parsing == 0:
+            await self._traffic.notify()
 
 
 class InteractiveTrafficMiddleware:
@@ -69,8 +101,8 @@ class InteractiveTrafficMiddleware:
         if scope["type"] != "http" or not str(scope.get("path", "")).startswith(_INTERACTIVE_PREFIX):
             await self.app(scope, receive, send)
             return
-        self.traffic.in_flight += 1
+        self.traffic.started()
         try:
             await self.app(scope, receive, send)
         finally:
-            self.traffic.in_flight -= 1
+            await self.traffic.finished()

@@ -79,6 +79,8 @@ class JobService:
         self._current: tuple[str, asyncio.Task[None]] | None = None
         self._swept_orphans = False
         self.traffic = InteractiveTraffic()
+        #: The clock that decides when finished jobs expire and when to sweep (tests move it on).
+        self.clock: Callable[[], float] = time.time
 
     @property
     def jobs_dir(self) -> Path:
@@ -263,8 +265,8 @@ class JobService:
         while True:
             try:
                 if await self._open(create=False):
-                    if time.monotonic() - last_sweep >= sweep_every:
-                        last_sweep = time.monotonic()
+                    if self.clock() - last_sweep >= sweep_every:
+                        last_sweep = self.clock()
                         await self._sweep()
                     if self.state.ready and await self._run_next():
                         continue
@@ -278,7 +280,7 @@ class JobService:
     async def _sweep(self) -> None:
         """Delete expired jobs, and input folders left without a job by a crash."""
         async with self._lock:
-            for job_id in await self._db(self.store.expired, time.time() - self.settings.jobs_ttl_s):
+            for job_id in await self._db(self.store.expired, self.clock() - self.settings.jobs_ttl_s):
                 await self._remove(job_id)
                 log.info("job %s expired and was deleted", job_id)
             if not self._swept_orphans and self.jobs_dir.is_dir():

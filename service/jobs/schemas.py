@@ -31,6 +31,8 @@ class JobCounts(BaseModel):
 
 
 class JobLinks(BaseModel):
+    """Where to follow a job: its status and its results."""
+
     self: str = Field(examples=["/v1/jobs/3f2a..."])
     results: str = Field(examples=["/v1/jobs/3f2a.../results"])
 

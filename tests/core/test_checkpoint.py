@@ -23,6 +23,7 @@ from crystalgraph import (
     model_inputs,
     read_manifest,
     structure_to_graph,
+    verify_manifest,
 )
 
 EF = KNOWN_TARGETS["formation_energy_per_atom"]
@@ -62,6 +63,20 @@ def test_corrupt_weights_are_refused(tmp_path):
     data[len(data) // 2] ^= 0xFF
     (folder / "weights.pt").write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="sha256"):
+        load_exported(folder)
+
+
+def test_a_manifest_whose_config_differs_from_the_weights_is_refused(tmp_path):
+    folder = export_model(_trained_like(CGCNNConfig(targets=(EF,))), tmp_path, "m", "1")
+    assert verify_manifest(folder, read_manifest(folder)) == CGCNNConfig(targets=(EF,))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["config"]["graph"]["cutoff"] = 4.0
+    manifest["config"]["n_conv"] = 2
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    message = "config differs from weights.pt .graph.cutoff: manifest 4.0, weights 8.0; n_conv: manifest 2, weights 3."
+    with pytest.raises(CheckpointError, match=message):
+        verify_manifest(folder, read_manifest(folder))
+    with pytest.raises(CheckpointError, match="config differs"):
         load_exported(folder)
 
 

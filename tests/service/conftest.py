@@ -3,7 +3,8 @@
 The model repository holds three small models built with ``crystalgraph.build_model`` and
 exported with ``export_model`` (untrained weights, normaliser set so values are not trivial),
 a second version of one of them, a folder with tampered weights and one of an unknown format.
-Servers are real uvicorn servers on a free loopback port, each in a thread, talked to with httpx.
+Servers are real uvicorn servers on a free loopback port, each in a thread, talked to with httpx;
+each one keeps its jobs in its own temporary ``data_dir`` (:func:`with_temporary_data_dir`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import httpx
 import pytest
 import torch
 import uvicorn
+from fastapi import FastAPI
 from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 
@@ -130,6 +132,13 @@ def cifs() -> dict[str, str]:
     }
 
 
+def with_temporary_data_dir(settings: Settings, folder: Path) -> Settings:
+    """``settings`` with ``data_dir=folder`` unless the test chose a data folder itself."""
+    if "data_dir" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"data_dir": folder})
+
+
 @dataclass
 class LiveServer:
     """A uvicorn server running ``create_app(settings)`` in a thread on 127.0.0.1."""
@@ -138,13 +147,16 @@ class LiveServer:
     url: str = ""
     #: /readyz status codes seen from the moment the socket accepted connections until 200.
     startup_statuses: list[int] = field(default_factory=list)
+    #: The app being served (its ``state`` holds the service and the job service).
+    app: FastAPI | None = None
     _server: uvicorn.Server | None = None
     _thread: threading.Thread | None = None
 
     def start(self, ready_timeout: float = 180.0, until: Callable[[httpx.Response], bool] | None = None) -> LiveServer:
         """Start, then poll ``/readyz`` until ``until(response)`` (default: 200) or the timeout."""
         until = until or (lambda r: r.status_code == 200)
-        config = uvicorn.Config(create_app(self.settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        self.app = create_app(self.settings)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="uvicorn-test", daemon=True)
         self._thread.start()
@@ -175,19 +187,21 @@ class LiveServer:
 
 
 @pytest.fixture(scope="session")
-def server(models_dir: Path) -> Iterator[LiveServer]:
+def server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """The main server: default limits, one parse worker."""
-    live = LiveServer(Settings(models_dir=models_dir, parse_workers=1)).start()
+    data_dir = tmp_path_factory.mktemp("server-data")
+    live = LiveServer(Settings(models_dir=models_dir, parse_workers=1, data_dir=data_dir)).start()
     yield live
     live.stop()
 
 
 @pytest.fixture(scope="session")
-def strict_server(models_dir: Path) -> Iterator[LiveServer]:
+def strict_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A server with an API key and small limits."""
     settings = Settings(
         models_dir=models_dir,
         parse_workers=1,
+        data_dir=tmp_path_factory.mktemp("strict-server-data"),
         api_key="s3cret",
         max_files=3,
         max_file_bytes=32 << 10,
@@ -201,13 +215,19 @@ def strict_server(models_dir: Path) -> Iterator[LiveServer]:
     live.stop()
 
 
+@pytest.fixture(scope="session")
+def live_server_class() -> type[LiveServer]:
+    """:class:`LiveServer`, for fixtures in other conftest files (which cannot import this one)."""
+    return LiveServer
+
+
 @pytest.fixture
-def live_server_factory() -> Iterator[Callable[..., LiveServer]]:
-    """Start extra servers in a test; they stop when it ends."""
+def live_server_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., LiveServer]]:
+    """Start extra servers in a test (each with a temporary ``data_dir`` unless given one); they stop when it ends."""
     started: list[LiveServer] = []
 
     def start(settings: Settings, until: Callable[[httpx.Response], bool] | None = None) -> LiveServer:
-        live = LiveServer(settings)
+        live = LiveServer(with_temporary_data_dir(settings, tmp_path_factory.mktemp("server-data")))
         started.append(live)
         return live.start(until=until)
 

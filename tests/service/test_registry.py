@@ -26,7 +26,7 @@ def test_version_key_sorts_naturally() -> None:
 def test_loads_good_folders_and_refuses_the_rest_with_a_log_line(
     models_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.ERROR, logger="service.registry"):
+    with caplog.at_level(logging.ERROR, logger="service.repository"):
         registry = load_registry(models_dir, backend="torch", device="cpu")
     assert [e.ref for e in registry.entries] == [
         "cgcnn-formation-energy@1",
@@ -34,7 +34,7 @@ def test_loads_good_folders_and_refuses_the_rest_with_a_log_line(
         "sr-cgcnn-band-gap@1",
         "sr-cgcnn-band-gap@2",
     ]
-    refused = [r.message for r in caplog.records if r.message.startswith("refusing model folder")]
+    refused = [r.message for r in caplog.records if r.name == "service.repository"]
     assert len(refused) == 2
     assert any("tampered" in m and "sha256" in m for m in refused)
     assert any("alien" in m and "unknown manifest format" in m for m in refused)

@@ -19,6 +19,7 @@ NDJSON = "application/x-ndjson"
 
 
 def get_jobs(request: Request) -> JobService:
+    """The app's job service (a dependency)."""
     jobs: JobService = request.app.state.jobs
     return jobs
 
@@ -67,16 +68,19 @@ async def create_job(
 
 @router.get("", summary="Recent jobs, newest first")
 async def list_jobs(jobs: JobsDep, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> JobList:
+    """The ``limit`` most recently submitted jobs with their state and progress."""
     return JobList(jobs=await jobs.recent(limit))
 
 
 @router.get("/{job_id}", summary="A job's state, progress and timestamps", responses=_NOT_FOUND)
 async def get_job(job_id: str, jobs: JobsDep) -> JobStatus:
+    """One job's state, counts of files and structures done, and its timestamps."""
     return await jobs.get(job_id)
 
 
 @router.delete("/{job_id}", summary="Cancel a job and delete it with its results", responses=_NOT_FOUND)
 async def delete_job(job_id: str, jobs: JobsDep) -> JobStatus:
+    """Cancel the job if it is still running, then delete its inputs and results."""
     return await jobs.delete(job_id)
 
 

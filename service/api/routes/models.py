@@ -13,6 +13,7 @@ router = APIRouter(prefix="/v1/models", tags=["models"])
 
 @router.get("", summary="Every loaded model, the default per property, refused folders")
 async def list_models(registry: RegistryDep) -> ModelList:
+    """Every loaded model version, the default model per property, and the folders refused with why."""
     return model_list(registry)
 
 
@@ -22,4 +23,5 @@ async def list_models(registry: RegistryDep) -> ModelList:
     responses={404: {"model": Problem, "description": "unknown_model"}},
 )
 async def get_model(name: str, registry: RegistryDep) -> ModelInfo:
+    """One model (``name`` for its newest version, ``name@version`` for a given one)."""
     return model_info(registry, registry.get(name))

@@ -17,11 +17,13 @@ _ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; cha
 
 @router.get("/", include_in_schema=False)
 async def page() -> FileResponse:
+    """The screening page."""
     return FileResponse(_STATIC / "index.html", media_type="text/html; charset=utf-8")
 
 
 @router.get("/static/{name}", include_in_schema=False)
 async def asset(name: str) -> FileResponse:
+    """The page's script or style sheet; any other name is ``404``."""
     if name not in _ASSETS:
         raise NotFound(f"No static file {name!r}.")
     return FileResponse(_STATIC / name, media_type=_ASSETS[name])

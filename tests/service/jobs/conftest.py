@@ -1,12 +1,14 @@
 """Fixtures for the jobs tests: live servers whose job data lives in a temporary folder.
 
 The model repository (``models_dir``) and the CIFs (``cifs``) come from ``tests/service/conftest.py``.
-Servers are real uvicorn servers on 127.0.0.1, in a thread (``JobServer``) or, where a test kills
-the process, a ``python -m service`` subprocess (``service_process``).
+Servers are real uvicorn servers on 127.0.0.1, in a thread (``LiveServer`` of
+``tests/service/conftest.py``) or, where a test kills the process, a ``python -m service``
+subprocess (``service_process``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -21,9 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from service import Settings, create_app
+from service import Settings
 
 GOOD = ("nacl", "cu", "cscl", "srtio3", "triclinic")
 
@@ -34,74 +35,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@dataclass
-class JobServer:
-    """``create_app(settings)`` served by uvicorn in a thread on 127.0.0.1 (port 0: any free one)."""
-
-    settings: Settings
-    port: int = 0
-    url: str = ""
-    _server: uvicorn.Server | None = None
-    _thread: threading.Thread | None = None
-
-    def start(self, ready_timeout: float = 180.0) -> JobServer:
-        config = uvicorn.Config(
-            create_app(self.settings), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
-        )
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="uvicorn-jobs-test", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + ready_timeout
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.01)
-        port = self._server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        with httpx.Client(base_url=self.url, timeout=10) as client:
-            while client.get("/readyz").status_code != 200:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the test server did not get ready")
-                time.sleep(0.05)
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None and self._thread is not None:
-            self._server.should_exit = True
-            self._thread.join(timeout=60)
-
-    def client(self, **kwargs: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60, **kwargs)
-
-
 @pytest.fixture(scope="session")
-def jobs_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobServer]:
+def jobs_server(
+    models_dir: Path, tmp_path_factory: pytest.TempPathFactory, live_server_class: type[Any]
+) -> Iterator[Any]:
     """The main jobs server: default job limits, one parse worker, its own data folder."""
     settings = Settings(models_dir=models_dir, parse_workers=1, data_dir=tmp_path_factory.mktemp("jobs-data"))
-    live = JobServer(settings).start()
+    live = live_server_class(settings).start()
     yield live
     live.stop()
 
 
 @pytest.fixture
-def jobs_client(jobs_server: JobServer) -> Iterator[httpx.Client]:
+def jobs_client(jobs_server: Any) -> Iterator[httpx.Client]:
     with jobs_server.client() as c:
         yield c
-
-
-@pytest.fixture
-def job_server_factory() -> Iterator[Callable[..., JobServer]]:
-    """Start extra servers in a test (``factory(settings, port=0)``); they stop when it ends."""
-    started: list[JobServer] = []
-
-    def start(settings: Settings, port: int = 0) -> JobServer:
-        live = JobServer(settings, port=port)
-        started.append(live)
-        return live.start()
-
-    yield start
-    for live in started:
-        live.stop()
 
 
 @pytest.fixture
@@ -157,11 +105,18 @@ class ServiceProcess:
 
 
 @pytest.fixture
-def service_process(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
-    """``start(env)``: a ready ``python -m service`` subprocess with ``CRYSTAL_*`` settings from ``env``."""
+def service_process(tmp_path: Path, in_home: Callable[[str], bool]) -> Iterator[Callable[..., ServiceProcess]]:
+    """``start(env)``: a ready ``python -m service`` subprocess with ``CRYSTAL_*`` settings from ``env``.
+
+    Without ``CRYSTAL_DATA_DIR`` in ``env`` the process keeps its jobs in ``tmp_path/data``; one
+    pointing into ``$HOME`` fails the test before the process starts.
+    """
     started: list[ServiceProcess] = []
 
     def start(env: dict[str, str]) -> ServiceProcess:
+        env = {"CRYSTAL_DATA_DIR": str(tmp_path / "data"), **env}
+        if in_home(env["CRYSTAL_DATA_DIR"]):
+            pytest.fail(f"CRYSTAL_DATA_DIR={env['CRYSTAL_DATA_DIR']} points into $HOME; use tmp_path", pytrace=False)
         port = free_port()
         log = open(tmp_path / f"service-{port}.log", "wb")  # noqa: SIM115 - the process holds it
         proc = subprocess.Popen(
@@ -194,7 +149,9 @@ def service_process(tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
 
 
 @pytest.fixture(scope="session")
-def limited_jobs_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobServer]:
+def limited_jobs_server(
+    models_dir: Path, tmp_path_factory: pytest.TempPathFactory, live_server_class: type[Any]
+) -> Iterator[Any]:
     """A jobs server with an API key and small job limits (4 files, 48 KiB, 8 KiB per CIF, 12 kB stored)."""
     settings = Settings(
         models_dir=models_dir,
@@ -207,13 +164,13 @@ def limited_jobs_server(models_dir: Path, tmp_path_factory: pytest.TempPathFacto
         jobs_max_unpacked_bytes=24 << 10,
         jobs_max_storage_bytes=12_000,
     )
-    live = JobServer(settings).start()
+    live = live_server_class(settings).start()
     yield live
     live.stop()
 
 
 @pytest.fixture
-def limited_client(limited_jobs_server: JobServer) -> Iterator[httpx.Client]:
+def limited_client(limited_jobs_server: Any) -> Iterator[httpx.Client]:
     with limited_jobs_server.client(headers={"X-API-Key": "s3cret"}) as c:
         yield c
 
@@ -264,10 +221,8 @@ class FlakyProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self._closed = True

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from service import Settings
 
@@ -104,18 +106,29 @@ def test_stored_jobs_have_a_disk_budget(limited_client: httpx.Client, cifs: dict
         limited_client.delete(f"/v1/jobs/{job_id}")
 
 
-def test_finished_jobs_expire(
-    models_dir: Path, tmp_path: Path, cifs: dict, job_server_factory: Callable, wait_job: WaitJob
+def test_finished_jobs_expire_once_their_ttl_has_passed_on_the_jobs_clock(
+    models_dir: Path, tmp_path: Path, cifs: dict, live_server_factory: Callable, wait_job: WaitJob
 ) -> None:
-    live = job_server_factory(Settings(models_dir=models_dir, parse_workers=1, data_dir=tmp_path, jobs_ttl_s=3.0))
+    ttl = 3600.0
+    live = live_server_factory(Settings(models_dir=models_dir, parse_workers=1, data_dir=tmp_path, jobs_ttl_s=ttl))
+    jobs = live.app.state.jobs
     with live.client() as client:
         job = client.post("/v1/jobs", files={"files": ("nacl.cif", cifs["nacl"])}).json()
         status = wait_job(client, job["id"])
-        assert status["state"] == "done" and status["expires"] > status["finished"]
+        assert status["state"] == "done"
+        kept = datetime.fromisoformat(status["expires"]) - datetime.fromisoformat(status["finished"])
+        assert kept.total_seconds() == pytest.approx(ttl, abs=1)
         assert (tmp_path / "jobs" / job["id"]).is_dir()
-        deadline = time.monotonic() + 20
-        while client.get(f"/v1/jobs/{job['id']}").status_code != 404:
+
+        jobs.clock = lambda: time.time() + ttl / 2  # half an hour later: kept
+        fresh = client.post("/v1/jobs", files={"files": ("cu.cif", cifs["cu"])}).json()  # wakes the runner
+        wait_job(client, fresh["id"])
+        assert client.get(f"/v1/jobs/{job['id']}").status_code == 200
+
+        jobs.clock = lambda: time.time() + 2 * ttl  # two hours later: the first job has expired
+        client.post("/v1/jobs", files={"files": ("cscl.cif", cifs["cscl"])}).raise_for_status()  # wakes the runner
+        deadline = time.monotonic() + 30
+        while client.get(f"/v1/jobs/{job['id']}").status_code != 404 or (tmp_path / "jobs" / job["id"]).exists():
             assert time.monotonic() < deadline, "the finished job did not expire"
-            time.sleep(0.1)
-        assert not (tmp_path / "jobs" / job["id"]).exists()
-        assert client.get("/v1/jobs").json()["jobs"] == []
+            time.sleep(0.05)
+        assert job["id"] not in {j["id"] for j in client.get("/v1/jobs").json()["jobs"]}
