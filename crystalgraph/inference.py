@@ -1,4 +1,8 @@
-"""Batched inference over graphs: one code path for evaluation, benchmarks and the service."""
+"""Batched inference over graphs in-process: evaluation, training's validation and benchmarks.
+
+The service runs its models through its backends (``service/backends``), which take the same
+:class:`~crystalgraph.ModelInputs`.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``python -m training`` (or ``crystal-train``): train, evaluate, export, import legacy models.
+r"""``python -m training`` (or ``crystal-train``): train, evaluate, export, import legacy models.
 
 Examples::
 
@@ -19,7 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from crystalgraph import KNOWN_TARGETS, export_model, import_legacy, load_checkpoint, load_exported
+from crystalgraph import (
+    KNOWN_TARGETS,
+    architecture_names,
+    export_model,
+    import_legacy,
+    load_checkpoint,
+    load_exported,
+)
 
 from .pipeline import export_run, hardware, label_columns, prepare, run_training, target_labels, target_specs
 from .split import load_split
@@ -110,6 +117,7 @@ def _cmd_import_legacy(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: ``train``, ``evaluate``, ``export``, ``export-onnx``, ``import-legacy``."""
     parser = argparse.ArgumentParser(
         prog="python -m training", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -123,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", parents=[common], help="train a model on a CGCNN-format folder")
     t.add_argument("data", type=Path, help="folder with labels.csv (or id_prop.csv) and CIFs")
-    t.add_argument("--model", choices=["cgcnn", "sr-cgcnn"], default="cgcnn")
+    t.add_argument("--model", choices=architecture_names(), default="cgcnn")
     t.add_argument(
         "--targets",
         nargs="+",
@@ -199,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run one command (``argv``: the arguments, default ``sys.argv[1:]``)."""
     args = build_parser().parse_args(argv)
     args.func(args)
 

@@ -32,6 +32,7 @@ def default_cache_dir() -> Path:
 
 
 def content_key(data: bytes) -> str:
+    """The cache key of a file: the sha256 of its bytes."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -40,10 +41,12 @@ class CachedError(tuple):
 
     @property
     def code(self) -> str:
+        """The stable error code (``invalid_cif``, ...)."""
         return self[0]
 
     @property
     def message(self) -> str:
+        """The human sentence."""
         return self[1]
 
 
@@ -138,7 +141,10 @@ class GraphCache:
             ctx = get_context("spawn")
             with ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx) as pool:
                 for key, packed, err in pool.map(_build, todo, chunksize=32):
-                    pending[key] = CachedError(err) if err else packed
+                    if err is not None:
+                        pending[key] = CachedError(err)
+                    elif packed is not None:
+                        pending[key] = packed
                     bar.update()
                     if len(pending) >= 4000:
                         self._save_chunk(pending)

@@ -16,11 +16,10 @@ from torch_geometric.data import Data
 
 from crystalgraph import (
     KNOWN_TARGETS,
-    CGCNNConfig,
     CrystalGraphNet,
     GraphConfig,
-    SRCGCNNConfig,
     TargetSpec,
+    architecture,
     build_model,
     export_model,
     export_onnx_checked,
@@ -53,12 +52,17 @@ __all__ = [
 
 @dataclass
 class Prepared:
-    """A labelled data folder with its graphs (structures without a graph are dropped)."""
+    """A labelled data folder with its graphs (structures without a graph are dropped).
+
+    ``graph`` is the one graph configuration the graphs were built with; a model trained on
+    them is given the same one.
+    """
 
     data: LabelledSet
     graphs: dict[str, Data]
     skipped: dict[str, CachedError]
     fingerprint: str
+    graph: GraphConfig
 
 
 def prepare(
@@ -74,10 +78,11 @@ def prepare(
     ds = read_dataset(folder, targets)
     if limit is not None:
         ds = LabelledSet(ids=ds.ids[:limit], paths=ds.paths[:limit], targets=ds.targets, labels=ds.labels[:limit])
-    graphs, keys = GraphCache(graph or GraphConfig(), cache_dir, workers).graphs(ds.paths, progress=progress)
+    graph = graph or GraphConfig()
+    graphs, keys = GraphCache(graph, cache_dir, workers).graphs(ds.paths, progress=progress)
     ok = {i: g for i, g in zip(ds.ids, graphs, strict=True) if isinstance(g, Data)}
     skipped = {i: g for i, g in zip(ds.ids, graphs, strict=True) if isinstance(g, CachedError)}
-    return Prepared(data=ds, graphs=ok, skipped=skipped, fingerprint=ds.fingerprint(keys))
+    return Prepared(data=ds, graphs=ok, skipped=skipped, fingerprint=ds.fingerprint(keys), graph=graph)
 
 
 def target_specs(names: list[str], units: dict[str, str] | None = None) -> tuple[TargetSpec, ...]:
@@ -141,6 +146,7 @@ def parse_exclusion(text: str) -> tuple[str, str, float]:
 
 
 def hardware() -> str:
+    """Where training runs, for the metadata: the CUDA device, else the CPU and its threads."""
     if torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} (CUDA)"
     n = torch.get_num_threads()
@@ -245,8 +251,8 @@ def run_training(
         for name, ids in parts.items()
     }
     elements = sorted({int(z) for g in sets["train"] for z in g.z.unique().tolist()})
-    config_cls = {"cgcnn": CGCNNConfig, "sr-cgcnn": SRCGCNNConfig}[model_type]
-    model = build_model(config_cls(targets=targets, graph=GraphConfig(), **(arch or {})))
+    config_cls = architecture(model_type).config
+    model = build_model(config_cls(targets=targets, graph=prepared.graph, **(arch or {})))
     metadata = {
         "elements": [Element.from_Z(z).symbol for z in elements],
         "dataset": {

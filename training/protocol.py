@@ -42,6 +42,7 @@ MULTITASK = ("formation_energy_per_atom", "band_gap", "p_metal")
 
 
 def model_name(arch: str, target: str) -> str:
+    """A single-task model's name: ``cgcnn-mp-formation-energy``."""
     return f"{arch}-mp-{target.replace('_per_atom', '').replace('_', '-')}"
 
 
@@ -52,6 +53,7 @@ def runs_of(only: list[str] | None) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def run_name(arch: str, targets: tuple[str, ...]) -> str:
+    """A protocol model's name (and run folder): single-task, or ``<arch>-mp-multitask``."""
     return model_name(arch, targets[0]) if len(targets) == 1 else f"{arch}-mp-multitask"
 
 
@@ -293,6 +295,7 @@ make report              # rewrites this file from the manifests
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m training.protocol train|evaluate|report|snapshot``."""
     parser = argparse.ArgumentParser(
         prog="python -m training.protocol", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

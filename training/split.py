@@ -30,6 +30,7 @@ def make_split(
 
 
 def split_hash(split: dict[str, list[str]]) -> str:
+    """A short hash of the three id lists, recorded in every model's metadata."""
     return hashlib.sha256(json.dumps(split, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -42,5 +43,6 @@ def save_split(split: dict[str, list[str]], path: Path, seed: int) -> None:
 
 
 def load_split(path: Path) -> tuple[dict[str, list[str]], int]:
+    """The split and its seed, as :func:`save_split` wrote them."""
     raw = json.loads(Path(path).read_text())
     return {k: raw[k] for k in ("train", "val", "test")}, int(raw["seed"])

@@ -241,6 +241,8 @@ class Trainer:
         """Train until the epoch budget or early stopping; returns the history.
 
         Args:
+            progress: Show a progress bar per epoch.
+            log: Called with one line per epoch.
             stop_after: Stop after this many epochs in this call (a later :meth:`resume`
                 continues exactly where it stopped).
         """

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ..features import FEATURE_SET, MAX_Z, element_feature_table
 from ._layers import GaussianExpansion, Head, scatter_sum
-from .config import CGCNNConfig, SRCGCNNConfig
+from .config import ModelConfig
 
 __all__ = ["CrystalGraphNet"]
 
@@ -31,7 +31,7 @@ class CrystalGraphNet(nn.Module):
     probability: Tensor
     metal_threshold: Tensor
 
-    def __init__(self, config: CGCNNConfig | SRCGCNNConfig) -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
         g = config.graph

@@ -29,6 +29,8 @@ class GaussianExpansion(nn.Module):
         ``[E]`` -> ``[E, K]``.
     """
 
+    centers: Tensor
+
     def __init__(self, start: float, stop: float, step: float, width: float) -> None:
         super().__init__()
         n = int(round((stop - start) / step)) + 1
@@ -121,7 +123,8 @@ class SharedCGConv(nn.Module):
             bn.reset_parameters()
 
     def forward(self, x: Tensor, edge_attr: Tensor, src: Tensor, dst: Tensor) -> Tensor:
-        for bn1, bn2 in zip(self.bn1, self.bn2, strict=True):
+        bns: list[tuple[nn.BatchNorm1d, nn.BatchNorm1d]] = list(zip(self.bn1, self.bn2, strict=True))  # type: ignore[arg-type]
+        for bn1, bn2 in bns:
             x = gated_update(x, edge_attr, src, dst, self.fc_full, bn1, bn2)
         return x
 
@@ -149,4 +152,5 @@ class Head(nn.Module):
         h = F.softplus(self.fc_in(F.softplus(crys)))
         for fc in self.hidden:
             h = F.softplus(fc(h))
-        return self.out(h)
+        out: Tensor = self.out(h)
+        return out

@@ -1,5 +1,8 @@
-"""CGCNN: Xie & Grossman, "Crystal Graph Convolutional Neural Networks for an Accurate and
-Interpretable Prediction of Material Properties", PRL 120, 145301 (2018)."""
+"""CGCNN: stacked gated graph convolutions.
+
+Xie & Grossman, "Crystal Graph Convolutional Neural Networks for an Accurate and Interpretable
+Prediction of Material Properties", PRL 120, 145301 (2018).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ __all__ = ["CGCNN"]
 
 
 class _Stack(nn.ModuleList):
-    def forward(self, x: Tensor, edge_attr: Tensor, src: Tensor, dst: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor, edge_attr: Tensor, src: Tensor, dst: Tensor) -> Tensor:
         for conv in self:
             x = conv(x, edge_attr, src, dst)
         return x

@@ -1,5 +1,7 @@
-"""SR-CGCNN: shared-recurrent CGCNN (arXiv 2605.01304): one convolution's weights reused over
-``T`` message-passing steps with a batch norm per step."""
+"""SR-CGCNN: shared-recurrent CGCNN (arXiv 2605.01304).
+
+One convolution's weights reused over ``T`` message-passing steps with a batch norm per step.
+"""
 
 from __future__ import annotations
 
