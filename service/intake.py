@@ -1,4 +1,4 @@
-"""What a predict request carries: the CIF of ``/v1/predict``, the CIFs of ``/v1/predict/batch``.
+"""What a predict request carries: the structure file of ``/v1/predict``, the files of ``/v1/predict/batch``.
 
 Dispatches on the content type to the bounded readers of :mod:`service.uploads`, and unpacks
 archives (:mod:`service.archives`) into one upload per member.
@@ -7,6 +7,7 @@ archives (:mod:`service.archives`) into one upload per member.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Literal
 
 from starlette.requests import Request
@@ -16,7 +17,7 @@ from .errors import InvalidRequest, RequestTooLarge, TooManyFiles, UnsupportedMe
 from .schemas import PredictRequest
 from .uploads import DRAIN, Upload, UploadLimits, check_length, read_body, read_multipart
 
-__all__ = ["ARCHIVE_TYPES", "read_single", "read_batch"]
+__all__ = ["ARCHIVE_TYPES", "json_upload", "read_single", "read_batch"]
 
 _CIF_TYPES = {"text/plain", "chemical/x-cif", "application/x-cif", "application/cif", "application/octet-stream"}
 #: Media types of a request body that is one archive (``octet-stream``: let the bytes decide).
@@ -37,7 +38,8 @@ def _media_type(request: Request) -> str:
 
 
 async def read_single(request: Request, limits: UploadLimits) -> Upload:
-    """The one CIF of ``POST /v1/predict``: multipart field ``file``, JSON ``{"cif"}`` or a raw body.
+    """The one file of ``POST /v1/predict``: multipart field ``file``, JSON ``{"cif"}`` or
+    ``{"structure", "format"}``, or a raw body.
 
     Raises:
         FileTooLarge: the CIF is over ``max_file_bytes``.
@@ -63,18 +65,43 @@ async def read_single(request: Request, limits: UploadLimits) -> Upload:
         try:
             payload = PredictRequest.model_validate_json(body)
         except ValueError as exc:
-            raise InvalidRequest(f'The JSON body must be {{"cif": "<CIF text>"}}: {exc}') from exc
-        data = payload.cif.encode("utf-8")
-        if len(data) > limits.max_file_bytes:
+            raise InvalidRequest(
+                f'The JSON body must be {{"cif": "<CIF text>"}} or {{"structure": ..., "format": ...}}: {exc}'
+            ) from exc
+        upload = json_upload(payload)
+        if len(upload.data) > limits.max_file_bytes:
             raise too_large
-        return Upload(payload.filename or "upload.cif", data)
+        return upload
     if media in _CIF_TYPES:
         body = await read_body(request.stream(), limits.max_file_bytes, too_large, drain=DRAIN)
-        return Upload("upload.cif", body)
+        # chemical/x-cif says CIF; other text types let the reader find the format from the content
+        return Upload("upload.cif" if "cif" in media else "upload", body)
     raise UnsupportedMediaType(
         f"Content-Type {media or '(none)'} is not accepted: send multipart/form-data with a 'file' field, "
         'application/json {"cif": "..."}, or the CIF itself as text/plain or chemical/x-cif.'
     )
+
+
+#: A file name that makes the reader choose each format of the JSON body's ``format``.
+_FORMAT_NAMES = {
+    "cif": "upload.cif",
+    "poscar": "POSCAR",
+    "extxyz": "upload.xyz",
+    "pymatgen-json": "upload.json",
+    "optimade-json": "upload.json",
+    "json": "upload.json",
+}
+
+
+def json_upload(payload: PredictRequest) -> Upload:
+    """The file a JSON body carries: ``cif`` text, or ``structure`` (text or a JSON object)."""
+    if payload.cif is not None:
+        return Upload(payload.filename or "upload.cif", payload.cif.encode("utf-8"))
+    structure = payload.structure
+    text = structure if isinstance(structure, str) else json.dumps(structure)
+    fmt = payload.format or ("json" if not isinstance(structure, str) else None)
+    name = _FORMAT_NAMES[fmt] if fmt is not None else (payload.filename or "upload")
+    return Upload(name, text.encode("utf-8"))
 
 
 def _expand(uploads: list[Upload], limits: UploadLimits) -> list[Upload]:
