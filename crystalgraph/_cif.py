@@ -255,7 +255,9 @@ def read_block(block: gemmi.cif.Block, max_atoms: int | None = None) -> tuple[St
     if table is None:
         raise InvalidCIFError(f"Data block '{block.name}' has no atom sites with fractional coordinates.")
     if max_atoms is not None and len(table) > max_atoms:
-        raise TooManyAtomsError(f"The structure has at least {len(table)} atoms ({len(table)} atom sites); the limit is {max_atoms}.")
+        raise TooManyAtomsError(
+            f"The structure has at least {len(table)} atoms ({len(table)} atom sites); the limit is {max_atoms}."
+        )
     has_type = table.has_column(1)
     rows: list[tuple[str, str, tuple[float, float, float], float]] = []
     dropped: list[str] = []
@@ -313,6 +315,7 @@ def _expand(
     keys: list[int] = []
     site_species: list[dict[str, float]] = []
     site_labels: list[str] = []
+    shared: list[str] = []
     row_images = images(sym, coords)  # [R, K, 3]
     n_rows, n_ops = row_images.shape[:2]
     any_match = True
@@ -336,7 +339,16 @@ def _expand(
             site_labels.append(label)
         else:
             site_species[match][element] = site_species[match].get(element, 0.0) + amount
+            shared.append(f"'{site_labels[match]}' and '{label}'")
             site_labels[match] = label
+    if shared:
+        notices.append(
+            Notice(
+                "sites_merged",
+                f"Rows {', '.join(shared[:3])}{' ...' if len(shared) > 3 else ''} sit at one position (under the "
+                "symmetry) and were read as one site, holding both rows' atoms.",
+            )
+        )
     site_orbits = orbits(sym, coords[keys])
     estimate = sum(len(o) for o in site_orbits)
     if max_atoms is not None and estimate > max_atoms:

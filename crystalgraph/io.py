@@ -135,7 +135,7 @@ def _checked(name: str, structure: Structure, notices: Sequence[Notice], max_ato
 
 def _has_structure_data(block: gemmi.cif.Block) -> bool:
     return any(
-        block.find_value(tag) is not None or block.find_values(tag) is not None
+        len(block.find_values(tag)) > 0
         for tag in ("_cell_length_a", "_cell.length_a", "_atom_site_label", "_atom_site.label")
     )
 
