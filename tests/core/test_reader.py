@@ -173,7 +173,9 @@ def test_poscar_extxyz_and_json_give_the_graph_of_the_cif(perovskite, triclinic)
     frames = []
     for s in (perovskite, triclinic):
         lattice = " ".join(f"{x:.10f}" for x in s.lattice.matrix.ravel())
-        atoms = "".join(f"{site.specie} {x:.10f} {y:.10f} {z:.10f}\n" for site, (x, y, z) in zip(s, s.cart_coords))
+        atoms = "".join(
+            f"{site.specie} {x:.10f} {y:.10f} {z:.10f}\n" for site, (x, y, z) in zip(s, s.cart_coords, strict=True)
+        )
         frames.append(f'{len(s)}\nLattice="{lattice}" Properties=species:S:1:pos:R:3 pbc="T T T"\n{atoms}')
     blocks = read_structures("".join(frames), filename="two.extxyz")
     assert [b.name for b in blocks] == ["frame1", "frame2"]
