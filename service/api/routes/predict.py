@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from crystalgraph import NOTICE_CODES
+
 from ...intake import read_batch, read_single
 from ...schemas import BatchItem, BatchResponse, PredictRequest, PredictResponse, Problem
 from ..deps import EngineDep, LimitsDep, SelectionDep, StrictDep
@@ -43,8 +45,9 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
         404: "unknown_model",
         413: "file_too_large, request_too_large, too_many_files",
         415: "unsupported_media_type",
-        422: "invalid_cif, disordered_structure, unsupported_element, isolated_atom, overlapping_atoms, "
-        "empty_structure, too_many_atoms, invalid_request",
+        422: "invalid_cif, invalid_structure_file, invalid_cell, disordered_structure, unsupported_element, "
+        "isolated_atom, overlapping_atoms, empty_structure, too_many_atoms, invalid_request; with strict=true, "
+        "a reader warning's code: " + ", ".join(NOTICE_CODES),
         503: "not_ready",
     }.items()
 }
