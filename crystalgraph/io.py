@@ -10,7 +10,6 @@ a sane cell, finite coordinates, a plausible volume per atom and at most ``max_a
 
 from __future__ import annotations
 
-import io
 import re
 import warnings
 from collections.abc import Sequence
@@ -179,7 +178,7 @@ def _read_cif_pymatgen(text: str, reason: str, max_atoms: int | None) -> list[Re
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            parser = CifParser(io.StringIO(text), occupancy_tolerance=1.0, site_tolerance=1e-4)
+            parser = CifParser.from_str(text, occupancy_tolerance=1.0, site_tolerance=1e-4)
             structures = parser.parse_structures(primitive=False, on_error="warn", check_occu=False)
     except Exception as exc:  # noqa: BLE001 - pymatgen raises many types on malformed input
         raise InvalidCIFError(f"The CIF is malformed ({reason}) and could not be parsed: {exc}".rstrip()) from exc

@@ -105,18 +105,19 @@ def test_symmetry_equivalent_rows_are_merged_and_said() -> None:
 
 
 def test_a_malformed_cif_falls_back_to_pymatgen_with_its_warnings() -> None:
-    # a loop with a missing value: gemmi refuses the file, pymatgen reads what it can
+    # a tag given twice: gemmi refuses the file, pymatgen reads it
     text = (
         "data_x\n_cell_length_a 4\n_cell_length_b 4\n_cell_length_c 4\n_cell_angle_alpha 90\n"
-        "_cell_angle_beta 90\n_cell_angle_gamma 90\nloop_\n_atom_site_label\n_atom_site_type_symbol\n"
-        "_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\nCu1 Cu 0 0 0\nCu2 Cu 0.5 0.5\n"
+        "_cell_angle_beta 90\n_cell_angle_gamma 90\n_cell_length_a 4\nloop_\n_atom_site_label\n"
+        "_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\nCu1 Cu 0 0 0\n"
     )
-    try:
-        blocks = read_structures(text)
-    except InvalidCIFError as exc:  # pymatgen cannot read it either: an error, never silence
-        assert "malformed" in str(exc)
-    else:
-        assert all("fallback_parser" in _codes(b) for b in blocks)
+    block = _one(text)
+    assert block.structure is not None and block.structure.composition.formula == "Cu1"
+    assert _codes(block)[0] == "fallback_parser" and "duplicate tag" in block.notices[0].detail
+    assert "symmetry_fallback" in _codes(block)  # pymatgen's "Defaulting to P1", passed on
+    # pymatgen cannot read it either: an error, never silence
+    with pytest.raises(InvalidCIFError, match="malformed"):
+        read_structures(text.replace("Cu1 Cu 0 0 0", "Cu1 Cu 0 0 0\nCu2 Cu 0.5 0.5"))
 
 
 # -- the same structures as pymatgen on ordinary files -----------------------------------------
