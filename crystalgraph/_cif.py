@@ -1,14 +1,13 @@
 """One CIF data block to a structure with gemmi, plus the cross-checks that make its notices.
 
-Element symbols are read as pymatgen reads them (type symbol, else label: special water/hydroxyl
-names, then the first two letters, then the first), and the cell is expanded as pymatgen expands
-it (see :mod:`._symmetry`), so ordinary files give the structure pymatgen gave, atom for atom.
+Element symbols are read as pymatgen reads them (the type symbol, else the label; see
+:mod:`._cif_checks`), and the cell is expanded as pymatgen expands it (see :mod:`._symmetry`), so
+ordinary files give the structure pymatgen gave, atom for atom.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from functools import lru_cache, total_ordering
 from typing import Any, NamedTuple
 
@@ -16,6 +15,7 @@ import gemmi
 import numpy as np
 from pymatgen.core import Composition, Element, Lattice, Structure
 
+from ._cif_checks import composition_notice, is_element, label_notice, number, parse_symbol, symmetry_notice
 from ._symmetry import SITE_TOLERANCE, Symmetry, images, merge_orbits, orbits, resolve_symmetry
 from .checks import cell_volume, check_cell, check_coordinates, check_volume_per_atom
 from .errors import InvalidCIFError, TooManyAtomsError
@@ -23,46 +23,8 @@ from .notices import Notice
 
 __all__ = ["read_block"]
 
-_SPECIAL = {"Hw": "H", "Ow": "O", "Wat": "O", "wat": "O", "OH": "O", "OH2": "O", "NO3": "N"}
-_SPECIAL_RE = re.compile("|".join(_SPECIAL))
-_WORD_RE = re.compile(r"w?[A-Z][a-z]*")
-_UNCERTAINTY_RE = re.compile(r"\(.+\)*")
-_FORMULA_RE = re.compile(r"([A-Z][a-z]?)\s*([0-9]*\.?[0-9]*)")
 _IDEAL_FRACTIONS = (1 / 3, 2 / 3)
 _SITE_COLUMNS = ["label", "?type_symbol", "?fract_x", "?fract_y", "?fract_z", "?occupancy"]
-
-
-@lru_cache(maxsize=512)
-def _is_element(symbol: str) -> bool:
-    return Element.is_valid_symbol(symbol)
-
-
-def parse_symbol(text: str) -> str | None:
-    """The element a type symbol or label names, by pymatgen's rules (``None``: no element)."""
-    if not text:
-        return None
-    special = _SPECIAL_RE.match(text)
-    if special:
-        return _SPECIAL[special.group()]
-    if _is_element(text[:2].title()):
-        return text[:2].title()
-    if _is_element(text[0].upper()):
-        return text[0].upper()
-    word = _WORD_RE.match(text)
-    return word.group() if word else None
-
-
-def _number(text: str | None) -> float:
-    """A CIF number (``0.123(4)``, ``.5``); NaN for ``?``/``.``/missing or unreadable text."""
-    if text is None or gemmi.cif.is_null(text):
-        return math.nan
-    value = gemmi.cif.as_number(text)
-    if math.isnan(value):
-        try:
-            value = float(_UNCERTAINTY_RE.sub("", gemmi.cif.as_string(text)))
-        except ValueError:
-            return math.nan
-    return value
 
 
 def _ideal(value: float) -> float:
@@ -131,7 +93,7 @@ def _cell(block: gemmi.cif.Block) -> tuple[float, ...] | None:
         raw = block.find_value(f"_cell_{name}")
         if raw is None:
             raw = block.find_value(f"_cell.{name}")
-        values.append(_number(raw))
+        values.append(number(raw))
     if all(math.isnan(v) for v in values[:3]):
         return None
     missing = [n for n, v in zip("abc", values[:3], strict=True) if math.isnan(v)]
@@ -145,96 +107,6 @@ def _site_table(block: gemmi.cif.Block) -> gemmi.cif.Table | None:
         table = block.find(prefix, _SITE_COLUMNS)
         if len(table) and table.has_column(2):
             return table
-    return None
-
-
-def _label_notice(label: str, type_symbol: str | None, element: str) -> Notice | None:
-    """``label_as_element`` when a label's letters name another element, or were guessed from capitals."""
-    if type_symbol is not None:
-        from_label = parse_symbol(label)
-        if from_label and from_label != element and _is_element(from_label):
-            return Notice(
-                "label_as_element",
-                f"Site '{label}' has type symbol '{type_symbol}' ({element}) but its label reads as "
-                f"{from_label}; the type symbol was used.",
-            )
-        return None
-    two = label[:2]
-    if len(two) == 2 and two.isalpha() and two.isupper() and element == two.title():
-        return Notice(
-            "label_as_element",
-            f"Site '{label}' has no type symbol; its label was read as {element}, but the capitals "
-            f"'{two}' may mean {two[0]} then {two[1]}. Add _atom_site_type_symbol to be sure.",
-        )
-    special = _SPECIAL_RE.match(label)
-    if special is not None and special.group() in {"OH", "OH2", "NO3"}:
-        return Notice(
-            "label_as_element",
-            f"Site '{label}' has no type symbol; it was read as {element} alone (the other atoms its "
-            "label names are not sites of the structure).",
-        )
-    return None
-
-
-def _formula(text: str) -> dict[str, float] | None:
-    text = gemmi.cif.as_string(text).strip()
-    counts: dict[str, float] = {}
-    pos = 0
-    for match in _FORMULA_RE.finditer(text):
-        if text[pos : match.start()].strip():
-            return None  # brackets, charges or words: not a sum formula we can compare
-        counts[match.group(1)] = counts.get(match.group(1), 0.0) + float(match.group(2) or 1)
-        pos = match.end()
-    if text[pos:].strip() or not counts or not all(_is_element(el) for el in counts):
-        return None
-    return counts
-
-
-def _composition_notice(block: gemmi.cif.Block, found: dict[str, float]) -> Notice | None:
-    raw = block.find_value("_chemical_formula_sum") or block.find_value("_chemical_formula.sum")
-    if raw is None or gemmi.cif.is_null(raw):
-        return None
-    declared = _formula(raw)
-    if declared is None:
-        return None
-    z = _number(block.find_value("_cell_formula_units_Z") or block.find_value("_cell.formula_units_Z"))
-    per_cell = sum(found.values())
-
-    def same(expected: dict[str, float]) -> bool:
-        return set(expected) == set(found) and all(abs(found[el] - n) <= 1e-2 * max(n, 1) for el, n in expected.items())
-
-    if math.isfinite(z) and z > 0:
-        # The standard says sum x Z is the cell; pymatgen writes the cell's contents as the sum.
-        ok = same({el: n * z for el, n in declared.items()}) or same(declared)
-    else:
-        total = sum(declared.values())
-        ok = set(declared) == set(found) and all(
-            abs(found[el] / per_cell - n / total) <= 1e-3 for el, n in declared.items()
-        )
-    if ok:
-        return None
-
-    def show(counts: dict[str, float]) -> str:
-        return " ".join(f"{el}{n:g}" for el, n in sorted(counts.items()))
-
-    z_text = f" with Z = {z:g}" if math.isfinite(z) and z > 0 else ""
-    return Notice(
-        "composition_mismatch",
-        f"The cell read holds {show(found)}, but the file declares _chemical_formula_sum "
-        f"'{gemmi.cif.as_string(raw).strip()}'{z_text}: sites or symmetry may be missing.",
-    )
-
-
-def _symmetry_notice(sym: Symmetry) -> Notice | None:
-    if sym.n_ops == 1 and not sym.declared_p1:
-        why = f" ({sym.problem})" if sym.problem else ""
-        return Notice(
-            "symmetry_fallback",
-            f"The file declares space group {sym.declared!r} but only the identity could be applied{why}: "
-            "the structure was read as P 1, and atoms generated by symmetry may be missing.",
-        )
-    if sym.problem and sym.n_ops == 1:
-        return Notice("symmetry_fallback", f"The structure was read as P 1: {sym.problem}.")
     return None
 
 
@@ -265,12 +137,12 @@ def read_block(block: gemmi.cif.Block, max_atoms: int | None = None) -> tuple[St
         label = row.str(0)
         type_symbol = row.str(1) if has_type and row.has(1) and not gemmi.cif.is_null(row[1]) else None
         element = parse_symbol(type_symbol if type_symbol is not None else label)
-        xyz = tuple(_number(row[i]) if row.has(i) else math.nan for i in (2, 3, 4))
-        if element is None or not _is_element(element) or any(math.isnan(v) for v in xyz):
+        xyz = tuple(number(row[i]) if row.has(i) else math.nan for i in (2, 3, 4))
+        if element is None or not is_element(element) or any(math.isnan(v) for v in xyz):
             dropped.append(label)
             continue
-        occ = _number(row[5]) if table.has_column(5) and row.has(5) else 1.0
-        notice = _label_notice(label, type_symbol, element)
+        occ = number(row[5]) if table.has_column(5) and row.has(5) else 1.0
+        notice = label_notice(label, type_symbol, element)
         if notice is not None:
             notices.append(notice)
         rows.append((label, element, xyz, 1.0 if math.isnan(occ) else occ))  # type: ignore[arg-type]
@@ -288,7 +160,7 @@ def read_block(block: gemmi.cif.Block, max_atoms: int | None = None) -> tuple[St
     coords = np.array([[_ideal(v) for v in xyz] for _, _, xyz, _ in rows])
     check_coordinates(coords)
     sym = resolve_symmetry(block)
-    sym_notice = _symmetry_notice(sym)
+    sym_notice = symmetry_notice(sym)
     if sym_notice is not None:
         notices.append(sym_notice)
     structure = _expand(block.name, cell, rows, coords, sym, max_atoms, notices)
@@ -296,7 +168,7 @@ def read_block(block: gemmi.cif.Block, max_atoms: int | None = None) -> tuple[St
     for site in structure:
         for el, amount in site.species.get_el_amt_dict().items():
             found[el] = found.get(el, 0.0) + amount
-    comp_notice = _composition_notice(block, found)
+    comp_notice = composition_notice(block, found)
     if comp_notice is not None:
         notices.append(comp_notice)
     return structure, notices
