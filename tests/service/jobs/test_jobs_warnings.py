@@ -22,3 +22,6 @@ def test_job_results_carry_the_reader_warnings(
         i["filename"]: [w["code"] for w in i["warnings"] if w["code"] != "element_not_in_training_set"] for i in items
     }
     assert reader == {"unknown.cif": ["symmetry_fallback"], "clean.cif": []}
+    rows = jobs_client.get(status["links"]["results"], params={"format": "csv"}).text.splitlines()
+    assert rows[0].endswith(",warnings")
+    assert any(r.startswith("unknown.cif,") and "symmetry_fallback" in r.rsplit(",", 1)[1] for r in rows[1:]), rows
