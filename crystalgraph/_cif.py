@@ -16,7 +16,7 @@ import numpy as np
 from pymatgen.core import Composition, Element, Lattice, Structure
 
 from ._cif_checks import composition_notice, is_element, label_notice, number, parse_symbol, symmetry_notice
-from ._symmetry import SITE_TOLERANCE, Symmetry, images, merge_orbits, orbits, resolve_symmetry
+from ._symmetry import SITE_TOLERANCE, Symmetry, images, merge_orbits, orbit_sizes, orbits, resolve_symmetry
 from .checks import cell_volume, check_cell, check_coordinates, check_volume_per_atom
 from .errors import InvalidCIFError, TooManyAtomsError
 from .notices import Notice
@@ -183,6 +183,17 @@ def _expand(
     max_atoms: int | None,
     notices: list[Notice],
 ) -> Structure:
+    # Count the atoms first, from the rows and the symmetry operations (rows at one position,
+    # merged below, can only lower the count): a huge cell is refused before it is built.
+    upper = len(rows) * sym.n_ops
+    if max_atoms is not None and upper > max_atoms:
+        upper = int(orbit_sizes(sym, coords).sum())
+    if max_atoms is not None and upper > max_atoms:
+        raise TooManyAtomsError(
+            f"The structure has about {upper:,} atoms in its unit cell ({len(rows)} sites x {sym.n_ops} symmetry "
+            f"operations); the limit is {max_atoms}."
+        )
+    row_orbits = orbits(sym, coords)
     # Rows at one position (under the symmetry) share a site: pymatgen's disordered sites.
     keys: list[int] = []
     site_species: list[dict[str, float]] = []
@@ -221,13 +232,8 @@ def _expand(
                 "symmetry) and were read as one site, holding both rows' atoms.",
             )
         )
-    site_orbits = orbits(sym, coords[keys])
+    site_orbits = [row_orbits[k] for k in keys]
     estimate = sum(len(o) for o in site_orbits)
-    if max_atoms is not None and estimate > max_atoms:
-        raise TooManyAtomsError(
-            f"The structure has {estimate} atoms in its unit cell ({len(keys)} sites x {sym.n_ops} symmetry "
-            f"operations); the limit is {max_atoms}."
-        )
     check_volume_per_atom(cell_volume(cell), estimate)
     groups = _groups(site_species)
     order = sorted(range(len(groups)), key=lambda i: groups[i])

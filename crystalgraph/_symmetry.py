@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import gemmi
 import numpy as np
 
-__all__ = ["Symmetry", "resolve_symmetry", "orbits", "SITE_TOLERANCE"]
+__all__ = ["Symmetry", "resolve_symmetry", "images", "orbit_sizes", "orbits", "merge_orbits", "SITE_TOLERANCE"]
 
 #: Two images are one site when each fractional coordinate differs by less than this (mod 1).
 SITE_TOLERANCE = 1e-4
@@ -176,6 +176,17 @@ def images(sym: Symmetry, coords: np.ndarray) -> np.ndarray:
     """``[S, K, 3]``: every operation applied to every site, wrapped into ``[0, 1)``."""
     out = np.einsum("kij,sj->ski", sym.rotations, coords) + sym.translations[None]
     return out - np.floor(out)
+
+
+def orbit_sizes(sym: Symmetry, coords: np.ndarray) -> np.ndarray:
+    """``[S]`` atoms each site generates, by orbit-stabilizer: operations / operations fixing the site.
+
+    Exact when the operations form a group (a table group, or a complete listed one); one
+    vectorized pass, cheap enough to run on any file before anything is expanded.
+    """
+    diff = images(sym, coords) - coords[:, None, :]
+    fixed = np.all(np.abs(diff - np.round(diff)) < SITE_TOLERANCE, axis=-1).sum(axis=1)
+    return sym.n_ops // np.maximum(fixed, 1)
 
 
 def orbits(sym: Symmetry, coords: np.ndarray) -> list[np.ndarray]:
