@@ -11,7 +11,7 @@ import importlib
 import time
 from pathlib import Path
 
-SECTIONS = ["graphs", "training", "service", "onnx", "jobs"]
+SECTIONS = ["graphs", "reader", "training", "service", "onnx", "jobs"]
 
 
 def main() -> None:

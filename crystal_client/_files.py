@@ -21,9 +21,18 @@ def archive_media_type(path: Path) -> str | None:
     return next((media for suffix, media in _ARCHIVES.items() if name.endswith(suffix)), None)
 
 
+#: Structure files a folder scan picks up (JSON is left out: a folder's JSON files are rarely structures).
+_STRUCTURE_SUFFIXES = {".cif", ".vasp", ".poscar", ".xyz", ".extxyz"}
+
+
+def _is_structure(path: Path) -> bool:
+    name = path.name.lower()
+    return path.suffix.lower() in _STRUCTURE_SUFFIXES or name.startswith(("poscar", "contcar"))
+
+
 def find_cifs(folder: Path) -> list[Path]:
-    """Every ``*.cif`` under ``folder`` (any depth, any case of the suffix), in path order."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() == ".cif")
+    """Every structure file under ``folder`` (any depth): ``*.cif``, ``*.vasp``, ``POSCAR*``, ``*.xyz``..."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and _is_structure(p))
 
 
 def pack(folder: Path, files: list[Path], dest: Path) -> None:

@@ -24,16 +24,20 @@ from .checkpoint import (
 from .errors import (
     DisorderedStructureError,
     EmptyStructureError,
+    InvalidCellError,
     InvalidCIFError,
+    InvalidStructureFileError,
     IsolatedAtomError,
     OverlappingAtomsError,
     StructureError,
+    TooManyAtomsError,
     UnsupportedElementError,
 )
 from .features import FEATURE_SET, MAX_Z, element_feature_table, feature_hash, table_hash
 from .graph import cif_to_graphs, collate, neighbor_list, structure_to_graph
 from .graph_config import GraphConfig
 from .inference import model_inputs, predict_graphs, predict_packed
+from .io import FORMATS, ReadBlock, detect_format, read_structures
 from .legacy import LegacyFormatError, import_legacy
 from .nets import (
     ARCHITECTURES,
@@ -51,6 +55,7 @@ from .nets import (
     build_model,
     parse_model_config,
 )
+from .notices import NOTICE_CODES, Notice
 from .onnx_export import check_parity, export_onnx, export_onnx_checked, parity_batches
 from .onnx_predictor import OnnxError, OnnxParityError, OnnxPredictor, OnnxProviderError
 from .parsing import parse_cif
@@ -62,6 +67,12 @@ __all__ = [
     # graphs
     "GraphConfig",
     "parse_cif",
+    "read_structures",
+    "detect_format",
+    "ReadBlock",
+    "Notice",
+    "NOTICE_CODES",
+    "FORMATS",
     "structure_to_graph",
     "cif_to_graphs",
     "collate",
@@ -84,6 +95,9 @@ __all__ = [
     "UnsupportedElementError",
     "IsolatedAtomError",
     "OverlappingAtomsError",
+    "InvalidCellError",
+    "InvalidStructureFileError",
+    "TooManyAtomsError",
     # models
     "CGCNN",
     "SRCGCNN",

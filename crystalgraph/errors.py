@@ -14,6 +14,9 @@ __all__ = [
     "UnsupportedElementError",
     "IsolatedAtomError",
     "OverlappingAtomsError",
+    "InvalidCellError",
+    "TooManyAtomsError",
+    "InvalidStructureFileError",
 ]
 
 
@@ -27,6 +30,24 @@ class InvalidCIFError(StructureError):
     """The input is not a parseable CIF (empty, binary, or malformed)."""
 
     code = "invalid_cif"
+
+
+class InvalidStructureFileError(StructureError):
+    """A structure file in another format than CIF (POSCAR, extended XYZ, JSON) that cannot be read."""
+
+    code = "invalid_structure_file"
+
+
+class InvalidCellError(StructureError):
+    """A cell or atom positions no crystal can have (non-positive lengths, infinite coordinates...)."""
+
+    code = "invalid_cell"
+
+
+class TooManyAtomsError(StructureError):
+    """The unit cell holds more atoms than the caller's limit (found before it is expanded)."""
+
+    code = "too_many_atoms"
 
 
 class EmptyStructureError(StructureError):

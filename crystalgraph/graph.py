@@ -45,11 +45,44 @@ def _check_species(structure: Structure) -> np.ndarray:
     return np.asarray(numbers, dtype=np.int64)
 
 
+#: The first search expects this many atoms inside its radius (twice ``max_neighbors`` = 12).
+_FIRST_SEARCH_NEIGHBOURS = 24
+_ROUND = 6  # distances are compared rounded to 1e-6 Å
+
+
+def _search(structure: Structure, radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    center, neighbor, images, dist = structure.get_neighbor_list(r=radius, numerical_tol=1e-8, exclude_self=True)
+    return center, neighbor, np.asarray(images, dtype=np.int64).reshape(-1, 3), dist
+
+
+def _first_radius(structure: Structure, config: GraphConfig) -> float:
+    """A radius expected to hold ``_FIRST_SEARCH_NEIGHBOURS`` atoms (from the density), at most the cutoff."""
+    per_atom = structure.volume / max(len(structure), 1)
+    radius = (3 * _FIRST_SEARCH_NEIGHBOURS * per_atom / (4 * np.pi)) ** (1 / 3)
+    return float(min(config.cutoff, max(radius, config.min_distance + 1.0)))
+
+
+def _select(
+    n: int, center: np.ndarray, neighbor: np.ndarray, images: np.ndarray, dist: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ``k`` first pairs of each centre in (distance rounded to 1e-6 Å, neighbour, image) order."""
+    order = np.lexsort((images[:, 2], images[:, 1], images[:, 0], neighbor, np.round(dist, _ROUND), center))
+    center, neighbor, dist = center[order], neighbor[order], dist[order]
+    counts = np.bincount(center, minlength=n)
+    first = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    rank = np.arange(len(center)) - np.repeat(first, counts)
+    keep = rank < k
+    return center[keep], neighbor[keep], dist[keep], counts
+
+
 def neighbor_list(structure: Structure, config: GraphConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ``max_neighbors`` nearest periodic neighbours of every atom within the cutoff.
 
     Ties are broken deterministically (distance rounded to 1e-6 Å, then neighbour index, then
-    image). Vectorized: one call to pymatgen's neighbour search, then a lexsort.
+    image). The search first uses a smaller radius, expected from the density to hold twice
+    ``max_neighbors`` atoms; when every atom has ``max_neighbors`` neighbours well inside it
+    (the last kept one more than 1e-6 Å inside, so no pair outside can tie with it) the result is
+    exactly the full-cutoff one, else the search is redone at the cutoff.
 
     Returns:
         ``(center, neighbor, distance)`` arrays of length ``E``, sorted by center then
@@ -60,7 +93,29 @@ def neighbor_list(structure: Structure, config: GraphConfig) -> tuple[np.ndarray
         IsolatedAtomError: an atom with no neighbour inside the cutoff.
     """
     n = len(structure)
-    center, neighbor, images, dist = structure.get_neighbor_list(r=config.cutoff, numerical_tol=1e-8, exclude_self=True)
+    k = config.max_neighbors
+    radius = _first_radius(structure, config)
+    center, neighbor, images, dist = _search(structure, radius)
+    if radius < config.cutoff:
+        counts = np.bincount(center, minlength=n)
+        if counts.min() >= k:
+            sel_center, sel_neighbor, sel_dist, _ = _select(n, center, neighbor, images, dist, k)
+            last = sel_dist.reshape(n, k).max(axis=1)
+            if float(np.round(last, _ROUND).max()) < round(radius, _ROUND) - 2 * 10**-_ROUND:
+                _check_overlap(structure, center, neighbor, dist, config)
+                return sel_center.astype(np.int64), sel_neighbor.astype(np.int64), sel_dist
+        center, neighbor, images, dist = _search(structure, config.cutoff)
+    _check_overlap(structure, center, neighbor, dist, config)
+    center, neighbor, dist, counts = _select(n, center, neighbor, images, dist, k)
+    if (counts == 0).any():
+        i = int(np.flatnonzero(counts == 0)[0])
+        raise IsolatedAtomError(f"Atom {i} ({structure[i].specie}) has no neighbour within {config.cutoff} Å.")
+    return center.astype(np.int64), neighbor.astype(np.int64), dist
+
+
+def _check_overlap(
+    structure: Structure, center: np.ndarray, neighbor: np.ndarray, dist: np.ndarray, config: GraphConfig
+) -> None:
     if len(dist) and dist.min() < config.min_distance:
         k = int(np.argmin(dist))
         raise OverlappingAtomsError(
@@ -68,17 +123,6 @@ def neighbor_list(structure: Structure, config: GraphConfig) -> tuple[np.ndarray
             f"({structure[int(neighbor[k])].specie}) are {dist[k]:.3f} Å apart, closer than "
             f"{config.min_distance} Å."
         )
-    images = np.asarray(images, dtype=np.int64).reshape(-1, 3)
-    order = np.lexsort((images[:, 2], images[:, 1], images[:, 0], neighbor, np.round(dist, 6), center))
-    center, neighbor, dist = center[order], neighbor[order], dist[order]
-    counts = np.bincount(center, minlength=n)
-    if (counts == 0).any():
-        i = int(np.flatnonzero(counts == 0)[0])
-        raise IsolatedAtomError(f"Atom {i} ({structure[i].specie}) has no neighbour within {config.cutoff} Å.")
-    first = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    rank = np.arange(len(center)) - np.repeat(first, counts)
-    keep = rank < config.max_neighbors
-    return center[keep].astype(np.int64), neighbor[keep].astype(np.int64), dist[keep]
 
 
 def structure_to_graph(structure: Structure, config: GraphConfig | None = None) -> Data:

@@ -121,19 +121,30 @@ class Engine:
         """:meth:`featurize` for several files at once (in file order)."""
         return list(await asyncio.gather(*(self.featurize(data, configs) for data in files)))
 
-    async def featurize(self, data: bytes, configs: Sequence[GraphConfig], *, bulk: bool = False) -> list[Featurized]:
+    async def featurize(
+        self,
+        data: bytes,
+        configs: Sequence[GraphConfig],
+        *,
+        bulk: bool = False,
+        filename: str | None = None,
+        strict: bool | None = None,
+    ) -> list[Featurized]:
         """Parse and build graphs in the pool (a crashed worker is replaced; the file retried once).
 
         Args:
             bulk: A batch job's file, parsed in the lower-priority pool.
+            filename: Helps the reader find the file's format.
+            strict: Reader warnings become errors; ``None``: the ``strict`` setting.
         """
+        strict = self.settings.strict if strict is None else strict
         self._parsing += 1
         start = time.perf_counter()
         try:
             for _ in range(2):
                 pool = self._pool(bulk)
                 try:
-                    future = pool.submit(featurize, data, tuple(configs), self.settings.max_atoms)
+                    future = pool.submit(featurize, data, tuple(configs), self.settings.max_atoms, filename, strict)
                     return await asyncio.wrap_future(future)
                 except BrokenProcessPool:
                     self._replace_pool(pool, bulk)
@@ -176,7 +187,7 @@ class Engine:
                     predictions[target.name] = pred
                 elif selection.alternatives:
                     alternatives.setdefault(target.name, []).append(pred)
-        warnings = []
+        warnings = [Notice(code=code, detail=detail) for code, detail in feat.warnings]
         for entry in selection.entries:
             known = entry.elements
             unseen = sorted(set(feat.structure.elements) - known) if known is not None else []
@@ -197,15 +208,19 @@ class Engine:
             provenance={e.ref: provenance(e) for e in selection.entries},
         )
 
-    async def predict_one(self, upload: Upload, selection: Selection) -> PredictResponse:
+    async def predict_one(self, upload: Upload, selection: Selection, *, strict: bool | None = None) -> PredictResponse:
         """``POST /v1/predict``: the first data block of one file (a warning names the others).
+
+        Args:
+            strict: Reader warnings (and ``multiple_blocks``) become 422 errors; ``None``: the setting.
 
         Raises:
             ServiceError: the file cannot be predicted (``invalid_cif``, ``too_many_atoms``...).
         """
         if upload.error is not None:
             raise upload.error
-        feats = await self.featurize(upload.data, selection.graph_configs)
+        strict = self.settings.strict if strict is None else strict
+        feats = await self.featurize(upload.data, selection.graph_configs, filename=upload.filename, strict=strict)
         try:
             response = await self._predict_block(feats[0], selection)
         except ServiceError:
@@ -213,14 +228,14 @@ class Engine:
             raise
         if len(feats) > 1:
             names = ", ".join(f"'{f.block}'" for f in feats)
-            response.warnings.insert(
-                0,
-                Notice(
-                    code="multiple_blocks",
-                    detail=f"The file has {len(feats)} data blocks ({names}); this is the first. "
-                    "POST it to /v1/predict/batch to predict each block.",
-                ),
+            notice = Notice(
+                code="multiple_blocks",
+                detail=f"The file has {len(feats)} data blocks ({names}); this is the first. "
+                "POST it to /v1/predict/batch to predict each block.",
             )
+            if strict:
+                raise InvalidStructure(f"Refused in strict mode: {notice.detail}", code=notice.code)
+            response.warnings.insert(0, notice)
         return response
 
     def _failed(self, index: int, name: str, exc: Exception) -> BatchError:
@@ -238,14 +253,22 @@ class Engine:
         return BatchResult(index=index, filename=name, **dict(response))
 
     async def _predict_file(
-        self, index: int, upload: Upload, selection: Selection, gate: AbstractAsyncContextManager[object], bulk: bool
+        self,
+        index: int,
+        upload: Upload,
+        selection: Selection,
+        gate: AbstractAsyncContextManager[object],
+        bulk: bool,
+        strict: bool | None = None,
     ) -> tuple[int, list[BatchItem]]:
         """Every data block of one batch file (``file#block`` when there are several)."""
         try:
             if upload.error is not None:
                 raise upload.error
             async with gate:
-                feats = await self.featurize(upload.data, selection.graph_configs, bulk=bulk)
+                feats = await self.featurize(
+                    upload.data, selection.graph_configs, bulk=bulk, filename=upload.filename, strict=strict
+                )
         except Exception as exc:  # noqa: BLE001 - a bad file never fails the batch
             return index, [self._failed(index, upload.filename, exc)]
         multi = len(feats) > 1
@@ -262,6 +285,7 @@ class Engine:
         *,
         gate: AbstractAsyncContextManager[object] | None = None,
         bulk: bool = False,
+        strict: bool | None = None,
     ) -> AsyncIterator[tuple[int, list[BatchItem]]]:
         """Each file's results as soon as all its blocks are computed: ``(file position, items)``.
 
@@ -271,10 +295,14 @@ class Engine:
             bulk: Throughput before latency (batch jobs): the files are parsed by the
                 lower-priority pool, and the inference worker may hold their structures longer
                 to fill its micro-batches (``batch_bulk_wait_ms``).
+            strict: Reader warnings become per-structure errors; ``None``: the ``strict`` setting.
         """
         self.metrics.batch_files.observe(len(uploads))
         gate = gate if gate is not None else asyncio.Semaphore(self.settings.batch_concurrency)
-        tasks = [asyncio.ensure_future(self._predict_file(i, u, selection, gate, bulk)) for i, u in enumerate(uploads)]
+        tasks = [
+            asyncio.ensure_future(self._predict_file(i, u, selection, gate, bulk, strict))
+            for i, u in enumerate(uploads)
+        ]
         try:
             for next_done in asyncio.as_completed(tasks):
                 yield await next_done
@@ -282,16 +310,20 @@ class Engine:
             for task in tasks:
                 task.cancel()
 
-    async def iter_batch(self, uploads: Sequence[Upload], selection: Selection) -> AsyncIterator[BatchItem]:
+    async def iter_batch(
+        self, uploads: Sequence[Upload], selection: Selection, *, strict: bool | None = None
+    ) -> AsyncIterator[BatchItem]:
         """Results as they are computed (each file's blocks together, ``index`` = file position)."""
-        async with contextlib.aclosing(self.iter_files(uploads, selection)) as files:
+        async with contextlib.aclosing(self.iter_files(uploads, selection, strict=strict)) as files:
             async for _, items in files:
                 for item in items:
                     yield item
 
-    async def predict_batch(self, uploads: Sequence[Upload], selection: Selection) -> BatchResponse:
+    async def predict_batch(
+        self, uploads: Sequence[Upload], selection: Selection, *, strict: bool | None = None
+    ) -> BatchResponse:
         """``POST /v1/predict/batch``: every structure, in input order."""
-        items = [item async for item in self.iter_batch(uploads, selection)]
+        items = [item async for item in self.iter_batch(uploads, selection, strict=strict)]
         items.sort(key=lambda item: item.index)  # stable: a file's blocks stay in file order
         n_ok = sum(1 for item in items if item.ok)
         return BatchResponse(results=items, n_ok=n_ok, n_failed=len(items) - n_ok)

@@ -1,4 +1,4 @@
-"""CIF bytes to crystal graphs: the work the parse pool does, one file per call.
+"""Structure files to crystal graphs: the work the parse pool does, one file per call.
 
 These functions run in worker processes (pymatgen holds the GIL for the whole parse), so they
 take and return plain picklable data: bytes in, numpy arrays and small records out. Errors
@@ -18,11 +18,11 @@ import torch
 from pymatgen.core import Structure
 from torch_geometric.data import Data
 
-from crystalgraph import GraphConfig, StructureError, parse_cif, structure_to_graph
+from crystalgraph import GraphConfig, ReadBlock, StructureError, read_structures, structure_to_graph
 
 from .schemas import StructureInfo
 
-__all__ = ["GraphArrays", "Featurized", "init_worker", "featurize", "summarize"]
+__all__ = ["GraphArrays", "Featurized", "init_worker", "featurize", "strict_error", "summarize"]
 
 _TOKEN_RE = re.compile(r"^([A-Z][a-z]*)(.*)$")
 
@@ -66,12 +66,14 @@ class Featurized:
         structure: Formula, sites, volume and elements; ``None`` when parsing failed.
         graphs: Graph per graph-settings fingerprint (empty on error).
         error: ``(code, detail)`` when the block cannot be predicted.
+        warnings: ``(code, detail)`` notices of the reader (see ``crystalgraph.NOTICE_CODES``).
     """
 
     block: str | None
     structure: StructureInfo | None = None
     graphs: dict[str, GraphArrays] = field(default_factory=dict)
     error: tuple[str, str] | None = None
+    warnings: tuple[tuple[str, str], ...] = ()
 
 
 def init_worker(torch_threads: int = 1, nice: int = 0) -> None:
@@ -83,8 +85,8 @@ def init_worker(torch_threads: int = 1, nice: int = 0) -> None:
     if nice:
         os.nice(nice)
     torch.set_num_threads(torch_threads)
-    warnings.simplefilter("ignore")
-    import pymatgen.io.cif  # noqa: F401 - imported here so the first request does not pay for it
+    warnings.simplefilter("ignore")  # the reader records the warnings it passes on, whatever this filter
+    import gemmi  # noqa: F401 - imported here so the first request does not pay for it
 
 
 def _formula(structure: Structure) -> str:
@@ -109,14 +111,32 @@ def summarize(structure: Structure, block: str) -> StructureInfo:
     )
 
 
-def _featurize_block(block: str, structure: Structure, configs: Sequence[GraphConfig], max_atoms: int) -> Featurized:
+def strict_error(notices: Sequence[tuple[str, str]]) -> tuple[str, str]:
+    """The error a block with reader warnings gets in strict mode: the first warning's code."""
+    code, detail = notices[0]
+    others = ", ".join(c for c, _ in notices[1:])
+    more = f" (and {len(notices) - 1} more warning(s): {others})" if others else ""
+    return code, f"Refused in strict mode: {detail}{more}"
+
+
+def _featurize_block(
+    read: ReadBlock, configs: Sequence[GraphConfig], max_atoms: int, strict: bool = False
+) -> Featurized:
+    block = read.name
+    notices = tuple((n.code, n.detail) for n in read.notices)
+    if read.error is not None:
+        return Featurized(block=block, error=(read.error.code, str(read.error)), warnings=notices)
+    structure = read.structure
+    assert structure is not None
     try:
         info = summarize(structure, block)
     except Exception as exc:  # noqa: BLE001 - odd species make pymatgen raise many types
         return Featurized(block=block, error=("invalid_structure", f"The structure cannot be read: {exc}"))
+    if strict and notices:
+        return Featurized(block=block, structure=info, error=strict_error(notices), warnings=notices)
     if len(structure) > max_atoms:
         detail = f"The structure has {len(structure)} atoms; the limit is {max_atoms}."
-        return Featurized(block=block, structure=info, error=("too_many_atoms", detail))
+        return Featurized(block=block, structure=info, error=("too_many_atoms", detail), warnings=notices)
     graphs: dict[str, GraphArrays] = {}
     try:
         for config in configs:
@@ -124,33 +144,43 @@ def _featurize_block(block: str, structure: Structure, configs: Sequence[GraphCo
             if fingerprint not in graphs:
                 graphs[fingerprint] = GraphArrays.from_data(structure_to_graph(structure, config))
     except StructureError as exc:
-        return Featurized(block=block, structure=info, error=(exc.code, str(exc)))
+        return Featurized(block=block, structure=info, error=(exc.code, str(exc)), warnings=notices)
     except Exception as exc:  # noqa: BLE001 - a pymatgen failure on one block must not lose the rest
         return Featurized(
-            block=block, structure=info, error=("invalid_structure", f"The graph could not be built: {exc}")
+            block=block,
+            structure=info,
+            error=("invalid_structure", f"The graph could not be built: {exc}"),
+            warnings=notices,
         )
-    return Featurized(block=block, structure=info, graphs=graphs)
+    return Featurized(block=block, structure=info, graphs=graphs, warnings=notices)
 
 
-def featurize(data: bytes, configs: Sequence[GraphConfig], max_atoms: int) -> list[Featurized]:
-    """Parse a CIF and build, for each data block, one graph per distinct graph fingerprint.
+def featurize(
+    data: bytes,
+    configs: Sequence[GraphConfig],
+    max_atoms: int,
+    filename: str | None = None,
+    strict: bool = False,
+) -> list[Featurized]:
+    """Read a structure file and build, for each structure, one graph per distinct graph fingerprint.
 
     Args:
-        data: The CIF file's bytes.
+        data: The file's bytes (CIF, POSCAR, extended XYZ, pymatgen or OPTIMADE JSON).
         configs: Graph settings of the models that will predict.
-        max_atoms: Blocks with more atoms are refused (``too_many_atoms``) before the graph
-            is built.
+        max_atoms: Blocks with more atoms are refused (``too_many_atoms``), CIFs before their
+            symmetry expansion is built.
+        filename: Helps find the format (``.cif``, ``POSCAR``, ``.xyz``, ``.json``...).
+        strict: A block with reader warnings becomes an error (the first warning's code).
 
     Returns:
-        One :class:`Featurized` per data block in file order, or a single one with
-        ``block=None`` and an ``invalid_cif`` error when the file cannot be parsed.
+        One :class:`Featurized` per structure in file order, or a single one with
+        ``block=None`` and an ``invalid_cif`` / ``invalid_structure_file`` error when the file
+        cannot be read.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            blocks = parse_cif(data)
+        blocks = read_structures(data, filename=filename, max_atoms=max_atoms)
     except StructureError as exc:
         return [Featurized(block=None, error=(exc.code, str(exc)))]
-    except Exception as exc:  # noqa: BLE001 - parse_cif wraps pymatgen, but never crash the worker
-        return [Featurized(block=None, error=("invalid_cif", f"The CIF could not be parsed: {exc}"))]
-    return [_featurize_block(name, structure, configs, max_atoms) for name, structure in blocks]
+    except Exception as exc:  # noqa: BLE001 - the reader wraps its parsers, but never crash the worker
+        return [Featurized(block=None, error=("invalid_cif", f"The file could not be parsed: {exc}"))]
+    return [_featurize_block(read, configs, max_atoms, strict) for read in blocks]

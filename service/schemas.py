@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "Problem",
@@ -74,12 +74,29 @@ class Prediction(BaseModel):
 
 
 class PredictRequest(BaseModel):
-    """JSON body of ``POST /v1/predict``: the CIF as text."""
+    """JSON body of ``POST /v1/predict``: a CIF as text (``cif``), or any structure file (``structure``).
+
+    ``structure`` is a file's text (CIF, POSCAR, extended XYZ) or a JSON object (a pymatgen
+    ``Structure.as_dict()``, an OPTIMADE structure); ``format`` names it, else the reader finds it
+    from ``filename`` or from the content.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    cif: str = Field(description="The CIF file's text.")
-    filename: str | None = Field(None, description="Echoed in logs; optional.")
+    cif: str | None = Field(None, description="The CIF file's text.")
+    structure: str | dict[str, Any] | list[Any] | None = Field(
+        None, description="A structure file's text, or a pymatgen / OPTIMADE structure as a JSON object."
+    )
+    format: Literal["cif", "poscar", "extxyz", "pymatgen-json", "optimade-json", "json"] | None = Field(
+        None, description="The format of ``structure``; found from ``filename`` or the content when absent."
+    )
+    filename: str | None = Field(None, description="Helps find the format (``POSCAR``, ``x.xyz``); optional.")
+
+    @model_validator(mode="after")
+    def _one_structure(self) -> PredictRequest:
+        if (self.cif is None) == (self.structure is None):
+            raise ValueError('send exactly one of "cif" and "structure"')
+        return self
 
 
 class PredictResponse(BaseModel):

@@ -66,7 +66,12 @@ class Settings(BaseSettings):
             ``parse_workers``, started by the first job), so interactive parses get the CPU first.
         batch_concurrency: Files of one batch request in the parse pool at a time (keeps room
             for single requests arriving during a large batch).
-        max_atoms: Largest structure (atoms per data block) accepted.
+        max_atoms: Largest structure (atoms per data block) accepted; a CIF's atoms are counted
+            before its symmetry expansion is built.
+        strict: Refuse (422, the warning's code) a structure the reader has warnings about
+            (``composition_mismatch``, ``symmetry_fallback``, ``sites_dropped``...) instead of
+            answering with the warnings; the ``strict`` query parameter overrides it per request.
+            Batch jobs follow this setting.
         max_file_bytes: Largest CIF accepted, also per archive member.
         max_files: Most files per batch request, archive members included.
         max_request_bytes: Largest batch request body.
@@ -105,6 +110,7 @@ class Settings(BaseSettings):
     batch_concurrency: int = Field(8, ge=1)
     bulk_nice: int = Field(10, ge=0, le=19)
     max_atoms: int = Field(500, ge=1)
+    strict: bool = False
     max_file_bytes: int = Field(2 * MIB, ge=1)
     max_files: int = Field(1000, ge=1)
     max_request_bytes: int = Field(256 * MIB, ge=1)

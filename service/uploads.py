@@ -1,4 +1,4 @@
-"""Reading request bodies into CIF uploads, with every size enforced while reading.
+"""Reading request bodies into file uploads, with every size enforced while reading.
 
 Limits are checked on the bytes as they arrive (chunked uploads included), never only from
 ``Content-Length``: memory never holds more than the limits. A body past its limit is still
@@ -37,13 +37,28 @@ class Upload:
 
 @dataclass(frozen=True)
 class UploadLimits:
+    """The sizes one request may hold.
+
+    Attributes:
+        max_file_bytes: Largest structure file, also per archive member.
+        max_files: Most files, archive members included.
+        max_request_bytes: Largest body.
+        max_unpacked_bytes: Most bytes all the request's archives may unpack to, together.
+        max_part_bytes: Largest multipart part (an archive sent as a part may be this large);
+            ``None``: ``max_file_bytes``.
+        per: What the limits are per, for messages (``request``, ``job``).
+    """
+
     max_file_bytes: int
     max_files: int
     max_request_bytes: int
     max_unpacked_bytes: int
+    max_part_bytes: int | None = None
+    per: str = "request"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UploadLimits:
+        """A predict request's limits."""
         return cls(
             max_file_bytes=settings.max_file_bytes,
             max_files=settings.max_files,
@@ -51,13 +66,30 @@ class UploadLimits:
             max_unpacked_bytes=settings.max_unpacked_bytes,
         )
 
+    @classmethod
+    def for_jobs(cls, settings: Settings) -> UploadLimits:
+        """A batch job's limits: larger bodies and archives; each file still ``max_file_bytes``."""
+        return cls(
+            max_file_bytes=settings.max_file_bytes,
+            max_files=settings.jobs_max_files,
+            max_request_bytes=settings.jobs_max_request_bytes,
+            max_unpacked_bytes=settings.jobs_max_unpacked_bytes,
+            max_part_bytes=settings.jobs_max_request_bytes,
+            per="job",
+        )
+
+    @property
+    def part_bytes(self) -> int:
+        return self.max_part_bytes if self.max_part_bytes is not None else self.max_file_bytes
+
     @property
     def single_request_bytes(self) -> int:
         """Body cap of a one-file request: the file, JSON escaping and multipart headers."""
         return 2 * self.max_file_bytes + _FIELD_LIMIT
 
-    def file_too_large(self, name: str) -> FileTooLarge:
-        return FileTooLarge(f"{name} is larger than {self.max_file_bytes:,} bytes, the limit per file.")
+    def file_too_large(self, name: str, limit: int | None = None) -> FileTooLarge:
+        limit = self.max_file_bytes if limit is None else limit
+        return FileTooLarge(f"{name} is larger than {limit:,} bytes, the limit per file.")
 
 
 def check_length(request: Request, cap: int, error: ServiceError) -> None:
@@ -138,7 +170,7 @@ class _Collector:
         if self._too_large:
             return
         self._buf.extend(data[start:end])
-        limit = self.limits.max_file_bytes if self._is_file else _FIELD_LIMIT
+        limit = self.limits.part_bytes if self._is_file else _FIELD_LIMIT
         if len(self._buf) > limit:
             self._too_large = True
             self._buf = bytearray()
@@ -151,7 +183,7 @@ class _Collector:
             return
         name = self._filename or self._name or f"file{len(self.uploads) + 1}"
         if self._too_large:
-            self.uploads.append(Upload(name, error=self.limits.file_too_large(name)))
+            self.uploads.append(Upload(name, error=self.limits.file_too_large(name, self.limits.part_bytes)))
         else:
             self.uploads.append(Upload(name, bytes(self._buf)))
 
@@ -161,8 +193,8 @@ async def read_multipart(
 ) -> list[Upload]:
     """The file parts of a ``multipart/form-data`` body, parsed as it streams in.
 
-    A part named ``file``/``files`` or with a filename is a file; a file over the per-file
-    limit becomes an :class:`Upload` carrying ``file_too_large``.
+    A part named ``file``/``files`` or with a filename is a file; a part over
+    ``limits.part_bytes`` becomes an :class:`Upload` carrying ``file_too_large``.
 
     Raises:
         TooManyFiles: more than ``limits.max_files`` file parts.

@@ -1,4 +1,4 @@
-"""Typed dependencies: ``StateDep``, ``RegistryDep``, ``EngineDep``, ``SelectionDep``, ``LimitsDep``."""
+"""Typed dependencies: ``StateDep``, ``RegistryDep``, ``EngineDep``, ``SelectionDep``, ``LimitsDep``, ``StrictDep``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ __all__ = [
     "EngineDep",
     "SelectionDep",
     "LimitsDep",
+    "StrictDep",
     "MetricsDep",
     "require_api_key",
 ]
@@ -72,6 +73,22 @@ def get_selection(
 
 
 SelectionDep = Annotated[Selection, Depends(get_selection)]
+
+
+def get_strict(
+    state: StateDep,
+    strict: Annotated[
+        bool | None,
+        Query(
+            description="Refuse (422, with the warning's code) a structure the reader has warnings about, "
+            "instead of answering with warnings; default: the service's `strict` setting."
+        ),
+    ] = None,
+) -> bool:
+    return state.settings.strict if strict is None else strict
+
+
+StrictDep = Annotated[bool, Depends(get_strict)]
 
 
 async def require_api_key(

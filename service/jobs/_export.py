@@ -3,7 +3,8 @@
 CSV columns: ``file, formula, n_sites``, then for each property of the job its value and the
 model that gave it (``<property>``, ``<property>_model`` as ``name@version``; for the band gap
 also ``band_gap_p_metal``, the metal probability, empty when the model has no metal head), then
-``error_code`` and ``error``. Values are in the property's unit (formation energy eV/atom,
+``error_code`` and ``error``, then ``warnings`` (the answer's warning codes, space-separated:
+the full sentences are in the NDJSON results). Values are in the property's unit (formation energy eV/atom,
 band gap eV); ``formula`` is the reduced formula. No cell holds a line break, so a partial
 download can be resumed by counting lines (``?offset=<rows already read>``).
 """
@@ -27,7 +28,7 @@ def csv_header(properties: Sequence[str]) -> list[str]:
     columns = ["file", "formula", "n_sites"]
     for prop in properties:
         columns += [prop, f"{prop}_model"] + ([f"{prop}_p_metal"] if prop in GATED else [])
-    return [*columns, "error_code", "error"]
+    return [*columns, "error_code", "error", "warnings"]
 
 
 def _one_line(text: str) -> str:
@@ -49,7 +50,8 @@ def _csv_row(item: dict[str, Any], properties: Sequence[str]) -> list[object]:
             p_metal = pred.get("p_metal") if pred else None
             row.append("" if p_metal is None else p_metal)
     error = item.get("error") or {}
-    return [*row, error.get("code", ""), _one_line(error.get("detail", ""))]
+    warnings = " ".join(w.get("code", "") for w in item.get("warnings") or [])
+    return [*row, error.get("code", ""), _one_line(error.get("detail", "")), warnings]
 
 
 def _render(rows: Sequence[Sequence[object]]) -> str:

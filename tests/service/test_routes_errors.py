@@ -107,7 +107,9 @@ def test_archive_invalid_for_a_corrupt_archive(client: httpx.Client, cifs: dict)
 
 def test_bad_requests(client: httpx.Client, cifs: dict) -> None:
     _problem(client.post("/v1/predict", files={"note": (None, "no file here")}), 422, "invalid_request")
-    _problem(client.post("/v1/predict", json={"structure": cifs["nacl"]}), 422, "invalid_request")
+    both = {"cif": cifs["nacl"], "structure": cifs["nacl"]}
+    _problem(client.post("/v1/predict", json=both), 422, "invalid_request")
+    _problem(client.post("/v1/predict", json={"crystal": cifs["nacl"]}), 422, "invalid_request")
     _problem(client.post("/v1/predict", json=[1, 2]), 422, "invalid_request")
     two = [("file", ("a.cif", cifs["nacl"])), ("file", ("b.cif", cifs["cu"]))]
     _problem(client.post("/v1/predict", files=two), 422, "invalid_request")

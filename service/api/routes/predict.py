@@ -8,9 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from crystalgraph import NOTICE_CODES
+
 from ...intake import read_batch, read_single
 from ...schemas import BatchItem, BatchResponse, PredictRequest, PredictResponse, Problem
-from ..deps import EngineDep, LimitsDep, SelectionDep
+from ..deps import EngineDep, LimitsDep, SelectionDep, StrictDep
 from ..openapi import FILES_UPLOAD_BODY
 
 router = APIRouter(prefix="/v1/predict", tags=["predict"])
@@ -43,8 +45,9 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
         404: "unknown_model",
         413: "file_too_large, request_too_large, too_many_files",
         415: "unsupported_media_type",
-        422: "invalid_cif, disordered_structure, unsupported_element, isolated_atom, overlapping_atoms, "
-        "empty_structure, too_many_atoms, invalid_request",
+        422: "invalid_cif, invalid_structure_file, invalid_cell, disordered_structure, unsupported_element, "
+        "isolated_atom, overlapping_atoms, empty_structure, too_many_atoms, invalid_request; with strict=true, "
+        "a reader warning's code: " + ", ".join(NOTICE_CODES),
         503: "not_ready",
     }.items()
 }
@@ -57,14 +60,16 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
     responses=_PROBLEMS,
     openapi_extra=_SINGLE_BODY,
 )
-async def predict(request: Request, engine: EngineDep, selection: SelectionDep, limits: LimitsDep) -> PredictResponse:
+async def predict(
+    request: Request, engine: EngineDep, selection: SelectionDep, limits: LimitsDep, strict: StrictDep
+) -> PredictResponse:
     """One CIF as multipart field ``file``, as JSON ``{"cif": "..."}``, or as the raw body.
 
     A CIF with several data blocks is predicted for its first block, with a
     ``multiple_blocks`` warning; the batch endpoint predicts each block.
     """
     upload = await read_single(request, limits)
-    return await engine.predict_one(upload, selection)
+    return await engine.predict_one(upload, selection, strict=strict)
 
 
 async def _ndjson(items: AsyncIterator[BatchItem]) -> AsyncIterator[str]:
@@ -80,7 +85,7 @@ async def _ndjson(items: AsyncIterator[BatchItem]) -> AsyncIterator[str]:
     openapi_extra=FILES_UPLOAD_BODY,
 )
 async def predict_batch(
-    request: Request, engine: EngineDep, selection: SelectionDep, limits: LimitsDep
+    request: Request, engine: EngineDep, selection: SelectionDep, limits: LimitsDep, strict: StrictDep
 ) -> BatchResponse | StreamingResponse:
     """Several multipart ``files`` (CIFs and/or ``.zip``/``.tar.gz`` archives), or one archive body.
 
@@ -91,5 +96,5 @@ async def predict_batch(
     """
     uploads = await read_batch(request, limits)
     if NDJSON in request.headers.get("accept", ""):
-        return StreamingResponse(_ndjson(engine.iter_batch(uploads, selection)), media_type=NDJSON)
-    return await engine.predict_batch(uploads, selection)
+        return StreamingResponse(_ndjson(engine.iter_batch(uploads, selection, strict=strict)), media_type=NDJSON)
+    return await engine.predict_batch(uploads, selection, strict=strict)

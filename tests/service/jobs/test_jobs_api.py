@@ -76,7 +76,7 @@ def test_results_as_csv_by_accept_or_format_with_one_row_per_structure(
     rows = list(csv.DictReader(io.StringIO(by_accept.text)))
     assert list(rows[0]) == [
         "file", "formula", "n_sites", "band_gap", "band_gap_model", "band_gap_p_metal",
-        "formation_energy_per_atom", "formation_energy_per_atom_model", "error_code", "error",
+        "formation_energy_per_atom", "formation_energy_per_atom_model", "error_code", "error", "warnings",
     ]  # fmt: skip
     by_file = {row["file"]: row for row in rows}
     assert set(by_file) == {"a/nacl.cif", "b/bad.cif", "c.cif"}

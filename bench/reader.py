@@ -1,0 +1,160 @@
+"""The gemmi reader against pymatgen's ``CifParser`` (the reader it replaced) on the shared CIFs.
+
+For each CIF: the same species in the same order, Cartesian positions within 1e-4 Å, the same
+lattice, and identical crystal graphs (atoms, edges, distances), the graph of the new reader's
+structure built by today's two-radius neighbour list and by the one-search reference it replaced;
+every exception is listed with why. Then CIF -> graph structures/s on one core, old reader and
+neighbour list vs new, on the first 2,000 CIFs.
+
+``python -m bench --data DIR --only reader`` checks every CIF; ``CRYSTAL_BENCH_READER_N=3000``
+checks the first 3,000 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from pymatgen.core import Structure
+
+from crystalgraph import GraphConfig, StructureError, neighbor_list, read_structures, structure_to_graph
+
+N_SPEED = 2000
+CONFIG = GraphConfig()
+
+
+def pymatgen_read(data: bytes) -> list[Structure]:
+    """The reader before gemmi: pymatgen's ``CifParser`` with the settings the service used."""
+    from pymatgen.io.cif import CifParser
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parser = CifParser(io.StringIO(data.decode("utf-8", "replace")), occupancy_tolerance=1.0, site_tolerance=1e-4)
+        return parser.parse_structures(primitive=False, on_error="ignore", check_occu=False)
+
+
+def reference_neighbors(structure: Structure, config: GraphConfig) -> tuple[np.ndarray, ...]:
+    """The neighbour list before the two-radius search: one search at the cutoff, every pair sorted."""
+    n = len(structure)
+    center, neighbor, images, dist = structure.get_neighbor_list(r=config.cutoff, numerical_tol=1e-8, exclude_self=True)
+    images = np.asarray(images, dtype=np.int64).reshape(-1, 3)
+    order = np.lexsort((images[:, 2], images[:, 1], images[:, 0], neighbor, np.round(dist, 6), center))
+    center, neighbor, dist = center[order], neighbor[order], dist[order]
+    counts = np.bincount(center, minlength=n)
+    first = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    keep = np.arange(len(center)) - np.repeat(first, counts) < config.max_neighbors
+    return center[keep].astype(np.int64), neighbor[keep].astype(np.int64), dist[keep]
+
+
+def _same_neighbors(structure: Structure) -> bool:
+    new: object
+    ref: object
+    try:
+        new = neighbor_list(structure, CONFIG)
+    except StructureError as exc:
+        new = exc.code
+    try:
+        ref = reference_neighbors(structure, CONFIG)
+    except Exception:  # noqa: BLE001
+        return isinstance(new, str)
+    if isinstance(new, str):
+        return bool((ref[2] < CONFIG.min_distance).any() or np.bincount(ref[0], minlength=len(structure)).min() == 0)
+    return all(np.array_equal(x, y) for x, y in zip(new, ref, strict=True))
+
+
+def _graph(structure: Structure) -> tuple[np.ndarray, ...] | str:
+    try:
+        g = structure_to_graph(structure, CONFIG)
+    except StructureError as exc:
+        return exc.code
+    return g.z.numpy(), g.edge_index.numpy(), g.edge_dist.numpy()
+
+
+def compare(data: bytes) -> str | None:
+    """``None`` when both readers agree on the file, else why not."""
+    try:
+        old = pymatgen_read(data)
+    except Exception as exc:  # noqa: BLE001 - pymatgen raises many types
+        old = []
+        old_error = f"{type(exc).__name__}: {exc}"
+    else:
+        old_error = "no structure" if not old else ""
+    blocks = read_structures(data, fmt="cif")
+    new = [b for b in blocks if b.structure is not None]
+    if not old or not new:
+        new_error = blocks[0].error if blocks and blocks[0].error else "no structure"
+        return f"pymatgen: {old_error or 'read'}; gemmi: {new_error if not new else 'read'}"
+    if len(old) != len(new):
+        return f"{len(old)} blocks with pymatgen, {len(new)} with gemmi"
+    for a, block in zip(old, new, strict=True):
+        b = block.structure
+        assert b is not None
+        if [s.species for s in a] != [s.species for s in b]:
+            return f"species differ: {a.composition.formula} / {b.composition.formula}"
+        if not np.allclose(a.lattice.matrix, b.lattice.matrix, atol=1e-8):
+            return "lattices differ"
+        shift = float(np.abs(a.cart_coords - b.cart_coords).max())
+        if shift >= 1e-4:
+            return f"positions differ by {shift:.2e} A"
+        ga, gb = _graph(a), _graph(b)
+        if isinstance(ga, str) or isinstance(gb, str):
+            if ga != gb:
+                return f"graph errors differ: {ga} / {gb}"
+        elif not all(np.array_equal(x, y) for x, y in zip(ga, gb, strict=True)):
+            return "graphs differ"
+        if not _same_neighbors(b):
+            return "the two-radius neighbour list differs from the one-search reference"
+        if block.notices:
+            return "notices on an MP file: " + "; ".join(f"{n.code}: {n.detail}" for n in block.notices)
+    return None
+
+
+def _speed(cifs: list[bytes]) -> tuple[float, float]:
+    def old(data: bytes) -> None:  # pymatgen's reader, the one-search neighbour list (no torch Data built)
+        for s in pymatgen_read(data):
+            np.array([site.specie.Z for site in s])
+            reference_neighbors(s, CONFIG)
+
+    def new(data: bytes) -> None:
+        for block in read_structures(data, fmt="cif"):
+            if block.structure is not None:
+                _graph(block.structure)
+
+    # interleaved in chunks of 50 files, so that load from other processes hits both alike
+    spent = {old: 0.0, new: 0.0}
+    for start in range(0, len(cifs), 50):
+        for fn in (old, new) if start % 100 == 0 else (new, old):
+            t0 = time.perf_counter()
+            for data in cifs[start : start + 50]:
+                fn(data)
+            spent[fn] += time.perf_counter() - t0
+    return len(cifs) / spent[old], len(cifs) / spent[new]
+
+
+def run(args: argparse.Namespace) -> None:
+    """Print this section's figures for ``args.data`` (see the module docstring)."""
+    paths = sorted((Path(args.data) / "cifs").glob("*.cif"))
+    limit = int(os.environ.get("CRYSTAL_BENCH_READER_N", "0") or 0)
+    checked = paths[:limit] if limit else paths
+    t0 = time.perf_counter()
+    exceptions = []
+    for i, path in enumerate(checked, 1):
+        why = compare(path.read_bytes())
+        if why is not None:
+            exceptions.append((path.name, why))
+        if i % 5000 == 0:
+            print(f"  {i} CIFs compared, {len(exceptions)} exceptions ({time.perf_counter() - t0:.0f} s)", flush=True)
+    n_exc = len(exceptions)
+    print(f"{len(checked)} of {len(paths)} shared CIFs compared with pymatgen's CifParser: {n_exc} exceptions")
+    for name, why in exceptions:
+        print(f"  {name}: {why}")
+    cifs = [p.read_bytes() for p in paths[:N_SPEED]]
+    old, new = _speed(cifs)
+    before, now = "before (pymatgen reader, one search)", "now (gemmi reader, two-radius search)"
+    print(f"CIF -> graph, {before}, 1 core: {old:8.0f} structures/s")
+    print(f"CIF -> graph, {now}, 1 core:    {new:8.0f} structures/s ({new / old:.1f}x)")

@@ -1,0 +1,270 @@
+"""One CIF data block to a structure with gemmi, plus the cross-checks that make its notices.
+
+Element symbols are read as pymatgen reads them (the type symbol, else the label; see
+:mod:`._cif_checks`), and the cell is expanded as pymatgen expands it (see :mod:`._symmetry`), so
+ordinary files give the structure pymatgen gave, atom for atom.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache, total_ordering
+from typing import Any, NamedTuple
+
+import gemmi
+import numpy as np
+from pymatgen.core import Composition, Element, Lattice, Structure
+
+from ._cif_checks import composition_notice, is_element, label_notice, number, parse_symbol, symmetry_notice
+from ._symmetry import SITE_TOLERANCE, Symmetry, images, merge_orbits, orbit_sizes, orbits, resolve_symmetry
+from .checks import cell_volume, check_cell, check_coordinates, check_volume_per_atom
+from .errors import InvalidCIFError, TooManyAtomsError
+from .notices import Notice
+
+__all__ = ["read_block"]
+
+_IDEAL_FRACTIONS = (1 / 3, 2 / 3)
+_SITE_COLUMNS = ["label", "?type_symbol", "?fract_x", "?fract_y", "?fract_z", "?occupancy"]
+
+
+def _ideal(value: float) -> float:
+    """Pymatgen's correction of finite-precision thirds (``0.6667`` -> ``2/3``)."""
+    for frac in _IDEAL_FRACTIONS:
+        if math.isclose(value / frac, 1, abs_tol=1e-4, rel_tol=0):
+            return frac
+    return value
+
+
+@total_ordering
+class _Group:
+    """Sort key of a site's species, the order pymatgen's ``Composition`` comparison gives."""
+
+    def __init__(self, species: dict[str, float]) -> None:
+        self.species = species
+        self.comp = Composition(species)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Group) and self.comp == other.comp
+
+    def __lt__(self, other: _Group) -> bool:
+        return not self.comp >= other.comp
+
+
+@lru_cache(maxsize=256)
+def _electronegativity(symbol: str) -> float:
+    x = Element(symbol).X
+    return float("inf") if x != x else float(x)
+
+
+def _groups(site_species: list[dict[str, float]]) -> list[Any]:
+    """Sort keys of the sites' species: fast tuples when every site holds one element."""
+    if all(len(s) == 1 for s in site_species):
+        keys = []
+        for species in site_species:
+            ((el, amount),) = species.items()
+            keys.append(_Single(_electronegativity(el), el, amount, species))
+        return keys
+    return [_Group(s) for s in site_species]
+
+
+class _Single(NamedTuple):
+    """One element's sort key, ordered as pymatgen orders ``Composition({el: amount})``."""
+
+    x: float
+    symbol: str
+    amount: float
+    species: dict[str, float]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Single) and self.symbol == other.symbol and abs(self.amount - other.amount) <= 1e-8
+
+    def __lt__(self, other: object) -> bool:
+        assert isinstance(other, _Single)
+        if self.symbol != other.symbol:  # the more electronegative element first
+            return (self.x, self.symbol) > (other.x, other.symbol)
+        return other.amount - self.amount >= 1e-8
+
+    def __hash__(self) -> int:
+        """Unhashable: equality has a tolerance (a sort key only)."""
+        raise TypeError("unhashable type: '_Single'")
+
+
+def _cell(block: gemmi.cif.Block) -> tuple[float, ...] | None:
+    values = []
+    for name in ("length_a", "length_b", "length_c", "angle_alpha", "angle_beta", "angle_gamma"):
+        raw = block.find_value(f"_cell_{name}")
+        if raw is None:
+            raw = block.find_value(f"_cell.{name}")
+        values.append(number(raw))
+    if all(math.isnan(v) for v in values[:3]):
+        return None
+    missing = [n for n, v in zip("abc", values[:3], strict=True) if math.isnan(v)]
+    if missing:
+        raise InvalidCIFError(f"Data block '{block.name}' has no cell length {', '.join(missing)}.")
+    return tuple(90.0 if i >= 3 and math.isnan(v) else v for i, v in enumerate(values))
+
+
+def _site_table(block: gemmi.cif.Block) -> gemmi.cif.Table | None:
+    for prefix in ("_atom_site_", "_atom_site."):
+        table = block.find(prefix, _SITE_COLUMNS)
+        if len(table) and table.has_column(2):
+            return table
+    return None
+
+
+def read_block(block: gemmi.cif.Block, max_atoms: int | None = None) -> tuple[Structure, list[Notice]]:
+    """The expanded unit cell of one block, and the notices its checks raise.
+
+    Raises:
+        InvalidCIFError: no cell or no atom sites.
+        InvalidCellError: a cell or coordinates no crystal can have.
+        TooManyAtomsError: the expanded cell (counted before it is built) is over ``max_atoms``.
+    """
+    notices: list[Notice] = []
+    cell = _cell(block)
+    if cell is None:
+        raise InvalidCIFError(f"Data block '{block.name}' has no unit cell (_cell_length_a/b/c).")
+    check_cell(cell)
+    table = _site_table(block)
+    if table is None:
+        raise InvalidCIFError(f"Data block '{block.name}' has no atom sites with fractional coordinates.")
+    if max_atoms is not None and len(table) > max_atoms:
+        raise TooManyAtomsError(
+            f"The structure has at least {len(table)} atoms ({len(table)} atom sites); the limit is {max_atoms}."
+        )
+    has_type = table.has_column(1)
+    rows: list[tuple[str, str, tuple[float, float, float], float]] = []
+    dropped: list[str] = []
+    for row in table:
+        label = row.str(0)
+        type_symbol = row.str(1) if has_type and row.has(1) and not gemmi.cif.is_null(row[1]) else None
+        element = parse_symbol(type_symbol if type_symbol is not None else label)
+        xyz = tuple(number(row[i]) if row.has(i) else math.nan for i in (2, 3, 4))
+        if element is None or not is_element(element) or any(math.isnan(v) for v in xyz):
+            dropped.append(label)
+            continue
+        occ = number(row[5]) if table.has_column(5) and row.has(5) else 1.0
+        notice = label_notice(label, type_symbol, element)
+        if notice is not None:
+            notices.append(notice)
+        rows.append((label, element, xyz, 1.0 if math.isnan(occ) else occ))  # type: ignore[arg-type]
+    if dropped:
+        shown = ", ".join(repr(x) for x in dropped[:5]) + (" ..." if len(dropped) > 5 else "")
+        notices.append(
+            Notice(
+                "sites_dropped",
+                f"{len(dropped)} atom-site row(s) gave no atom ({shown}): no element could be read, or a "
+                "coordinate is missing.",
+            )
+        )
+    if not rows:
+        raise InvalidCIFError(f"Data block '{block.name}' has no atom site with an element and coordinates.")
+    coords = np.array([[_ideal(v) for v in xyz] for _, _, xyz, _ in rows])
+    check_coordinates(coords)
+    sym = resolve_symmetry(block)
+    sym_notice = symmetry_notice(sym)
+    if sym_notice is not None:
+        notices.append(sym_notice)
+    structure = _expand(block.name, cell, rows, coords, sym, max_atoms, notices)
+    found: dict[str, float] = {}
+    for site in structure:
+        for el, amount in site.species.get_el_amt_dict().items():
+            found[el] = found.get(el, 0.0) + amount
+    comp_notice = composition_notice(block, found)
+    if comp_notice is not None:
+        notices.append(comp_notice)
+    return structure, notices
+
+
+def _expand(
+    name: str,
+    cell: tuple[float, ...],
+    rows: list[tuple[str, str, tuple[float, float, float], float]],
+    coords: np.ndarray,
+    sym: Symmetry,
+    max_atoms: int | None,
+    notices: list[Notice],
+) -> Structure:
+    # Count the atoms first, from the rows and the symmetry operations (rows at one position,
+    # merged below, can only lower the count): a huge cell is refused before it is built.
+    upper = len(rows) * sym.n_ops
+    if max_atoms is not None and upper > max_atoms:
+        upper = int(orbit_sizes(sym, coords).sum())
+    if max_atoms is not None and upper > max_atoms:
+        raise TooManyAtomsError(
+            f"The structure has about {upper:,} atoms in its unit cell ({len(rows)} sites x {sym.n_ops} symmetry "
+            f"operations); the limit is {max_atoms}."
+        )
+    row_orbits = orbits(sym, coords)
+    # Rows at one position (under the symmetry) share a site: pymatgen's disordered sites.
+    keys: list[int] = []
+    site_species: list[dict[str, float]] = []
+    site_labels: list[str] = []
+    shared: list[str] = []
+    row_images = images(sym, coords)  # [R, K, 3]
+    n_rows, n_ops = row_images.shape[:2]
+    any_match = True
+    if n_rows * n_rows * n_ops <= 2_000_000:  # one test for the usual case: no two rows coincide
+        diff = coords[None, None, :, :] - row_images[:, :, None, :]
+        hit = np.all(np.abs(diff - np.round(diff)) < SITE_TOLERANCE, axis=-1).any(axis=1)
+        np.fill_diagonal(hit, False)
+        any_match = bool(hit.any())
+    for j, (label, element, _, occ) in enumerate(rows):
+        match = -1
+        if keys and any_match:
+            diff = coords[keys][None, :, :] - row_images[j][:, None, :]
+            hit = np.all(np.abs(diff - np.round(diff)) < SITE_TOLERANCE, axis=-1)  # [K, keys]
+            rows_hit = hit.any(axis=1)
+            if rows_hit.any():
+                match = int(np.argmax(hit[int(np.argmax(rows_hit))]))
+        amount = max(occ, 1e-8)
+        if match < 0:
+            keys.append(j)
+            site_species.append({element: amount})
+            site_labels.append(label)
+        else:
+            site_species[match][element] = site_species[match].get(element, 0.0) + amount
+            shared.append(f"'{site_labels[match]}' and '{label}'")
+            site_labels[match] = label
+    if shared:
+        notices.append(
+            Notice(
+                "sites_merged",
+                f"Rows {', '.join(shared[:3])}{' ...' if len(shared) > 3 else ''} sit at one position (under the "
+                "symmetry) and were read as one site, holding both rows' atoms.",
+            )
+        )
+    site_orbits = [row_orbits[k] for k in keys]
+    estimate = sum(len(o) for o in site_orbits)
+    check_volume_per_atom(cell_volume(cell), estimate)
+    groups = _groups(site_species)
+    order = sorted(range(len(groups)), key=lambda i: groups[i])
+    species: list[dict[str, float]] = []
+    all_coords: list[np.ndarray] = []
+    labels: list[str] = []
+    merged = 0
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and groups[order[j + 1]] == groups[order[i]]:
+            j += 1
+        members = order[i : j + 1]
+        group_coords, owners = merge_orbits([site_orbits[m] for m in members])
+        merged += sum(len(site_orbits[m]) for m in members) - len(group_coords)
+        total = sum(groups[order[i]].species.values())
+        scale = total if total > 1 else 1.0
+        species += [{el: x / scale for el, x in groups[order[i]].species.items()}] * len(group_coords)
+        all_coords.append(group_coords)
+        labels += [site_labels[members[o]] for o in owners]
+        i = j + 1
+    if merged:
+        notices.append(
+            Notice(
+                "sites_merged",
+                f"{merged} atom(s) generated from different rows fell on the same position and were counted "
+                "once: the file may list symmetry-equivalent sites twice.",
+            )
+        )
+    lattice = Lattice.from_parameters(*cell)
+    frac = np.concatenate(all_coords)
+    return Structure(lattice, species, frac, labels=labels)
