@@ -66,12 +66,29 @@ class Settings(BaseSettings):
         batch_concurrency: Files of one batch request in the parse pool at a time (keeps room
             for single requests arriving during a large batch).
         max_atoms: Largest structure (atoms per data block) accepted.
+        parse_timeout_s: Longest one file may take in a parse worker (parsing and graph building,
+            every data block); past it the worker is killed and replaced and the file fails with
+            ``parse_timeout``.
+        parse_max_memory_bytes: Address space a parse worker may add to its size after start-up
+            (``RLIMIT_AS``); a file that needs more fails with ``parse_memory_exceeded`` and the
+            machine keeps its memory (0: no cap).
         max_file_bytes: Largest CIF accepted, also per archive member.
         max_files: Most files per batch request, archive members included.
         max_request_bytes: Largest batch request body.
         max_unpacked_bytes: Most bytes an archive may unpack to (zip-bomb guard).
         api_key: When set, ``/v1/*`` requires the header ``X-API-Key``; health endpoints and
             ``/metrics`` stay open.
+        http_max_header_bytes: Longest request line plus headers (the ``h11`` parser's
+            ``max_incomplete_event_size``); longer is answered 400 and the connection closed.
+        http_header_timeout_s: A connection must send a complete request head within this many
+            seconds of opening (or of its previous answer), else it is closed (slow-client guard).
+        http_keep_alive_s: An idle keep-alive connection is closed after this many seconds.
+        http_max_connections: Connections and requests in progress at once (uvicorn's
+            ``limit_concurrency``); past it requests are answered 503 at once.
+        allowed_hosts: Host names the service answers for besides ``localhost``, ``127.0.0.1``,
+            ``::1`` and the address a connection arrived on (DNS rebinding guard); ``["*"]``: any.
+        allowed_origins: Origins of other sites' pages allowed to send state-changing requests
+            (cross-site request guard), e.g. ``["https://lab.example"]``.
         log_level: Python log level of the ``service`` logger.
         data_dir: Where batch jobs are kept: ``jobs.sqlite3`` (metadata and results) and
             ``jobs/<id>/inputs.bin`` (the uploaded CIFs). Created on the first job.
@@ -104,11 +121,19 @@ class Settings(BaseSettings):
     batch_concurrency: int = Field(8, ge=1)
     bulk_nice: int = Field(10, ge=0, le=19)
     max_atoms: int = Field(500, ge=1)
+    parse_timeout_s: float = Field(10.0, gt=0, le=3600)
+    parse_max_memory_bytes: int = Field(2048 * MIB, ge=0)
     max_file_bytes: int = Field(2 * MIB, ge=1)
     max_files: int = Field(1000, ge=1)
     max_request_bytes: int = Field(256 * MIB, ge=1)
     max_unpacked_bytes: int = Field(256 * MIB, ge=1)
     api_key: SecretStr | None = None
+    http_max_header_bytes: int = Field(64 << 10, ge=1024, le=16 * MIB)
+    http_header_timeout_s: float = Field(10.0, gt=0, le=3600)
+    http_keep_alive_s: int = Field(5, ge=1, le=3600)
+    http_max_connections: int = Field(512, ge=1)
+    allowed_hosts: list[str] = Field(default_factory=list)
+    allowed_origins: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
     data_dir: Path = Field(default_factory=_default_data_dir)
     jobs_max_files: int = Field(100_000, ge=1)
