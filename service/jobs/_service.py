@@ -38,7 +38,7 @@ from ..schemas import BatchError, Notice
 from ..settings import Settings
 from ..state import ServiceState
 from ..uploads import Upload
-from ._errors import InputsMissing, JobNotFound, StorageFull
+from ._errors import DataDirBusy, InputsMissing, JobNotFound, StorageFull
 from ._export import csv_lines, ndjson_lines
 from ._ingest import write_inputs
 from ._priority import InteractiveTraffic, JobParseGate
@@ -87,7 +87,13 @@ class JobService:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the runner (call from the running event loop)."""
+        """Start the runner (call from the running event loop).
+
+        Raises:
+            DataDirBusy: the data folder holds a job database and another process owns it.
+        """
+        if self.store.path.exists():
+            self.store.lock()  # refuse to start as a second owner of existing jobs
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobs-db")
         self._task = asyncio.get_running_loop().create_task(self._main(), name="jobs-runner")
 
@@ -268,6 +274,9 @@ class JobService:
                         await self._sweep()
                     if self.state.ready and await self._run_next():
                         continue
+            except DataDirBusy as exc:  # created by another process after this one started
+                log.error("jobs are not run by this process: %s", exc.detail)
+                await asyncio.sleep(30.0)
             except Exception:  # noqa: BLE001 - the runner never dies; the next round retries
                 log.exception("job runner error")
                 await asyncio.sleep(1.0)

@@ -7,6 +7,11 @@ structure, the ``BatchItem`` JSON, in the order they were computed). A file's re
 ``done`` flag are written in one transaction, so a process killed at any point resumes with
 exactly the files that have no result, and nothing computed and committed is lost.
 
+One process owns a data folder: :class:`JobStore` holds an exclusive ``flock`` on
+``<data_dir>/service.lock`` while it is open, and a second service process pointed at the same
+folder is refused (:class:`DataDirBusy`) instead of running every job a second time and sweeping
+the first one's inputs as orphans. The lock goes with its process, however that ends.
+
 The database runs in WAL mode with ``synchronous=NORMAL``: a committed transaction survives the
 process being killed (not a power cut). :class:`JobStore` is synchronous and not thread-safe;
 the job service calls it from one dedicated thread.
@@ -14,13 +19,21 @@ the job service calls it from one dedicated thread.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["JobRow", "InputRow", "FileResult", "JobStore"]
+from ._errors import DataDirBusy
+
+__all__ = ["JobRow", "InputRow", "FileResult", "JobStore", "LOCK_NAME"]
+
+#: The lock file in the data folder, held by the one process that owns it.
+LOCK_NAME = "service.lock"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -124,14 +137,49 @@ class JobStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def lock(self) -> None:
+        """Take the data folder's exclusive lock (creating the folder; a no-op when held).
+
+        Raises:
+            DataDirBusy: another process holds it.
+        """
+        if self._lock_fd is not None:
+            return
+        folder = self.path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise DataDirBusy(
+                f"The data folder {folder} is in use by another service process (pid {holder}); "
+                "one process owns a data folder: stop the other one, or give this one its own CRYSTAL_DATA_DIR."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
+
     def open(self) -> None:
-        """Open the database, creating it and its folder when absent (a no-op when open)."""
+        """Lock the data folder and open the database, creating both when absent (a no-op when open).
+
+        Raises:
+            DataDirBusy: another process owns the data folder.
+        """
         if self._db is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock()
         db = sqlite3.connect(self.path, isolation_level=None)  # explicit BEGIN/COMMIT below
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
@@ -147,6 +195,7 @@ class JobStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+        self.unlock()
 
     @property
     def db(self) -> sqlite3.Connection:
