@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from python_multipart import MultipartParser
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
@@ -195,6 +195,6 @@ async def read_multipart(
                 raise cap_error
             parser.write(chunk)
         parser.finalize()
-    except MultipartParseError as exc:
+    except FormParserError as exc:  # MultipartParseError, and a boundary over 256 bytes
         raise InvalidRequest(f"The multipart body is malformed: {exc}.") from exc
     return collector.uploads

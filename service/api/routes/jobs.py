@@ -96,7 +96,7 @@ async def job_results(
     format: Annotated[
         Literal["csv", "ndjson"] | None, Query(description="Overrides the Accept header (default NDJSON).")
     ] = None,
-    offset: Annotated[int, Query(ge=0, description="Skip this many result rows (resume a download).")] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62, description="Skip this many result rows (resume a download).")] = 0,
     header: Annotated[bool, Query(description="CSV: start with the header line.")] = True,
 ) -> StreamingResponse:
     """One row per structure, in the order they were computed; available while the job runs.
