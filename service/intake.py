@@ -11,7 +11,7 @@ from typing import Literal
 
 from starlette.requests import Request
 
-from .archives import archive_kind, unpack
+from .archives import Budget, archive_kind, unpack
 from .errors import InvalidRequest, RequestTooLarge, TooManyFiles, UnsupportedMediaType
 from .schemas import PredictRequest
 from .uploads import DRAIN, Upload, UploadLimits, check_length, read_body, read_multipart
@@ -80,6 +80,7 @@ async def read_single(request: Request, limits: UploadLimits) -> Upload:
 def _expand(uploads: list[Upload], limits: UploadLimits) -> list[Upload]:
     """Archives replaced by their members (run in a thread: decompression is CPU work)."""
     out: list[Upload] = []
+    budget = Budget(limits.max_unpacked_bytes)  # one for the whole request, not one per archive
     for upload in uploads:
         kind = archive_kind(upload.filename, upload.data) if upload.error is None else None
         if kind is None:
@@ -91,6 +92,7 @@ def _expand(uploads: list[Upload], limits: UploadLimits) -> list[Upload]:
             max_file_bytes=limits.max_file_bytes,
             max_files=limits.max_files,
             max_unpacked_bytes=limits.max_unpacked_bytes,
+            budget=budget,
         )
         for member in members:
             if member.data is None:

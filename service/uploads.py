@@ -15,6 +15,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
+from .archives import archive_kind
 from .errors import FileTooLarge, InvalidRequest, ServiceError, TooManyFiles
 from .settings import Settings
 
@@ -139,6 +140,8 @@ class _Collector:
             return
         self._buf.extend(data[start:end])
         limit = self.limits.max_file_bytes if self._is_file else _FIELD_LIMIT
+        if self._is_file and len(self._buf) > limit and archive_kind(self._filename or "", bytes(self._buf[:512])):
+            limit = self.limits.max_request_bytes  # an archive part: its members are held to max_file_bytes
         if len(self._buf) > limit:
             self._too_large = True
             self._buf = bytearray()

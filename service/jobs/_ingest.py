@@ -16,7 +16,7 @@ from pathlib import Path
 
 from starlette.requests import Request
 
-from ..archives import archive_kind, unpack
+from ..archives import Budget, archive_kind, unpack
 from ..errors import ArchiveInvalid, FileTooLarge, InvalidRequest, RequestTooLarge, TooManyFiles, UnsupportedMediaType
 from ..intake import ARCHIVE_TYPES
 from ..settings import Settings
@@ -40,6 +40,7 @@ def _expand(uploads: Sequence[Upload], settings: Settings) -> list[Upload]:
     """Archives replaced by their members; every CIF checked against ``max_file_bytes``."""
     out: list[Upload] = []
     unpacked = 0
+    budget = Budget(settings.jobs_max_unpacked_bytes)  # every decompressed byte of the job's archives
     for upload in uploads:
         kind = archive_kind(upload.filename, upload.data) if upload.error is None else None
         if kind is None:
@@ -53,7 +54,8 @@ def _expand(uploads: Sequence[Upload], settings: Settings) -> list[Upload]:
                 upload.data,
                 max_file_bytes=settings.max_file_bytes,
                 max_files=settings.jobs_max_files,
-                max_unpacked_bytes=settings.jobs_max_unpacked_bytes - unpacked,
+                max_unpacked_bytes=settings.jobs_max_unpacked_bytes,
+                budget=budget,
             )
             for member in members:
                 if member.data is None:
