@@ -71,8 +71,8 @@ class Budget:
         self.used += n
         if self.used > self.limit:
             raise ArchiveInvalid(
-                f"The archives unpack to more than {self.limit:,} bytes, the limit per request; "
-                "refusing them (archive bomb guard)."
+                f"The upload unpacks to more than {self.limit:,} bytes, the limit per request (all its archives "
+                "together); refusing it (archive bomb guard)."
             )
 
 

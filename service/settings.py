@@ -78,6 +78,9 @@ class Settings(BaseSettings):
         max_unpacked_bytes: Most bytes an archive may unpack to (zip-bomb guard).
         api_key: When set, ``/v1/*`` requires the header ``X-API-Key``; health endpoints and
             ``/metrics`` stay open.
+        api_keys: Named keys, ``{"alice": "<key>", ...}``, accepted like ``api_key`` (whose name is
+            ``default``); each key sees and deletes only the jobs it created, and its jobs have
+            their own storage quota (``jobs_max_storage_bytes_per_key``).
         http_max_header_bytes: Longest request line plus headers (the ``h11`` parser's
             ``max_incomplete_event_size``); longer is answered 400 and the connection closed.
         http_header_timeout_s: A connection must send a complete request head within this many
@@ -95,8 +98,10 @@ class Settings(BaseSettings):
         jobs_max_files: Most CIFs in one job, archive members included.
         jobs_max_request_bytes: Largest ``POST /v1/jobs`` body (held in memory while unpacked).
         jobs_max_unpacked_bytes: Most bytes the archives of one job may unpack to.
-        jobs_max_storage_bytes: Most bytes all stored jobs may use (inputs and results);
-            a job that would pass it is refused with ``storage_full``.
+        jobs_max_storage_bytes: Most bytes all stored jobs may use: their inputs as stored
+            (zlib-compressed) and their results; a job that would pass it is refused with
+            ``storage_full``.
+        jobs_max_storage_bytes_per_key: With API keys, most bytes the jobs of one key may use.
         jobs_ttl_s: Seconds a finished job is kept (default 7 days), then deleted.
         jobs_chunk: Files a job reads from disk at a time.
         jobs_parsing: Files of a job in the parse pool at a time (parsed structures go on to
@@ -128,6 +133,7 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(256 * MIB, ge=1)
     max_unpacked_bytes: int = Field(256 * MIB, ge=1)
     api_key: SecretStr | None = None
+    api_keys: dict[str, SecretStr] = Field(default_factory=dict)
     http_max_header_bytes: int = Field(64 << 10, ge=1024, le=16 * MIB)
     http_header_timeout_s: float = Field(10.0, gt=0, le=3600)
     http_keep_alive_s: int = Field(5, ge=1, le=3600)
@@ -140,6 +146,7 @@ class Settings(BaseSettings):
     jobs_max_request_bytes: int = Field(512 * MIB, ge=1)
     jobs_max_unpacked_bytes: int = Field(1024 * MIB, ge=1)
     jobs_max_storage_bytes: int = Field(10 * 1024 * MIB, ge=1)
+    jobs_max_storage_bytes_per_key: int = Field(2048 * MIB, ge=1)
     jobs_ttl_s: float = Field(7 * 86_400.0, gt=0)
     jobs_chunk: int = Field(256, ge=1)
     jobs_parsing: int = Field(4, ge=1, le=256)

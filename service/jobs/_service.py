@@ -24,6 +24,7 @@ import shutil
 import sqlite3
 import time
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -54,6 +55,7 @@ _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _FLUSH_FILES = 64
 _FLUSH_SECONDS = 0.25
 _PAGE = 1000
+_CODEC = "zlib"  # how new jobs' inputs are stored
 
 
 def _time(ts: float | None) -> datetime | None:
@@ -147,23 +149,34 @@ class JobService:
         )
 
     async def create(
-        self, files: Sequence[Upload], selection: Selection, *, idempotency_key: str | None = None
+        self,
+        files: Sequence[Upload],
+        selection: Selection,
+        *,
+        idempotency_key: str | None = None,
+        owner: str | None = None,
     ) -> tuple[JobStatus, bool]:
-        """Store the files as a new queued job.
+        """Store the files, compressed, as a new queued job.
+
+        Args:
+            owner: The name of the API key that submits it; only that key sees the job.
 
         Returns:
             The job, and whether it is new (``False``: the idempotency key named an existing job).
 
         Raises:
-            StorageFull: the job would pass ``jobs_max_storage_bytes``.
+            StorageFull: the job would pass ``jobs_max_storage_bytes`` or its key's
+                ``jobs_max_storage_bytes_per_key``.
         """
         await self._open(create=True)
         if idempotency_key is not None:
+            idempotency_key = idempotency_key if owner is None else f"{owner}\x00{idempotency_key}"
             existing = await self._db(self.store.find_key, idempotency_key)
             if existing is not None:
                 return self.status(existing), False
         models = [e.ref for e in selection.entries] if selection.alternatives else []
-        size = sum(len(f.data) for f in files)
+        files = await asyncio.to_thread(_compress, files)
+        size = sum(len(f.data) for f in files)  # charged as stored: compressed
         async with self._lock:
             used = await self._db(self.store.storage_bytes)
             limit = self.settings.jobs_max_storage_bytes
@@ -172,6 +185,16 @@ class JobService:
                     f"Stored jobs use {used:,} of {limit:,} bytes and this one needs {size:,}; "
                     "delete finished jobs (DELETE /v1/jobs/{id}) or wait for them to expire."
                 )
+            if owner is not None:
+                mine, quota = (
+                    await self._db(self.store.storage_bytes, owner),
+                    self.settings.jobs_max_storage_bytes_per_key,
+                )
+                if mine + size > quota:
+                    raise StorageFull(
+                        f"The jobs of API key {owner!r} use {mine:,} of its {quota:,} bytes and this one needs "
+                        f"{size:,}; delete finished jobs (DELETE /v1/jobs/{{id}}) or wait for them to expire."
+                    )
             job_id = uuid.uuid4().hex
             folder = self.jobs_dir / job_id
             rows = await asyncio.to_thread(write_inputs, folder / "inputs.bin", files)
@@ -185,6 +208,8 @@ class JobService:
                     inputs=rows,
                     input_bytes=size,
                     idempotency_key=idempotency_key,
+                    owner=owner,
+                    input_codec=_CODEC,
                 )
             except sqlite3.IntegrityError:  # the same key, submitted twice at once
                 await asyncio.to_thread(shutil.rmtree, folder, True)
@@ -194,37 +219,39 @@ class JobService:
                 return self.status(existing), False
         log.info("job %s queued: %d files, %d bytes", job_id, len(rows), size)
         self._wake.set()
-        return await self.get(job_id), True
+        return await self.get(job_id, owner), True
 
-    async def _row(self, job_id: str) -> JobRow:
+    async def _row(self, job_id: str, owner: str | None = None) -> JobRow:
+        """The job; with ``owner`` (API keys on), only when that key created it."""
         row = None
         if _ID_RE.match(job_id) and await self._open(create=False):
             row = await self._db(self.store.get, job_id)
-        if row is None:
+        if row is None or (owner is not None and row.owner != owner):
             raise JobNotFound(f"No job {job_id!r}: it never existed, was deleted, or expired.")
         return row
 
-    async def get(self, job_id: str) -> JobStatus:
-        """Raises: JobNotFound."""
-        return self.status(await self._row(job_id))
+    async def get(self, job_id: str, owner: str | None = None) -> JobStatus:
+        """Raises: JobNotFound (also for another key's job)."""
+        return self.status(await self._row(job_id, owner))
 
-    async def recent(self, limit: int) -> list[JobStatus]:
+    async def recent(self, limit: int, owner: str | None = None) -> list[JobStatus]:
+        """The newest jobs (only ``owner``'s when given)."""
         if not await self._open(create=False):
             return []
-        return [self.status(r) for r in await self._db(self.store.recent, limit)]
+        return [self.status(r) for r in await self._db(self.store.recent, limit, owner)]
 
-    async def delete(self, job_id: str) -> JobStatus:
+    async def delete(self, job_id: str, owner: str | None = None) -> JobStatus:
         """Cancel the job if it has not finished, then delete it with its inputs and results.
 
         Returns:
             Its last status (``cancelled`` when it had not finished).
         """
         async with self._lock:
-            row = await self._row(job_id)
+            row = await self._row(job_id, owner)
             if self._current is not None and self._current[0] == job_id:
                 self._current[1].cancel()
                 await asyncio.wait([self._current[1]])
-            row = await self._row(job_id)
+            row = await self._row(job_id, owner)
             await self._remove(job_id)
         status = self.status(row)
         if status.state not in FINISHED:
@@ -237,14 +264,20 @@ class JobService:
         await asyncio.to_thread(shutil.rmtree, self.jobs_dir / job_id, True)
 
     async def results(
-        self, job_id: str, fmt: Literal["csv", "ndjson"], *, offset: int = 0, header: bool = True
+        self,
+        job_id: str,
+        fmt: Literal["csv", "ndjson"],
+        *,
+        offset: int = 0,
+        header: bool = True,
+        owner: str | None = None,
     ) -> tuple[JobStatus, AsyncIterator[str]]:
         """The job's results so far, from row ``offset``, streamed a page at a time.
 
         Raises:
             JobNotFound.
         """
-        row = await self._row(job_id)
+        row = await self._row(job_id, owner)
 
         async def pages() -> AsyncIterator[str]:
             position = offset
@@ -334,7 +367,7 @@ class JobService:
             return
         with fh:
             while pending := await self._db(self.store.pending, row.id, self.settings.jobs_chunk):
-                files = await asyncio.to_thread(_read_files, fh, pending)
+                files = await asyncio.to_thread(_read_files, fh, pending, row.input_codec, self.settings.max_file_bytes)
                 await self._run_chunk(row.id, engine, selection, pending, files)
         await self._db(self.store.finish, row.id, "done", time.time())
         log.info("job %s done", row.id)
@@ -369,8 +402,18 @@ class JobService:
             await asyncio.shield(flush())
 
 
-def _read_files(fh: IO[bytes], pending: Sequence[InputRow]) -> list[Upload]:
-    """The pending files' bytes from the job's ``inputs.bin`` (or the error found on upload)."""
+def _compress(files: Sequence[Upload]) -> list[Upload]:
+    """Each file's bytes as stored in ``inputs.bin`` (zlib, level 1: CIFs shrink 3-5 times, fast)."""
+    return [f if f.error is not None else Upload(f.filename, zlib.compress(f.data, 1)) for f in files]
+
+
+def _read_files(fh: IO[bytes], pending: Sequence[InputRow], codec: str, max_bytes: int) -> list[Upload]:
+    """The pending files' bytes from the job's ``inputs.bin`` (or the error found on upload).
+
+    Args:
+        codec: ``raw`` (jobs stored before compression) or ``zlib``.
+        max_bytes: Most bytes a stored file may decompress to (it was checked on upload).
+    """
     files = []
     for inp in pending:
         if inp.error_code is not None:
@@ -378,5 +421,12 @@ def _read_files(fh: IO[bytes], pending: Sequence[InputRow]) -> list[Upload]:
             files.append(Upload(inp.filename, error=error))
             continue
         fh.seek(inp.offset)
-        files.append(Upload(inp.filename, fh.read(inp.length)))
+        data = fh.read(inp.length)
+        if codec == _CODEC:
+            try:
+                data = zlib.decompressobj().decompress(data, max_bytes + 1)
+            except zlib.error:
+                files.append(Upload(inp.filename, error=InputsMissing("The stored file is damaged.")))
+                continue
+        files.append(Upload(inp.filename, data))
     return files

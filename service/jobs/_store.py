@@ -79,8 +79,10 @@ CREATE INDEX IF NOT EXISTS results_by_job ON results(job_id, seq);
 
 _JOB_COLUMNS = (
     "id, state, created, started, finished, total, done, n_ok, n_failed, models, properties, "
-    "input_bytes, result_bytes, error_code, error_detail"
+    "input_bytes, result_bytes, error_code, error_detail, owner, input_codec"
 )
+#: Columns added after the first release, with their definitions (added to older databases on open).
+_ADDED_COLUMNS = {"owner": "TEXT", "input_codec": "TEXT NOT NULL DEFAULT 'raw'"}
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ class JobRow:
     result_bytes: int
     error_code: str | None
     error_detail: str | None
+    owner: str | None = None
+    input_codec: str = "raw"
 
     @classmethod
     def from_sql(cls, row: Sequence[object]) -> JobRow:
@@ -185,6 +189,10 @@ class JobStore:
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(_SCHEMA)
+        present = {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
+        for column, definition in _ADDED_COLUMNS.items():
+            if column not in present:
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {definition}")
         self._db = db
 
     @property
@@ -218,12 +226,20 @@ class JobStore:
         inputs: Sequence[InputRow],
         input_bytes: int,
         idempotency_key: str | None,
+        owner: str | None = None,
+        input_codec: str = "raw",
     ) -> None:
-        """Insert a queued job and its inputs in one transaction."""
+        """Insert a queued job and its inputs in one transaction.
+
+        Args:
+            input_bytes: Bytes its inputs take on disk (what is charged to the storage budget).
+            owner: The API key name that created it (``None`` without keys).
+            input_codec: How each input is stored in ``inputs.bin``: ``raw`` or ``zlib``.
+        """
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO jobs (id, state, created, total, models, properties, input_bytes, idempotency_key) "
-                "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (id, state, created, total, models, properties, input_bytes, idempotency_key, "
+                "owner, input_codec) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     created,
@@ -232,6 +248,8 @@ class JobStore:
                     json.dumps(properties),
                     input_bytes,
                     idempotency_key,
+                    owner,
+                    input_codec,
                 ),
             )
             db.executemany(
@@ -249,8 +267,12 @@ class JobStore:
         found = row.fetchone()
         return JobRow.from_sql(found) if found else None
 
-    def recent(self, limit: int) -> list[JobRow]:
-        rows = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY created DESC LIMIT ?", (limit,))
+    def recent(self, limit: int, owner: str | None = None) -> list[JobRow]:
+        """The newest jobs (of ``owner`` when given)."""
+        rows = self.db.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE ? IS NULL OR owner = ? ORDER BY created DESC LIMIT ?",
+            (owner, owner, limit),
+        )
         return [JobRow.from_sql(r) for r in rows]
 
     def next_runnable(self) -> JobRow | None:
@@ -289,9 +311,12 @@ class JobStore:
     def job_ids(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT id FROM jobs")}
 
-    def storage_bytes(self) -> int:
-        """Bytes the stored jobs use: their inputs and their results."""
-        row = self.db.execute("SELECT COALESCE(SUM(input_bytes + result_bytes), 0) FROM jobs").fetchone()
+    def storage_bytes(self, owner: str | None = None) -> int:
+        """Bytes the stored jobs (of ``owner`` when given) use: their inputs as stored, and their results."""
+        row = self.db.execute(
+            "SELECT COALESCE(SUM(input_bytes + result_bytes), 0) FROM jobs WHERE ? IS NULL OR owner = ?",
+            (owner, owner),
+        ).fetchone()
         return int(row[0])
 
     # -- inputs and results ---------------------------------------------------------------

@@ -168,3 +168,28 @@ def test_disconnect_stops_the_parse(serve, slow_cif: str, cifs: dict[str, str]) 
 def live_pool(live: object):  # noqa: ANN201 - the engine's interactive ParsePool
     app = live._server.config.app  # type: ignore[attr-defined]
     return app.state.service.engine._pools[False]
+
+
+def test_deleting_a_job_stops_its_parse(
+    live_server_factory: Callable[..., object], models_dir: Path, tmp_path: Path, slow_cif: str, cifs: dict[str, str]
+) -> None:
+    settings = Settings(
+        models_dir=models_dir, parse_workers=1, data_dir=tmp_path, parse_timeout_s=600, max_atoms=30_000
+    )
+    live = live_server_factory(settings)
+    engine = live._server.config.app.state.service.engine  # type: ignore[attr-defined]
+    with live.client() as client:
+        job = client.post("/v1/jobs", files=[("files", ("slow.cif", slow_cif))]).json()
+        deadline = time.monotonic() + 60
+        while not (True in engine._pools and client.get(f"/v1/jobs/{job['id']}").json()["state"] == "running"):
+            assert time.monotonic() < deadline, "the job did not start"
+            time.sleep(0.1)
+        time.sleep(2.0)  # the bulk worker starts and takes the file
+        busy_pid = engine._pools[True].pids()[0]
+        start = time.monotonic()
+        assert client.delete(f"/v1/jobs/{job['id']}").json()["state"] == "cancelled"
+        assert time.monotonic() - start < 10
+        while psutil.pid_exists(busy_pid) and psutil.Process(busy_pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() - start < 10, "the job's parse worker still runs after the job was deleted"
+            time.sleep(0.1)
+        assert_nacl_prompt(client, cifs["nacl"])
