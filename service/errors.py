@@ -204,13 +204,27 @@ def to_service_error(exc: BaseException) -> ServiceError:
     return InternalError("The server met an unexpected error; it has been logged.")
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path (Starlette names only the first matching route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and route_methods and regex.match(request.url.path):
+            methods |= set(route_methods)
+    return ", ".join(sorted(methods))
+
+
 async def _handle(request: Request, exc: Exception) -> JSONResponse:
     error = to_service_error(exc)
     if not isinstance(exc, ServiceError | StarletteHTTPException | RequestValidationError | ClientDisconnect):
         log.error("%s %s -> unexpected %s: %s", request.method, request.url.path, type(exc).__name__, exc, exc_info=exc)
     elif error.status >= 500 and error.status != 503:
         log.error("%s %s -> %s: %s", request.method, request.url.path, error.code, error.detail)
-    headers = {"WWW-Authenticate": "ApiKey"} if error.status == 401 else None
+    headers = {"WWW-Authenticate": "ApiKey"} if error.status == 401 else {}
+    if isinstance(exc, StarletteHTTPException) and exc.headers:
+        headers.update(exc.headers)
+    if error.status == 405:
+        headers["Allow"] = _allowed_methods(request)
     return JSONResponse(
         error.problem(instance=request.url.path), status_code=error.status, media_type=PROBLEM_JSON, headers=headers
     )

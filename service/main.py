@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from .api import api_router
+from .api.openapi import install_problem_responses
 from .disconnect import CancelOnDisconnectMiddleware
 from .errors import install_error_handler
 from .jobs import InteractiveTrafficMiddleware, JobService
@@ -58,4 +59,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(CancelOnDisconnectMiddleware)  # outermost: cancels everything inside
     app.include_router(api_router)
+    install_problem_responses(app)
     return app

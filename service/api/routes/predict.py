@@ -26,8 +26,11 @@ _SINGLE_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                }
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "contentMediaType": "chemical/x-cif"}
+                    },
+                },
+                "encoding": {"file": {"contentType": "chemical/x-cif, text/plain, application/octet-stream"}},
             },
             "application/json": {"schema": PredictRequest.model_json_schema()},
             "chemical/x-cif": {"schema": _CIF_SCHEMA},
@@ -44,7 +47,7 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
         413: "file_too_large, request_too_large, too_many_files",
         415: "unsupported_media_type",
         422: "invalid_cif, disordered_structure, unsupported_element, isolated_atom, overlapping_atoms, "
-        "empty_structure, too_many_atoms, invalid_request",
+        "empty_structure, too_many_atoms, parse_timeout, parse_memory_exceeded, parser_crashed, invalid_request",
         503: "not_ready",
     }.items()
 }
