@@ -7,7 +7,7 @@ import logging
 
 import uvicorn
 
-from .server import server_options
+from .server import raise_fd_limit, server_options
 from .settings import get_settings
 
 
@@ -18,6 +18,7 @@ def main() -> None:
     parser.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise_fd_limit()
     # One process: the parse pool and the micro-batching inference worker live inside it.
     uvicorn.run(
         "service.main:create_app",

@@ -134,8 +134,12 @@ class _Worker:
         return self.process.is_alive()
 
     def kill(self) -> None:
+        """End the process; a thread waiting in :meth:`exchange` then sees EOF and returns."""
         with contextlib.suppress(OSError, ValueError):
             self.process.kill()
+
+    def close(self) -> None:
+        """Close this end of the pipe (only once no thread is waiting on it)."""
         with contextlib.suppress(OSError):
             self.conn.close()
 
@@ -187,9 +191,10 @@ class ParsePool:
         return worker
 
     def _replace(self, worker: _Worker) -> None:
-        """Kill a worker and, unless the pool is closing, put a new one in its place."""
+        """Kill a worker whose pipe nobody waits on and, unless the pool is closing, start a new one."""
         worker.kill()
         worker.join(1.0)
+        worker.close()
         self._all.discard(worker)
         if not self._closed:
             self._idle.put_nowait(self._spawn())
@@ -231,9 +236,10 @@ class ParsePool:
             outcome = await asyncio.wait_for(asyncio.shield(future), self.grace_s)
         except TimeoutError:
             log.info("a cancelled parse was still running after %.1f s: its worker is stopped", self.grace_s)
-            self._replace(worker)
+            worker.kill()
             with contextlib.suppress(Exception):
                 await future  # the thread ends as soon as the process is gone
+            self._replace(worker)
             return
         self._release(worker, outcome)
 
@@ -254,6 +260,7 @@ class ParsePool:
             await asyncio.to_thread(worker.join, max(0.0, deadline - time.monotonic()))
             worker.kill()
             worker.join(1.0)
+            worker.close()
         self._all.clear()
         self._threads.shutdown(wait=False, cancel_futures=True)
 

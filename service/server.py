@@ -11,19 +11,24 @@ process ran out of file descriptors. The service therefore runs uvicorn with:
   complete request head that long after it opened (or after its previous answer) is closed,
 - the keep-alive timeout (``http_keep_alive_s``) between requests,
 - a concurrency cap (``http_max_connections``, uvicorn's ``limit_concurrency``): past it new
-  requests are answered 503 at once, well before the process's file-descriptor limit.
+  requests are answered 503 at once, well before the process's file-descriptor limit, which
+  :func:`raise_fd_limit` lifts to its hard limit at start-up (often 1,024 soft).
+
+Connections that send nothing still hold a file descriptor until the request-head deadline
+closes them: a client opening thousands per second needs a firewall or proxy in front.
 """
 
 from __future__ import annotations
 
 import asyncio
+import resource
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from .settings import Settings
 
-__all__ = ["server_options", "HeadTimeoutH11Protocol"]
+__all__ = ["server_options", "raise_fd_limit", "HeadTimeoutH11Protocol"]
 
 
 class HeadTimeoutH11Protocol(H11Protocol):
@@ -64,3 +69,16 @@ def server_options(settings: Settings) -> dict[str, Any]:
         "timeout_keep_alive": settings.http_keep_alive_s,
         "limit_concurrency": settings.http_max_connections,
     }
+
+
+def raise_fd_limit() -> int:
+    """Lift this process's soft limit on open files to its hard limit; returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 65_536)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
