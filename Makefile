@@ -47,7 +47,7 @@ $(DATA_DIR)/labels.csv: $(DATA_ARCHIVE)
 	touch $@
 
 bench: setup data
-	$(PY) -m bench --data $(DATA_DIR)
+	$(PY) -m bench --data $(DATA_DIR) --soak-s 600
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -11,7 +11,7 @@ import importlib
 import time
 from pathlib import Path
 
-SECTIONS = ["graphs", "reader", "training", "service", "onnx", "jobs"]
+SECTIONS = ["graphs", "reader", "training", "service", "onnx", "jobs", "load"]
 
 
 def main() -> None:
@@ -20,6 +20,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, required=True, help="folder with cifs/ and labels.csv")
     parser.add_argument("--models", type=Path, default=Path("models"), help="model repository")
     parser.add_argument("--only", nargs="*", choices=SECTIONS, help="run only these sections")
+    parser.add_argument("--soak-s", type=float, default=0.0, help="load: soak seconds after the 60 s load (600)")
     args = parser.parse_args()
     for name in args.only or SECTIONS:
         try:

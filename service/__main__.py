@@ -7,6 +7,9 @@ import logging
 
 import uvicorn
 
+from .server import raise_fd_limit, server_options
+from .settings import get_settings
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
@@ -15,9 +18,16 @@ def main() -> None:
     parser.add_argument("--log-level", default="info", help="uvicorn log level (default info)")
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise_fd_limit()
     # One process: the parse pool and the micro-batching inference worker live inside it.
     uvicorn.run(
-        "service.main:create_app", factory=True, host=args.host, port=args.port, log_level=args.log_level, workers=1
+        "service.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        workers=1,
+        **server_options(get_settings()),
     )
 
 

@@ -6,7 +6,11 @@ archive bombs count what is actually decompressed, never the sizes an archive cl
 - at most ``max_files`` members (a cheap upper bound is checked before ``zipfile`` builds its
   member list),
 - at most ``max_file_bytes`` read from one member (more marks that member too large),
-- at most ``max_unpacked_bytes`` decompressed in all, tar headers and skipped members included.
+- at most ``max_unpacked_bytes`` decompressed in all, tar headers and skipped members included;
+  a :class:`Budget` can be shared by every archive of one request, so that eight archives do not
+  get eight budgets,
+- no sparse tar members (GNU or PAX sparse): their holes are produced by ``tarfile`` without
+  being read from the archive, so no count of decompressed bytes could charge them.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import IO, Literal
 
 from .errors import ArchiveInvalid, TooManyFiles
 
-__all__ = ["Member", "archive_kind", "unpack"]
+__all__ = ["Member", "Budget", "archive_kind", "unpack"]
 
 _CHUNK = 1 << 16
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -56,25 +60,31 @@ def _skip(name: str) -> bool:
     return name.startswith("__MACOSX/") or base.startswith("._") or base == ".DS_Store"
 
 
-class _Budget:
-    """Counts decompressed bytes across an archive; refuses past the cap."""
+class Budget:
+    """Counts decompressed bytes across the archives of one request; refuses past the cap."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
 
     def take(self, n: int) -> None:
+        """Charge ``n`` decompressed bytes.
+
+        Raises:
+            ArchiveInvalid: the budget is spent.
+        """
         self.used += n
         if self.used > self.limit:
             raise ArchiveInvalid(
-                f"The archive unpacks to more than {self.limit:,} bytes, the limit; refusing it (archive bomb guard)."
+                f"The upload unpacks to more than {self.limit:,} bytes, the limit per request (all its archives "
+                "together); refusing it (archive bomb guard)."
             )
 
 
 class _CappedReader(io.RawIOBase):
-    """A read-only stream that charges every byte it returns to a :class:`_Budget`."""
+    """A read-only stream that charges every byte it returns to a :class:`Budget`."""
 
-    def __init__(self, inner: IO[bytes], budget: _Budget) -> None:
+    def __init__(self, inner: IO[bytes], budget: Budget) -> None:
         self.inner = inner
         self.budget = budget
 
@@ -87,7 +97,7 @@ class _CappedReader(io.RawIOBase):
         return data
 
 
-def _read_member(fh: IO[bytes], max_bytes: int, budget: _Budget) -> bytes | None:
+def _read_member(fh: IO[bytes], max_bytes: int, budget: Budget) -> bytes | None:
     """Up to ``max_bytes`` of a member; ``None`` once it proves larger."""
     buf = bytearray()
     while True:
@@ -100,7 +110,7 @@ def _read_member(fh: IO[bytes], max_bytes: int, budget: _Budget) -> bytes | None
             return None
 
 
-def _unpack_zip(data: bytes, max_file_bytes: int, max_files: int, budget: _Budget) -> list[Member]:
+def _unpack_zip(data: bytes, max_file_bytes: int, max_files: int, budget: Budget) -> list[Member]:
     # Each member has a central-directory record starting with this signature: an upper bound
     # on the member count, checked before zipfile allocates one ZipInfo per record.
     if data.count(b"PK\x01\x02") > 2 * max_files + 16:
@@ -127,7 +137,7 @@ def _unpack_zip(data: bytes, max_file_bytes: int, max_files: int, budget: _Budge
     return members
 
 
-def _unpack_tar(data: bytes, max_file_bytes: int, max_files: int, budget: _Budget) -> list[Member]:
+def _unpack_tar(data: bytes, max_file_bytes: int, max_files: int, budget: Budget) -> list[Member]:
     raw: IO[bytes] = io.BytesIO(data)
     if data.startswith(_GZIP_MAGIC):
         raw = gzip.GzipFile(fileobj=raw, mode="rb")
@@ -138,6 +148,10 @@ def _unpack_tar(data: bytes, max_file_bytes: int, max_files: int, budget: _Budge
         # charged) through the capped reader.
         with tarfile.open(fileobj=_CappedReader(raw, budget), mode="r|") as archive:
             for info in archive:
+                if info.issparse():
+                    raise ArchiveInvalid(
+                        f"Member {info.name!r} is a sparse file; send an archive of ordinary files (tar without -S)."
+                    )
                 if not info.isfile() or _skip(info.name):
                     continue
                 count += 1
@@ -155,17 +169,35 @@ def _unpack_tar(data: bytes, max_file_bytes: int, max_files: int, budget: _Budge
     return members
 
 
-def unpack(filename: str, data: bytes, *, max_file_bytes: int, max_files: int, max_unpacked_bytes: int) -> list[Member]:
+def unpack(
+    filename: str,
+    data: bytes,
+    *,
+    max_file_bytes: int,
+    max_files: int,
+    max_unpacked_bytes: int,
+    budget: Budget | None = None,
+) -> list[Member]:
     """The regular files of an archive, in archive order.
 
     Directories, links and macOS metadata (``__MACOSX/``, ``._*``) are skipped.
 
+    Args:
+        filename: The archive's name (its kind is also read from its first bytes).
+        data: The archive's bytes.
+        max_file_bytes: Largest member kept; a larger one is listed with ``data=None``.
+        max_files: Most members.
+        max_unpacked_bytes: The budget when ``budget`` is not given.
+        budget: The request's budget of decompressed bytes, shared with its other archives;
+            by default a new one of ``max_unpacked_bytes``.
+
     Raises:
-        ArchiveInvalid: not a readable archive, encrypted, or over ``max_unpacked_bytes``.
+        ArchiveInvalid: not a readable archive, encrypted, holding a sparse member, or over
+            the budget.
         TooManyFiles: more than ``max_files`` members.
     """
     kind = archive_kind(filename, data)
-    budget = _Budget(max_unpacked_bytes)
+    budget = budget if budget is not None else Budget(max_unpacked_bytes)
     if kind == "zip":
         return _unpack_zip(data, max_file_bytes, max_files, budget)
     if kind == "tar":

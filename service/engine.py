@@ -3,10 +3,13 @@
 Parsing and graph building run in a pool of worker processes, off the event loop (pymatgen holds
 the GIL); batch jobs' files (``bulk``) go to a second pool, started on first use, whose workers
 run at a lower CPU priority (``bulk_nice``), so that the operating system itself gives the CPU
-to interactive requests first. Each structure then goes to the inference worker of its models'
-device, which batches concurrent structures together. A structure gets the same answer alone or
-in a batch (checked at warm-up; the README says how far per device). The engine knows no HTTP:
-routes hand it uploads and a model selection and get schemas back.
+to interactive requests first. Every file has a deadline (``parse_timeout_s``) and each worker a
+memory cap (``parse_max_memory_bytes``), both enforced by :class:`~service.parse_pool.ParsePool`,
+which also stops the parse of a file whose request went away (its coroutine was cancelled).
+Each structure then goes to the inference worker of its models' device, which batches
+concurrent structures together. A structure gets the same answer alone or in a batch (checked at
+warm-up; the README says how far per device). The engine knows no HTTP: routes hand it uploads
+and a model selection and get schemas back.
 """
 
 from __future__ import annotations
@@ -15,20 +18,26 @@ import asyncio
 import contextlib
 import logging
 import math
-import multiprocessing
 import time
 from collections.abc import AsyncIterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractAsyncContextManager
 
 from crystalgraph import GraphConfig
 
 from .batching import InferenceWorker
 from .catalog import provenance
-from .errors import InferenceFailed, InternalError, InvalidStructure, ServiceError, TooManyAtoms
+from .errors import (
+    InferenceFailed,
+    InternalError,
+    InvalidStructure,
+    ParseMemoryExceeded,
+    ParseTimeout,
+    ServiceError,
+    TooManyAtoms,
+)
 from .featurize import Featurized, featurize, init_worker
 from .metrics import Metrics
+from .parse_pool import ParsePool
 from .registry import ModelEntry, Selection
 from .schemas import BatchError, BatchItem, BatchResponse, BatchResult, Notice, Prediction, PredictResponse
 from .settings import Settings
@@ -54,23 +63,23 @@ class Engine:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
-        self._pools: dict[bool, ProcessPoolExecutor] = {}  # bulk -> pool
+        self._pools: dict[bool, ParsePool] = {}  # bulk -> pool
         self._running = False
         self._workers: dict[str, InferenceWorker] = {}
         self._parsing = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def _new_pool(self, bulk: bool) -> ProcessPoolExecutor:
-        # spawn, not fork: the server process has threads (event loop, inference, torch).
-        return ProcessPoolExecutor(
-            max_workers=self.settings.parse_workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=init_worker,
-            initargs=(1, self.settings.bulk_nice if bulk else 0),
+    def _new_pool(self, bulk: bool) -> ParsePool:
+        return ParsePool(
+            self.settings.parse_workers,
+            init_worker,
+            (1, self.settings.bulk_nice if bulk else 0),
+            timeout_s=self.settings.parse_timeout_s,
+            memory_bytes=self.settings.parse_max_memory_bytes,
         )
 
-    def _pool(self, bulk: bool) -> ProcessPoolExecutor:
+    def _pool(self, bulk: bool) -> ParsePool:
         if not self._running:
             raise InternalError("The parse pool is not running.")
         pool = self._pools.get(bulk)
@@ -102,7 +111,7 @@ class Engine:
         self._workers.clear()
         self._running = False
         for pool in self._pools.values():
-            pool.shutdown(wait=True, cancel_futures=True)
+            await pool.close()
         self._pools.clear()
 
     def worker(self, entry: ModelEntry) -> InferenceWorker:
@@ -110,12 +119,6 @@ class Engine:
         return self._workers[entry.predictor.device]
 
     # -- parsing ---------------------------------------------------------------------------
-
-    def _replace_pool(self, broken: ProcessPoolExecutor, bulk: bool) -> None:
-        if self._pools.get(bulk) is broken:
-            log.error("a parse worker died; starting a new pool")
-            self._pools[bulk] = self._new_pool(bulk)
-            broken.shutdown(wait=False, cancel_futures=True)
 
     async def featurize_all(self, files: Sequence[bytes], configs: Sequence[GraphConfig]) -> list[list[Featurized]]:
         """:meth:`featurize` for several files at once (in file order)."""
@@ -136,25 +139,56 @@ class Engine:
             bulk: A batch job's file, parsed in the lower-priority pool.
             filename: Helps the reader find the file's format.
             strict: Reader warnings become errors; ``None``: the ``strict`` setting.
+
+        Raises:
+            ParseTimeout: the file took longer than ``parse_timeout_s``.
+            ParseMemoryExceeded: the file needed more memory than a worker may use.
+            InvalidStructure: ``parser_crashed``, the worker died on this file twice.
         """
         strict = self.settings.strict if strict is None else strict
         self._parsing += 1
         start = time.perf_counter()
         try:
             for _ in range(2):
-                pool = self._pool(bulk)
-                try:
-                    future = pool.submit(featurize, data, tuple(configs), self.settings.max_atoms, filename, strict)
-                    return await asyncio.wrap_future(future)
-                except BrokenProcessPool:
-                    self._replace_pool(pool, bulk)
-                except RuntimeError:  # submitted to a pool another request just replaced
-                    if pool is self._pools.get(bulk):
-                        raise
-            raise InternalError("The parser process crashed on this file.")
+                outcome = await self._pool(bulk).run(
+                    featurize, data, tuple(configs), self.settings.max_atoms, filename, strict
+                )
+                if outcome.status == "ok":
+                    feats: list[Featurized] = outcome.value
+                    return self._memory_errors(feats) if outcome.heavy else feats
+                if outcome.status == "timed_out":
+                    raise ParseTimeout(
+                        f"Reading this file took more than {self.settings.parse_timeout_s:g} s, the limit per file; "
+                        "it was stopped."
+                    )
+                if outcome.status == "error":
+                    if outcome.heavy:
+                        raise self._memory_error()
+                    raise InternalError(f"The parser failed on this file: {outcome.value}")
+            raise InvalidStructure(
+                "The parser process died twice on this file (a crash in the CIF reader, or the operating "
+                "system stopped it); it was not read.",
+                code="parser_crashed",
+            )
         finally:
             self._parsing -= 1
             self.metrics.parse_seconds.observe(time.perf_counter() - start)
+
+    def _memory_error(self) -> ParseMemoryExceeded:
+        limit = self.settings.parse_max_memory_bytes
+        return ParseMemoryExceeded(
+            f"Reading this file needed more than {limit // 2**20:,} MiB of memory, the limit per file; it was stopped."
+        )
+
+    def _memory_errors(self, feats: list[Featurized]) -> list[Featurized]:
+        """Blocks that failed in a worker that came near its memory cap failed for want of memory."""
+        error = self._memory_error()
+        return [
+            Featurized(block=f.block, structure=f.structure, error=(error.code, error.detail))
+            if f.error is not None
+            else f
+            for f in feats
+        ]
 
     # -- prediction ------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from crystalgraph import StructureError
 
@@ -23,16 +24,21 @@ __all__ = [
     "InvalidRequest",
     "UnsupportedMediaType",
     "Unauthorized",
+    "HostNotAllowed",
+    "OriginNotAllowed",
     "NotFound",
     "ModelNotFound",
     "ModelNotReady",
     "InvalidStructure",
     "TooManyAtoms",
+    "ParseTimeout",
+    "ParseMemoryExceeded",
     "PayloadTooLarge",
     "FileTooLarge",
     "RequestTooLarge",
     "TooManyFiles",
     "ArchiveInvalid",
+    "ClientDisconnected",
     "InferenceFailed",
     "InternalError",
     "to_service_error",
@@ -87,6 +93,18 @@ class Unauthorized(ServiceError):
     status, code, title = 401, "unauthorized", "Missing or wrong API key"
 
 
+class HostNotAllowed(ServiceError):
+    """The ``Host`` header names a host this service does not answer for (DNS rebinding guard)."""
+
+    status, code, title = 400, "host_not_allowed", "Host not allowed"
+
+
+class OriginNotAllowed(ServiceError):
+    """A state-changing request sent by a page of another site (cross-site request guard)."""
+
+    status, code, title = 403, "origin_not_allowed", "Cross-site request refused"
+
+
 class NotFound(ServiceError):
     status, code, title = 404, "not_found", "Not found"
 
@@ -113,6 +131,18 @@ class TooManyAtoms(InvalidStructure):
     code = "too_many_atoms"
 
 
+class ParseTimeout(InvalidStructure):
+    """The file took longer than ``parse_timeout_s`` to parse; its worker was stopped."""
+
+    code = "parse_timeout"
+
+
+class ParseMemoryExceeded(InvalidStructure):
+    """Parsing the file needed more memory than a parse worker may use (``parse_max_memory_bytes``)."""
+
+    code = "parse_memory_exceeded"
+
+
 class PayloadTooLarge(ServiceError):
     status, code, title = 413, "request_too_large", "Content too large"
 
@@ -131,6 +161,12 @@ class TooManyFiles(PayloadTooLarge):
 
 class ArchiveInvalid(ServiceError):
     status, code, title = 400, "archive_invalid", "Archive cannot be unpacked"
+
+
+class ClientDisconnected(ServiceError):
+    """The client closed the connection before its request body was read (nobody reads the answer)."""
+
+    status, code, title = 400, "client_disconnected", "Client disconnected"
 
 
 class InferenceFailed(ServiceError):
@@ -157,6 +193,8 @@ def to_service_error(exc: BaseException) -> ServiceError:
         return InvalidStructure.from_structure_error(exc)
     if isinstance(exc, RequestValidationError):
         return InvalidRequest(_validation_detail(exc))
+    if isinstance(exc, ClientDisconnect):
+        return ClientDisconnected("The client closed the connection while sending its request.")
     if isinstance(exc, StarletteHTTPException):
         if exc.status_code == 404:
             return NotFound("No such resource.")
@@ -166,13 +204,27 @@ def to_service_error(exc: BaseException) -> ServiceError:
     return InternalError("The server met an unexpected error; it has been logged.")
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path (Starlette names only the first matching route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        regex, route_methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and route_methods and regex.match(request.url.path):
+            methods |= set(route_methods)
+    return ", ".join(sorted(methods))
+
+
 async def _handle(request: Request, exc: Exception) -> JSONResponse:
     error = to_service_error(exc)
-    if not isinstance(exc, ServiceError | StarletteHTTPException | RequestValidationError):
+    if not isinstance(exc, ServiceError | StarletteHTTPException | RequestValidationError | ClientDisconnect):
         log.error("%s %s -> unexpected %s: %s", request.method, request.url.path, type(exc).__name__, exc, exc_info=exc)
     elif error.status >= 500 and error.status != 503:
         log.error("%s %s -> %s: %s", request.method, request.url.path, error.code, error.detail)
-    headers = {"WWW-Authenticate": "ApiKey"} if error.status == 401 else None
+    headers = {"WWW-Authenticate": "ApiKey"} if error.status == 401 else {}
+    if isinstance(exc, StarletteHTTPException) and exc.headers:
+        headers.update(exc.headers)
+    if error.status == 405:
+        headers["Allow"] = _allowed_methods(request)
     return JSONResponse(
         error.problem(instance=request.url.path), status_code=error.status, media_type=PROBLEM_JSON, headers=headers
     )

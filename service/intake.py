@@ -13,7 +13,7 @@ from typing import Literal
 
 from starlette.requests import Request
 
-from .archives import archive_kind, unpack
+from .archives import Budget, archive_kind, unpack
 from .errors import InvalidRequest, RequestTooLarge, TooManyFiles, UnsupportedMediaType
 from .schemas import PredictRequest
 from .uploads import DRAIN, Upload, UploadLimits, check_length, read_body, read_multipart
@@ -116,7 +116,7 @@ def expand(uploads: list[Upload], limits: UploadLimits) -> list[Upload]:
         ArchiveInvalid: an archive that cannot be read, or the archives unpack past the budget.
     """
     out: list[Upload] = []
-    unpacked = 0
+    budget = Budget(limits.max_unpacked_bytes)  # one for the whole request, charged on bytes produced
     for upload in uploads:
         kind = archive_kind(upload.filename, upload.data) if upload.error is None else None
         if kind is None:
@@ -130,13 +130,13 @@ def expand(uploads: list[Upload], limits: UploadLimits) -> list[Upload]:
                 upload.data,
                 max_file_bytes=limits.max_file_bytes,
                 max_files=limits.max_files,
-                max_unpacked_bytes=limits.max_unpacked_bytes - unpacked,
+                max_unpacked_bytes=limits.max_unpacked_bytes,
+                budget=budget,
             )
             for member in members:
                 if member.data is None:
                     out.append(Upload(member.name, error=limits.file_too_large(member.name)))
                 else:
-                    unpacked += len(member.data)
                     out.append(Upload(member.name, member.data))
         if len(out) > limits.max_files:
             raise TooManyFiles(f"The {limits.per} holds more than {limits.max_files:,} files, the limit.")

@@ -9,9 +9,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from .api import api_router
+from .api.openapi import install_problem_responses
+from .disconnect import CancelOnDisconnectMiddleware
 from .errors import install_error_handler
 from .jobs import InteractiveTrafficMiddleware, JobService
 from .metrics import Metrics, MetricsMiddleware
+from .security import WebSecurityMiddleware
 from .settings import Settings, get_settings
 from .state import ServiceState
 
@@ -37,8 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.check()
+        jobs.start()  # first: a second owner of the data folder is refused before anything starts
         state.start()
-        jobs.start()
         try:
             yield
         finally:
@@ -51,5 +54,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handler(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(InteractiveTrafficMiddleware, traffic=jobs.traffic)
+    app.add_middleware(
+        WebSecurityMiddleware, allowed_hosts=settings.allowed_hosts, allowed_origins=settings.allowed_origins
+    )
+    app.add_middleware(CancelOnDisconnectMiddleware)  # outermost: cancels everything inside
     app.include_router(api_router)
+    install_problem_responses(app)
     return app

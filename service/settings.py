@@ -72,20 +72,42 @@ class Settings(BaseSettings):
             (``composition_mismatch``, ``symmetry_fallback``, ``sites_dropped``...) instead of
             answering with the warnings; the ``strict`` query parameter overrides it per request.
             Batch jobs follow this setting.
+        parse_timeout_s: Longest one file may take in a parse worker (parsing and graph building,
+            every data block); past it the worker is killed and replaced and the file fails with
+            ``parse_timeout``.
+        parse_max_memory_bytes: Address space a parse worker may add to its size after start-up
+            (``RLIMIT_AS``); a file that needs more fails with ``parse_memory_exceeded`` and the
+            machine keeps its memory (0: no cap).
         max_file_bytes: Largest CIF accepted, also per archive member.
         max_files: Most files per batch request, archive members included.
         max_request_bytes: Largest batch request body.
         max_unpacked_bytes: Most bytes an archive may unpack to (zip-bomb guard).
         api_key: When set, ``/v1/*`` requires the header ``X-API-Key``; health endpoints and
             ``/metrics`` stay open.
+        api_keys: Named keys, ``{"alice": "<key>", ...}``, accepted like ``api_key`` (whose name is
+            ``default``); each key sees and deletes only the jobs it created, and its jobs have
+            their own storage quota (``jobs_max_storage_bytes_per_key``).
+        http_max_header_bytes: Longest request line plus headers (the ``h11`` parser's
+            ``max_incomplete_event_size``); longer is answered 400 and the connection closed.
+        http_header_timeout_s: A connection must send a complete request head within this many
+            seconds of opening (or of its previous answer), else it is closed (slow-client guard).
+        http_keep_alive_s: An idle keep-alive connection is closed after this many seconds.
+        http_max_connections: Connections and requests in progress at once (uvicorn's
+            ``limit_concurrency``); past it requests are answered 503 at once.
+        allowed_hosts: Host names the service answers for besides ``localhost``, ``127.0.0.1``,
+            ``::1`` and the address a connection arrived on (DNS rebinding guard); ``["*"]``: any.
+        allowed_origins: Origins of other sites' pages allowed to send state-changing requests
+            (cross-site request guard), e.g. ``["https://lab.example"]``.
         log_level: Python log level of the ``service`` logger.
         data_dir: Where batch jobs are kept: ``jobs.sqlite3`` (metadata and results) and
             ``jobs/<id>/inputs.bin`` (the uploaded CIFs). Created on the first job.
         jobs_max_files: Most CIFs in one job, archive members included.
         jobs_max_request_bytes: Largest ``POST /v1/jobs`` body (held in memory while unpacked).
         jobs_max_unpacked_bytes: Most bytes the archives of one job may unpack to.
-        jobs_max_storage_bytes: Most bytes all stored jobs may use (inputs and results);
-            a job that would pass it is refused with ``storage_full``.
+        jobs_max_storage_bytes: Most bytes all stored jobs may use: their inputs as stored
+            (zlib-compressed) and their results; a job that would pass it is refused with
+            ``storage_full``.
+        jobs_max_storage_bytes_per_key: With API keys, most bytes the jobs of one key may use.
         jobs_ttl_s: Seconds a finished job is kept (default 7 days), then deleted.
         jobs_chunk: Files a job reads from disk at a time.
         jobs_parsing: Files of a job in the parse pool at a time (parsed structures go on to
@@ -111,17 +133,27 @@ class Settings(BaseSettings):
     bulk_nice: int = Field(10, ge=0, le=19)
     max_atoms: int = Field(500, ge=1)
     strict: bool = False
+    parse_timeout_s: float = Field(10.0, gt=0, le=3600)
+    parse_max_memory_bytes: int = Field(2048 * MIB, ge=0)
     max_file_bytes: int = Field(2 * MIB, ge=1)
     max_files: int = Field(1000, ge=1)
     max_request_bytes: int = Field(256 * MIB, ge=1)
     max_unpacked_bytes: int = Field(256 * MIB, ge=1)
     api_key: SecretStr | None = None
+    api_keys: dict[str, SecretStr] = Field(default_factory=dict)
+    http_max_header_bytes: int = Field(64 << 10, ge=1024, le=16 * MIB)
+    http_header_timeout_s: float = Field(10.0, gt=0, le=3600)
+    http_keep_alive_s: int = Field(5, ge=1, le=3600)
+    http_max_connections: int = Field(512, ge=1)
+    allowed_hosts: list[str] = Field(default_factory=list)
+    allowed_origins: list[str] = Field(default_factory=list)
     log_level: str = "INFO"
     data_dir: Path = Field(default_factory=_default_data_dir)
     jobs_max_files: int = Field(100_000, ge=1)
     jobs_max_request_bytes: int = Field(512 * MIB, ge=1)
     jobs_max_unpacked_bytes: int = Field(1024 * MIB, ge=1)
     jobs_max_storage_bytes: int = Field(10 * 1024 * MIB, ge=1)
+    jobs_max_storage_bytes_per_key: int = Field(2048 * MIB, ge=1)
     jobs_ttl_s: float = Field(7 * 86_400.0, gt=0)
     jobs_chunk: int = Field(256, ge=1)
     jobs_parsing: int = Field(4, ge=1, le=256)

@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from python_multipart import MultipartParser
-from python_multipart.exceptions import MultipartParseError
+from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import parse_options_header
 from starlette.requests import Request
 
+from .archives import archive_kind
 from .errors import FileTooLarge, InvalidRequest, ServiceError, TooManyFiles
 from .settings import Settings
 
@@ -171,6 +172,8 @@ class _Collector:
             return
         self._buf.extend(data[start:end])
         limit = self.limits.part_bytes if self._is_file else _FIELD_LIMIT
+        if self._is_file and len(self._buf) > limit and archive_kind(self._filename or "", bytes(self._buf[:512])):
+            limit = self.limits.max_request_bytes  # an archive part: its members are held to max_file_bytes
         if len(self._buf) > limit:
             self._too_large = True
             self._buf = bytearray()
@@ -227,6 +230,6 @@ async def read_multipart(
                 raise cap_error
             parser.write(chunk)
         parser.finalize()
-    except MultipartParseError as exc:
+    except FormParserError as exc:  # MultipartParseError, and a boundary over 256 bytes
         raise InvalidRequest(f"The multipart body is malformed: {exc}.") from exc
     return collector.uploads

@@ -6,6 +6,7 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
+from pydantic import SecretStr
 
 from ..engine import Engine
 from ..errors import Unauthorized
@@ -23,6 +24,7 @@ __all__ = [
     "StrictDep",
     "MetricsDep",
     "require_api_key",
+    "OwnerDep",
 ]
 
 
@@ -91,12 +93,40 @@ def get_strict(
 StrictDep = Annotated[bool, Depends(get_strict)]
 
 
+def _key_owner(keys: dict[str, SecretStr], given: str) -> str | None:
+    """The name of the key ``given`` matches (every key compared, in constant time each)."""
+    owner = None
+    for name, key in keys.items():
+        if secrets.compare_digest(given.encode(), key.get_secret_value().encode()):
+            owner = name
+    return owner
+
+
 async def require_api_key(
-    state: StateDep, x_api_key: Annotated[str | None, Header(description="Required when the service has a key.")] = None
+    request: Request,
+    state: StateDep,
+    x_api_key: Annotated[str | None, Header(description="Required when the service has keys.")] = None,
 ) -> None:
-    """Refuse ``/v1`` requests without the right ``X-API-Key`` when ``CRYSTAL_API_KEY`` is set."""
-    expected = state.settings.api_key
-    if expected is None:
+    """Refuse ``/v1`` requests without a right ``X-API-Key`` when keys are set (``CRYSTAL_API_KEY(S)``).
+
+    The key's name (``default`` for ``CRYSTAL_API_KEY``) owns the jobs the request creates.
+    """
+    keys = dict(state.settings.api_keys)
+    if state.settings.api_key is not None:
+        keys["default"] = state.settings.api_key
+    request.state.owner = None
+    if not keys:
         return
-    if x_api_key is None or not secrets.compare_digest(x_api_key.encode(), expected.get_secret_value().encode()):
+    owner = _key_owner(keys, x_api_key) if x_api_key is not None else None
+    if owner is None:
         raise Unauthorized("Send the service's API key in the X-API-Key header.")
+    request.state.owner = owner
+
+
+def get_owner(request: Request) -> str | None:
+    """Who owns the jobs of this request: its API key's name, or ``None`` when keys are off."""
+    owner: str | None = getattr(request.state, "owner", None)
+    return owner
+
+
+OwnerDep = Annotated[str | None, Depends(get_owner)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import NotFound, ServiceError
 
-__all__ = ["JobNotFound", "StorageFull", "InputsMissing"]
+__all__ = ["JobNotFound", "StorageFull", "InputsMissing", "DataDirBusy"]
 
 
 class JobNotFound(NotFound):
@@ -21,3 +21,9 @@ class InputsMissing(ServiceError):
     """A job's uploaded inputs are gone from disk (the job fails; nothing else does)."""
 
     status, code, title = 500, "inputs_missing", "Job inputs are missing"
+
+
+class DataDirBusy(ServiceError):
+    """Another service process owns the data folder (its lock file is held)."""
+
+    status, code, title = 503, "data_dir_busy", "Job storage is owned by another process"

@@ -24,6 +24,7 @@ import shutil
 import sqlite3
 import time
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -38,7 +39,7 @@ from ..schemas import BatchError, Notice
 from ..settings import Settings
 from ..state import ServiceState
 from ..uploads import Upload
-from ._errors import InputsMissing, JobNotFound, StorageFull
+from ._errors import DataDirBusy, InputsMissing, JobNotFound, StorageFull
 from ._export import csv_lines, ndjson_lines
 from ._ingest import write_inputs
 from ._priority import InteractiveTraffic, JobParseGate
@@ -54,6 +55,7 @@ _ID_RE = re.compile(r"^[0-9a-f]{32}$")
 _FLUSH_FILES = 64
 _FLUSH_SECONDS = 0.25
 _PAGE = 1000
+_CODEC = "zlib"  # how new jobs' inputs are stored
 
 
 def _time(ts: float | None) -> datetime | None:
@@ -89,7 +91,13 @@ class JobService:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the runner (call from the running event loop)."""
+        """Start the runner (call from the running event loop).
+
+        Raises:
+            DataDirBusy: the data folder holds a job database and another process owns it.
+        """
+        if self.store.path.exists():
+            self.store.lock()  # refuse to start as a second owner of existing jobs
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobs-db")
         self._task = asyncio.get_running_loop().create_task(self._main(), name="jobs-runner")
 
@@ -143,23 +151,37 @@ class JobService:
         )
 
     async def create(
-        self, files: Sequence[Upload], selection: Selection, *, idempotency_key: str | None = None
+        self,
+        files: Sequence[Upload],
+        selection: Selection,
+        *,
+        idempotency_key: str | None = None,
+        owner: str | None = None,
     ) -> tuple[JobStatus, bool]:
-        """Store the files as a new queued job.
+        """Store the files, compressed, as a new queued job.
+
+        Args:
+            files: The job's files (archives already unpacked; a file refused on upload carries its error).
+            selection: The models the job runs.
+            idempotency_key: A client's key for this submission: the same key returns the same job.
+            owner: The name of the API key that submits it; only that key sees the job.
 
         Returns:
             The job, and whether it is new (``False``: the idempotency key named an existing job).
 
         Raises:
-            StorageFull: the job would pass ``jobs_max_storage_bytes``.
+            StorageFull: the job would pass ``jobs_max_storage_bytes`` or its key's
+                ``jobs_max_storage_bytes_per_key``.
         """
         await self._open(create=True)
         if idempotency_key is not None:
+            idempotency_key = idempotency_key if owner is None else f"{owner}\x00{idempotency_key}"
             existing = await self._db(self.store.find_key, idempotency_key)
             if existing is not None:
                 return self.status(existing), False
         models = [e.ref for e in selection.entries] if selection.alternatives else []
-        size = sum(len(f.data) for f in files)
+        files = await asyncio.to_thread(_compress, files)
+        size = sum(len(f.data) for f in files)  # charged as stored: compressed
         async with self._lock:
             used = await self._db(self.store.storage_bytes)
             limit = self.settings.jobs_max_storage_bytes
@@ -168,6 +190,16 @@ class JobService:
                     f"Stored jobs use {used:,} of {limit:,} bytes and this one needs {size:,}; "
                     "delete finished jobs (DELETE /v1/jobs/{id}) or wait for them to expire."
                 )
+            if owner is not None:
+                mine, quota = (
+                    await self._db(self.store.storage_bytes, owner),
+                    self.settings.jobs_max_storage_bytes_per_key,
+                )
+                if mine + size > quota:
+                    raise StorageFull(
+                        f"The jobs of API key {owner!r} use {mine:,} of its {quota:,} bytes and this one needs "
+                        f"{size:,}; delete finished jobs (DELETE /v1/jobs/{{id}}) or wait for them to expire."
+                    )
             job_id = uuid.uuid4().hex
             folder = self.jobs_dir / job_id
             rows = await asyncio.to_thread(write_inputs, folder / "inputs.bin", files)
@@ -181,6 +213,8 @@ class JobService:
                     inputs=rows,
                     input_bytes=size,
                     idempotency_key=idempotency_key,
+                    owner=owner,
+                    input_codec=_CODEC,
                 )
             except sqlite3.IntegrityError:  # the same key, submitted twice at once
                 await asyncio.to_thread(shutil.rmtree, folder, True)
@@ -190,37 +224,39 @@ class JobService:
                 return self.status(existing), False
         log.info("job %s queued: %d files, %d bytes", job_id, len(rows), size)
         self._wake.set()
-        return await self.get(job_id), True
+        return await self.get(job_id, owner), True
 
-    async def _row(self, job_id: str) -> JobRow:
+    async def _row(self, job_id: str, owner: str | None = None) -> JobRow:
+        """The job; with ``owner`` (API keys on), only when that key created it."""
         row = None
         if _ID_RE.match(job_id) and await self._open(create=False):
             row = await self._db(self.store.get, job_id)
-        if row is None:
+        if row is None or (owner is not None and row.owner != owner):
             raise JobNotFound(f"No job {job_id!r}: it never existed, was deleted, or expired.")
         return row
 
-    async def get(self, job_id: str) -> JobStatus:
-        """Raises: JobNotFound."""
-        return self.status(await self._row(job_id))
+    async def get(self, job_id: str, owner: str | None = None) -> JobStatus:
+        """Raises: JobNotFound (also for another key's job)."""
+        return self.status(await self._row(job_id, owner))
 
-    async def recent(self, limit: int) -> list[JobStatus]:
+    async def recent(self, limit: int, owner: str | None = None) -> list[JobStatus]:
+        """The newest jobs (only ``owner``'s when given)."""
         if not await self._open(create=False):
             return []
-        return [self.status(r) for r in await self._db(self.store.recent, limit)]
+        return [self.status(r) for r in await self._db(self.store.recent, limit, owner)]
 
-    async def delete(self, job_id: str) -> JobStatus:
+    async def delete(self, job_id: str, owner: str | None = None) -> JobStatus:
         """Cancel the job if it has not finished, then delete it with its inputs and results.
 
         Returns:
             Its last status (``cancelled`` when it had not finished).
         """
         async with self._lock:
-            row = await self._row(job_id)
+            row = await self._row(job_id, owner)
             if self._current is not None and self._current[0] == job_id:
                 self._current[1].cancel()
                 await asyncio.wait([self._current[1]])
-            row = await self._row(job_id)
+            row = await self._row(job_id, owner)
             await self._remove(job_id)
         status = self.status(row)
         if status.state not in FINISHED:
@@ -233,14 +269,20 @@ class JobService:
         await asyncio.to_thread(shutil.rmtree, self.jobs_dir / job_id, True)
 
     async def results(
-        self, job_id: str, fmt: Literal["csv", "ndjson"], *, offset: int = 0, header: bool = True
+        self,
+        job_id: str,
+        fmt: Literal["csv", "ndjson"],
+        *,
+        offset: int = 0,
+        header: bool = True,
+        owner: str | None = None,
     ) -> tuple[JobStatus, AsyncIterator[str]]:
         """The job's results so far, from row ``offset``, streamed a page at a time.
 
         Raises:
             JobNotFound.
         """
-        row = await self._row(job_id)
+        row = await self._row(job_id, owner)
 
         async def pages() -> AsyncIterator[str]:
             position = offset
@@ -270,6 +312,9 @@ class JobService:
                         await self._sweep()
                     if self.state.ready and await self._run_next():
                         continue
+            except DataDirBusy as exc:  # created by another process after this one started
+                log.error("jobs are not run by this process: %s", exc.detail)
+                await asyncio.sleep(30.0)
             except Exception:  # noqa: BLE001 - the runner never dies; the next round retries
                 log.exception("job runner error")
                 await asyncio.sleep(1.0)
@@ -327,7 +372,7 @@ class JobService:
             return
         with fh:
             while pending := await self._db(self.store.pending, row.id, self.settings.jobs_chunk):
-                files = await asyncio.to_thread(_read_files, fh, pending)
+                files = await asyncio.to_thread(_read_files, fh, pending, row.input_codec, self.settings.max_file_bytes)
                 await self._run_chunk(row.id, engine, selection, pending, files)
         await self._db(self.store.finish, row.id, "done", time.time())
         log.info("job %s done", row.id)
@@ -362,8 +407,20 @@ class JobService:
             await asyncio.shield(flush())
 
 
-def _read_files(fh: IO[bytes], pending: Sequence[InputRow]) -> list[Upload]:
-    """The pending files' bytes from the job's ``inputs.bin`` (or the error found on upload)."""
+def _compress(files: Sequence[Upload]) -> list[Upload]:
+    """Each file's bytes as stored in ``inputs.bin`` (zlib, level 1: CIFs shrink 3-5 times, fast)."""
+    return [f if f.error is not None else Upload(f.filename, zlib.compress(f.data, 1)) for f in files]
+
+
+def _read_files(fh: IO[bytes], pending: Sequence[InputRow], codec: str, max_bytes: int) -> list[Upload]:
+    """The pending files' bytes from the job's ``inputs.bin`` (or the error found on upload).
+
+    Args:
+        fh: The job's ``inputs.bin``, open for reading.
+        pending: The input rows still to read.
+        codec: ``raw`` (jobs stored before compression) or ``zlib``.
+        max_bytes: Most bytes a stored file may decompress to (it was checked on upload).
+    """
     files = []
     for inp in pending:
         if inp.error_code is not None:
@@ -371,5 +428,12 @@ def _read_files(fh: IO[bytes], pending: Sequence[InputRow]) -> list[Upload]:
             files.append(Upload(inp.filename, error=error))
             continue
         fh.seek(inp.offset)
-        files.append(Upload(inp.filename, fh.read(inp.length)))
+        data = fh.read(inp.length)
+        if codec == _CODEC:
+            try:
+                data = zlib.decompressobj().decompress(data, max_bytes + 1)
+            except zlib.error:
+                files.append(Upload(inp.filename, error=InputsMissing("The stored file is damaged.")))
+                continue
+        files.append(Upload(inp.filename, data))
     return files

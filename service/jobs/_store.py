@@ -7,6 +7,11 @@ structure, the ``BatchItem`` JSON, in the order they were computed). A file's re
 ``done`` flag are written in one transaction, so a process killed at any point resumes with
 exactly the files that have no result, and nothing computed and committed is lost.
 
+One process owns a data folder: :class:`JobStore` holds an exclusive ``flock`` on
+``<data_dir>/service.lock`` while it is open, and a second service process pointed at the same
+folder is refused (:class:`DataDirBusy`) instead of running every job a second time and sweeping
+the first one's inputs as orphans. The lock goes with its process, however that ends.
+
 The database runs in WAL mode with ``synchronous=NORMAL``: a committed transaction survives the
 process being killed (not a power cut). :class:`JobStore` is synchronous and not thread-safe;
 the job service calls it from one dedicated thread.
@@ -14,13 +19,21 @@ the job service calls it from one dedicated thread.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["JobRow", "InputRow", "FileResult", "JobStore"]
+from ._errors import DataDirBusy
+
+__all__ = ["JobRow", "InputRow", "FileResult", "JobStore", "LOCK_NAME"]
+
+#: The lock file in the data folder, held by the one process that owns it.
+LOCK_NAME = "service.lock"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -66,8 +79,10 @@ CREATE INDEX IF NOT EXISTS results_by_job ON results(job_id, seq);
 
 _JOB_COLUMNS = (
     "id, state, created, started, finished, total, done, n_ok, n_failed, models, properties, "
-    "input_bytes, result_bytes, error_code, error_detail"
+    "input_bytes, result_bytes, error_code, error_detail, owner, input_codec"
 )
+#: Columns added after the first release, with their definitions (added to older databases on open).
+_ADDED_COLUMNS = {"owner": "TEXT", "input_codec": "TEXT NOT NULL DEFAULT 'raw'"}
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,8 @@ class JobRow:
     result_bytes: int
     error_code: str | None
     error_detail: str | None
+    owner: str | None = None
+    input_codec: str = "raw"
 
     @classmethod
     def from_sql(cls, row: Sequence[object]) -> JobRow:
@@ -124,19 +141,58 @@ class JobStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def lock(self) -> None:
+        """Take the data folder's exclusive lock (creating the folder; a no-op when held).
+
+        Raises:
+            DataDirBusy: another process holds it.
+        """
+        if self._lock_fd is not None:
+            return
+        folder = self.path.parent
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise DataDirBusy(
+                f"The data folder {folder} is in use by another service process (pid {holder}); "
+                "one process owns a data folder: stop the other one, or give this one its own CRYSTAL_DATA_DIR."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
+
     def open(self) -> None:
-        """Open the database, creating it and its folder when absent (a no-op when open)."""
+        """Lock the data folder and open the database, creating both when absent (a no-op when open).
+
+        Raises:
+            DataDirBusy: another process owns the data folder.
+        """
         if self._db is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.lock()
         db = sqlite3.connect(self.path, isolation_level=None)  # explicit BEGIN/COMMIT below
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
         db.executescript(_SCHEMA)
+        present = {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
+        for column, definition in _ADDED_COLUMNS.items():
+            if column not in present:
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {definition}")
         self._db = db
 
     @property
@@ -147,6 +203,7 @@ class JobStore:
         if self._db is not None:
             self._db.close()
             self._db = None
+        self.unlock()
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -169,12 +226,26 @@ class JobStore:
         inputs: Sequence[InputRow],
         input_bytes: int,
         idempotency_key: str | None,
+        owner: str | None = None,
+        input_codec: str = "raw",
     ) -> None:
-        """Insert a queued job and its inputs in one transaction."""
+        """Insert a queued job and its inputs in one transaction.
+
+        Args:
+            job_id: The new job's id.
+            created: Submission time (the clock's seconds).
+            models: The ``name@version`` of the models it runs (empty: the defaults).
+            properties: The properties its results hold.
+            inputs: Where each input file lies in ``inputs.bin``, or the error found on upload.
+            idempotency_key: The client's key for the submission, if any.
+            input_bytes: Bytes its inputs take on disk (what is charged to the storage budget).
+            owner: The API key name that created it (``None`` without keys).
+            input_codec: How each input is stored in ``inputs.bin``: ``raw`` or ``zlib``.
+        """
         with self._transaction() as db:
             db.execute(
-                "INSERT INTO jobs (id, state, created, total, models, properties, input_bytes, idempotency_key) "
-                "VALUES (?, 'queued', ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (id, state, created, total, models, properties, input_bytes, idempotency_key, "
+                "owner, input_codec) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     created,
@@ -183,6 +254,8 @@ class JobStore:
                     json.dumps(properties),
                     input_bytes,
                     idempotency_key,
+                    owner,
+                    input_codec,
                 ),
             )
             db.executemany(
@@ -200,8 +273,12 @@ class JobStore:
         found = row.fetchone()
         return JobRow.from_sql(found) if found else None
 
-    def recent(self, limit: int) -> list[JobRow]:
-        rows = self.db.execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY created DESC LIMIT ?", (limit,))
+    def recent(self, limit: int, owner: str | None = None) -> list[JobRow]:
+        """The newest jobs (of ``owner`` when given)."""
+        rows = self.db.execute(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE ? IS NULL OR owner = ? ORDER BY created DESC LIMIT ?",
+            (owner, owner, limit),
+        )
         return [JobRow.from_sql(r) for r in rows]
 
     def next_runnable(self) -> JobRow | None:
@@ -240,9 +317,12 @@ class JobStore:
     def job_ids(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT id FROM jobs")}
 
-    def storage_bytes(self) -> int:
-        """Bytes the stored jobs use: their inputs and their results."""
-        row = self.db.execute("SELECT COALESCE(SUM(input_bytes + result_bytes), 0) FROM jobs").fetchone()
+    def storage_bytes(self, owner: str | None = None) -> int:
+        """Bytes the stored jobs (of ``owner`` when given) use: their inputs as stored, and their results."""
+        row = self.db.execute(
+            "SELECT COALESCE(SUM(input_bytes + result_bytes), 0) FROM jobs WHERE ? IS NULL OR owner = ?",
+            (owner, owner),
+        ).fetchone()
         return int(row[0])
 
     # -- inputs and results ---------------------------------------------------------------

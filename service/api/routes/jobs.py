@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from ...jobs import JobList, JobService, JobStatus, read_job_files
 from ...schemas import Problem
-from ..deps import SelectionDep
+from ..deps import OwnerDep, SelectionDep
 from ..openapi import FILES_UPLOAD_BODY
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -49,6 +49,7 @@ async def create_job(
     response: Response,
     jobs: JobsDep,
     selection: SelectionDep,
+    owner: OwnerDep,
     idempotency_key: Annotated[
         str | None,
         Header(max_length=200, description="Retrying a submission with the same key returns the first job."),
@@ -60,28 +61,28 @@ async def create_job(
     becomes a failed row, never a failed job.
     """
     files = await read_job_files(request, jobs.settings)
-    status, created = await jobs.create(files, selection, idempotency_key=idempotency_key)
+    status, created = await jobs.create(files, selection, idempotency_key=idempotency_key, owner=owner)
     response.status_code = 202 if created else 200
     response.headers["Location"] = status.links.self
     return status
 
 
 @router.get("", summary="Recent jobs, newest first")
-async def list_jobs(jobs: JobsDep, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> JobList:
-    """The ``limit`` most recently submitted jobs with their state and progress."""
-    return JobList(jobs=await jobs.recent(limit))
+async def list_jobs(jobs: JobsDep, owner: OwnerDep, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> JobList:
+    """The ``limit`` most recently submitted jobs with their state and progress (with API keys: the caller's)."""
+    return JobList(jobs=await jobs.recent(limit, owner))
 
 
 @router.get("/{job_id}", summary="A job's state, progress and timestamps", responses=_NOT_FOUND)
-async def get_job(job_id: str, jobs: JobsDep) -> JobStatus:
+async def get_job(job_id: str, jobs: JobsDep, owner: OwnerDep) -> JobStatus:
     """One job's state, counts of files and structures done, and its timestamps."""
-    return await jobs.get(job_id)
+    return await jobs.get(job_id, owner)
 
 
 @router.delete("/{job_id}", summary="Cancel a job and delete it with its results", responses=_NOT_FOUND)
-async def delete_job(job_id: str, jobs: JobsDep) -> JobStatus:
+async def delete_job(job_id: str, jobs: JobsDep, owner: OwnerDep) -> JobStatus:
     """Cancel the job if it is still running, then delete its inputs and results."""
-    return await jobs.delete(job_id)
+    return await jobs.delete(job_id, owner)
 
 
 @router.get(
@@ -97,10 +98,11 @@ async def job_results(
     job_id: str,
     request: Request,
     jobs: JobsDep,
+    owner: OwnerDep,
     format: Annotated[
         Literal["csv", "ndjson"] | None, Query(description="Overrides the Accept header (default NDJSON).")
     ] = None,
-    offset: Annotated[int, Query(ge=0, description="Skip this many result rows (resume a download).")] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62, description="Skip this many result rows (resume a download).")] = 0,
     header: Annotated[bool, Query(description="CSV: start with the header line.")] = True,
 ) -> StreamingResponse:
     """One row per structure, in the order they were computed; available while the job runs.
@@ -111,7 +113,7 @@ async def job_results(
     The ``Job-State`` header tells whether more rows may come.
     """
     fmt = format or ("csv" if CSV in request.headers.get("accept", "") else "ndjson")
-    status, body = await jobs.results(job_id, fmt, offset=offset, header=header)
+    status, body = await jobs.results(job_id, fmt, offset=offset, header=header, owner=owner)
     headers = {"Job-State": status.state, "Job-Files-Done": str(status.counts.done)}
     if fmt == "csv":
         headers["Content-Disposition"] = f'attachment; filename="{job_id}.csv"'

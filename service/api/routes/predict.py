@@ -28,8 +28,11 @@ _SINGLE_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
-                }
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "contentMediaType": "chemical/x-cif"}
+                    },
+                },
+                "encoding": {"file": {"contentType": "chemical/x-cif, text/plain, application/octet-stream"}},
             },
             "application/json": {"schema": PredictRequest.model_json_schema()},
             "chemical/x-cif": {"schema": _CIF_SCHEMA},
@@ -46,8 +49,8 @@ _PROBLEMS: dict[int | str, dict[str, Any]] = {
         413: "file_too_large, request_too_large, too_many_files",
         415: "unsupported_media_type",
         422: "invalid_cif, invalid_structure_file, invalid_cell, disordered_structure, unsupported_element, "
-        "isolated_atom, overlapping_atoms, empty_structure, too_many_atoms, invalid_request; with strict=true, "
-        "a reader warning's code: " + ", ".join(NOTICE_CODES),
+        "isolated_atom, overlapping_atoms, empty_structure, too_many_atoms, parse_timeout, parse_memory_exceeded, "
+        "parser_crashed, invalid_request; with strict=true, a reader warning's code: " + ", ".join(NOTICE_CODES),
         503: "not_ready",
     }.items()
 }

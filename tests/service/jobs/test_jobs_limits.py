@@ -97,7 +97,7 @@ def test_stored_jobs_have_a_disk_budget(limited_client: httpx.Client, cifs: dict
         wait_job(limited_client, accepted[-1])
     else:
         raise AssertionError("the storage budget was never reached")
-    assert 2 <= len(accepted) < 12
+    assert 2 <= len(accepted) < 30  # inputs are charged compressed (as stored): more NaCl jobs fit than bytes sent
     limited_client.delete(f"/v1/jobs/{accepted[0]}")
     r = limited_client.post("/v1/jobs", files={"files": ("nacl.cif", cifs["nacl"])})
     assert r.status_code == 202, r.text

@@ -1,0 +1,87 @@
+"""The HTTP server's limits: header size, time to send a request head, keep-alive, connections.
+
+uvicorn's default HTTP parser (httptools) puts no bound on a request's headers (a 64 MiB header
+was read, stalling the event loop for seconds), and no uvicorn parser bounds the time a client
+takes to send its request head: idle and slow connections were kept for minutes, until the
+process ran out of file descriptors. The service therefore runs uvicorn with:
+
+- the ``h11`` parser, whose ``max_incomplete_event_size`` caps the request line and headers
+  (``http_max_header_bytes``; larger gets 431-like "400 Bad Request" and the connection closed),
+- a request-head deadline (``http_header_timeout_s``): a connection that has not sent a
+  complete request head that long after it opened (or after its previous answer) is closed,
+- the keep-alive timeout (``http_keep_alive_s``) between requests,
+- a concurrency cap (``http_max_connections``, uvicorn's ``limit_concurrency``): past it new
+  requests are answered 503 at once, well before the process's file-descriptor limit, which
+  :func:`raise_fd_limit` lifts to its hard limit at start-up (often 1,024 soft).
+
+Connections that send nothing still hold a file descriptor until the request-head deadline
+closes them: a client opening thousands per second needs a firewall or proxy in front.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import resource
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from .settings import Settings
+
+__all__ = ["server_options", "raise_fd_limit", "HeadTimeoutH11Protocol"]
+
+
+class HeadTimeoutH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, closing connections that do not send a request head in time."""
+
+    head_timeout_s: float = 10.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Start the deadline for the first request head."""
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def _arm_head_timer(self) -> None:
+        waiting_for = self.cycle  # a new request replaces the cycle
+
+        def expire() -> None:
+            if self.cycle is waiting_for and not self.transport.is_closing():
+                self.transport.close()
+
+        self._head_timer = self.loop.call_later(self.head_timeout_s, expire)
+
+    def on_response_complete(self) -> None:
+        """Start the deadline for the next request head on this connection."""
+        super().on_response_complete()
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Cancel the head deadline."""
+        timer = getattr(self, "_head_timer", None)
+        if timer is not None:
+            timer.cancel()
+        super().connection_lost(exc)
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments of ``uvicorn.Config`` / ``uvicorn.run`` that apply the HTTP limits."""
+    protocol = type("ServiceH11Protocol", (HeadTimeoutH11Protocol,), {"head_timeout_s": settings.http_header_timeout_s})
+    return {
+        "http": protocol,
+        "h11_max_incomplete_event_size": settings.http_max_header_bytes,
+        "timeout_keep_alive": settings.http_keep_alive_s,
+        "limit_concurrency": settings.http_max_connections,
+    }
+
+
+def raise_fd_limit() -> int:
+    """Lift this process's soft limit on open files to its hard limit; returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 65_536)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
