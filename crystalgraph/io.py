@@ -143,6 +143,8 @@ def _read_cif(text: str, max_atoms: int | None) -> list[ReadBlock]:
     try:
         doc = gemmi.cif.read_string(text)
     except (ValueError, RuntimeError) as exc:
+        if "data_" not in text.lower():  # not a CIF at all: say so rather than how a parser failed
+            raise InvalidCIFError("No 'data_' block found: this does not look like a CIF file.") from exc
         return _read_cif_pymatgen(text, str(exc), max_atoms)
     out: list[ReadBlock] = []
     for block in doc:

@@ -11,7 +11,7 @@ from service import Settings
 
 
 def test_each_key_sees_only_its_jobs_and_has_its_own_quota(
-    models_dir: Path, tmp_path: Path, cifs: dict[str, str], job_server_factory: Callable[..., Any], wait_job
+    models_dir: Path, tmp_path: Path, cifs: dict[str, str], live_server_factory: Callable[..., Any], wait_job
 ) -> None:
     settings = Settings(
         models_dir=models_dir,
@@ -20,7 +20,7 @@ def test_each_key_sees_only_its_jobs_and_has_its_own_quota(
         api_keys={"alice": "key-a", "bob": "key-b"},
         jobs_max_storage_bytes_per_key=6_000,
     )
-    live = job_server_factory(settings)
+    live = live_server_factory(settings)
     padded = cifs["nacl"] + "#" * 7_000 + "\n"  # 8 KB, compresses to well under 1 KB
     with live.client(headers={"X-API-Key": "key-a"}) as alice, live.client(headers={"X-API-Key": "key-b"}) as bob:
         job = alice.post("/v1/jobs", files=[("files", ("nacl.cif", padded))]).json()
