@@ -18,21 +18,20 @@ import time
 
 import numpy as np
 import torch
+from torch_geometric.data import Batch, Data
 
-from crystalgraph import (
-    KNOWN_TARGETS,
-    CGCNNConfig,
-    PackedGraphs,
-    SRCGCNNConfig,
-    build_model,
-    collate,
-    model_inputs,
-)
+from crystalgraph import KNOWN_TARGETS, CGCNNConfig, ModelInputs, PackedGraphs, SRCGCNNConfig, build_model
 from training.pipeline import prepare
 
 N_STRUCTURES = 4096
 BATCH_SIZE = 64
 MODES = ("collate", "packed", "packed+compile")
+
+
+def _pyg_inputs(graphs: list[Data]) -> ModelInputs:
+    """The loop before v3: torch-geometric's ``Batch.from_data_list``, then the model's five tensors."""
+    batch = Batch.from_data_list(graphs)
+    return ModelInputs(batch.z, batch.edge_index, batch.edge_dist, batch.batch, batch.ptr.diff())
 
 
 def _epoch(model: torch.nn.Module, graphs: list, packed: PackedGraphs, mode: str) -> tuple[float, list[float]]:
@@ -45,7 +44,7 @@ def _epoch(model: torch.nn.Module, graphs: list, packed: PackedGraphs, mode: str
     for b in range(n):
         idx = order[b * BATCH_SIZE : (b + 1) * BATCH_SIZE]
         if mode == "collate":
-            inputs = model_inputs(collate([graphs[i] for i in idx]))
+            inputs = _pyg_inputs([graphs[i] for i in idx])
         else:
             inputs, _ = packed.batch(idx)
         loss = model(*inputs).pow(2).mean()

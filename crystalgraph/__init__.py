@@ -6,7 +6,7 @@ here, not from the private modules.
 
 from __future__ import annotations
 
-from .batch import ModelInputs, PackedGraphs
+from .batch import GraphArrays, ModelInputs, PackedGraphs, collate
 from .checkpoint import (
     CheckpointError,
     LoadedModel,
@@ -34,9 +34,9 @@ from .errors import (
     UnsupportedElementError,
 )
 from .features import FEATURE_SET, MAX_Z, element_feature_table, feature_hash, table_hash
-from .graph import cif_to_graphs, collate, neighbor_list, structure_to_graph
+from .graph import cif_to_graphs, neighbor_list, structure_to_graph
 from .graph_config import GraphConfig
-from .inference import model_inputs, predict_graphs, predict_packed
+from .inference import predict_graphs, predict_packed
 from .io import FORMATS, ReadBlock, detect_format, read_structures
 from .legacy import LegacyFormatError, import_legacy
 from .nets import (
@@ -75,12 +75,12 @@ __all__ = [
     "FORMATS",
     "structure_to_graph",
     "cif_to_graphs",
-    "collate",
     "neighbor_list",
-    "model_inputs",
     "predict_graphs",
     "predict_packed",
+    "GraphArrays",
     "ModelInputs",
+    "collate",
     "PackedGraphs",
     "FEATURE_SET",
     "MAX_Z",

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 from pymatgen.core import Structure
-from torch_geometric.data import Batch, Data
+from torch_geometric.data import Data
 
 from .errors import (
     DisorderedStructureError,
@@ -20,7 +18,7 @@ from .features import MAX_Z
 from .graph_config import GraphConfig
 from .parsing import parse_cif
 
-__all__ = ["structure_to_graph", "cif_to_graphs", "collate", "neighbor_list"]
+__all__ = ["structure_to_graph", "cif_to_graphs", "neighbor_list"]
 
 
 def _check_species(structure: Structure) -> np.ndarray:
@@ -164,8 +162,3 @@ def cif_to_graphs(data: str | bytes, config: GraphConfig | None = None) -> list[
         StructureError: the first block that cannot be turned into a graph.
     """
     return [(name, structure_to_graph(s, config)) for name, s in parse_cif(data)]
-
-
-def collate(graphs: Sequence[Data]) -> Batch:
-    """Batch graphs into one disjoint graph (node indices offset, ``batch`` vector added)."""
-    return Batch.from_data_list(list(graphs))

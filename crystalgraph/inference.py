@@ -10,20 +10,12 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch_geometric.data import Batch, Data
+from torch_geometric.data import Data
 
 from .batch import PackedGraphs
 from .nets import CrystalGraphNet
 
-__all__ = ["model_inputs", "predict_graphs", "predict_packed"]
-
-
-def model_inputs(batch: Batch, device: torch.device | str | None = None) -> tuple[torch.Tensor, ...]:
-    """The tensors a model takes, from a collated batch: ``(z, edge_index, edge_dist, batch, num_atoms)``."""
-    tensors = (batch.z, batch.edge_index, batch.edge_dist, batch.batch, batch.ptr[1:] - batch.ptr[:-1])
-    if device is None:
-        return tensors
-    return tuple(t.to(device, non_blocking=True) for t in tensors)
+__all__ = ["predict_graphs", "predict_packed"]
 
 
 @torch.inference_mode()

@@ -29,10 +29,10 @@ import onnx
 import torch
 from pymatgen.core import Lattice, Structure
 from torch import Tensor, nn
-from torch_geometric.data import Batch
 
 from ._onnx_graph import check_scatter_reductions, scatter_rows_as_scatter_nd, softplus
-from .graph import collate, structure_to_graph
+from .batch import ModelInputs, collate
+from .graph import structure_to_graph
 from .graph_config import GraphConfig
 from .nets import CrystalGraphNet
 from .onnx_predictor import INPUT_NAMES, OnnxError, OnnxParityError, OnnxPredictor
@@ -69,10 +69,6 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
-def _inputs(batch: Batch) -> tuple[Tensor, ...]:
-    return (batch.z, batch.edge_index, batch.edge_dist, batch.batch, batch.ptr.diff())
-
-
 def export_onnx(model: CrystalGraphNet, path: Path, opset: int = 18, fast: bool = True) -> Path:
     """Export ``model.predict`` to an ONNX file with dynamic atoms, edges and crystals.
 
@@ -103,7 +99,7 @@ def export_onnx(model: CrystalGraphNet, path: Path, opset: int = 18, fast: bool 
         raise ValueError(f"opset {opset} < 18")
     path = Path(path)
     module = _Predict(copy.deepcopy(model).cpu()).eval()
-    example = _inputs(_example_batch(model.config.graph))  # two crystals: no 0/1 specialization
+    example = tuple(_example_batch(model.config.graph))  # two crystals: no 0/1 specialization
     atoms, edges, crystals = (torch.export.Dim(n) for n in ("atoms", "edges", "crystals"))
     dynamic = ({0: atoms}, {1: edges}, {0: edges}, {0: atoms}, {0: crystals})
     registration = logging.getLogger("torch.onnx._internal.exporter._registration")
@@ -202,12 +198,12 @@ def _supercell_200() -> Structure:
 
 
 @lru_cache(maxsize=4)
-def _example_batch(config: GraphConfig) -> Batch:
+def _example_batch(config: GraphConfig) -> ModelInputs:
     return collate([structure_to_graph(_cscl(), config), structure_to_graph(_zno(), config)])
 
 
 @lru_cache(maxsize=4)
-def parity_batches(config: GraphConfig) -> dict[str, Batch]:
+def parity_batches(config: GraphConfig) -> dict[str, ModelInputs]:
     """The batches the parity gate runs (built once per graph config; treat as read-only).
 
     ``one_atom``: fcc Cu primitive cell (1 atom, 12 neighbours); ``one_crystal``: wurtzite
@@ -246,9 +242,8 @@ def check_parity(model: CrystalGraphNet, onnx_path: Path, tol: float = 1e-4) -> 
     device = next(model.parameters()).device
     worst = 0.0
     with _eval_mode(model), torch.inference_mode():
-        for name, batch in parity_batches(model.config.graph).items():
-            inputs = _inputs(batch)
-            ref = model.predict(*(t.to(device) for t in inputs)).cpu().numpy()
+        for name, inputs in parity_batches(model.config.graph).items():
+            ref = model.predict(*inputs.to(device)).cpu().numpy()
             got = predictor.predict(*inputs)
             if got.shape != ref.shape:
                 raise OnnxParityError(f"{name}: onnxruntime shape {got.shape} != torch shape {ref.shape}")

@@ -25,12 +25,10 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
-from torch_geometric.data import Batch
 
-from crystalgraph import collate
+from crystalgraph import GraphArrays, ModelInputs, collate
 
 from .errors import InferenceFailed, ModelNotReady
-from .featurize import GraphArrays
 from .metrics import Metrics
 from .registry import ModelEntry
 
@@ -165,7 +163,7 @@ class InferenceWorker:
         """
         loop = asyncio.get_running_loop()
         pending: list[_Job] = []
-        collated: dict[tuple[int, ...], Batch] = {}  # models sharing graphs collate them once
+        collated: dict[tuple[int, ...], ModelInputs] = {}  # models sharing graphs collate them once
         while True:
             if pending:
                 self._drain(pending)
@@ -217,14 +215,14 @@ class InferenceWorker:
             groups.append(current)
         return groups
 
-    def _infer(self, entry: ModelEntry, jobs: list[_Job], collated: dict[tuple[int, ...], Batch]) -> np.ndarray:
+    def _infer(self, entry: ModelEntry, jobs: list[_Job], collated: dict[tuple[int, ...], ModelInputs]) -> np.ndarray:
         """Collate (or reuse the same graphs' batch) and predict on the worker thread; ``[B, T]``."""
         start = time.perf_counter()
         key = tuple(id(job.graph) for job in jobs)
-        batch = collated.get(key)
-        if batch is None:
-            batch = collated[key] = collate([job.graph.to_data() for job in jobs])
-        out = np.asarray(entry.predictor.predict(batch))
+        inputs = collated.get(key)
+        if inputs is None:
+            inputs = collated[key] = collate([job.graph for job in jobs])
+        out = np.asarray(entry.predictor.predict(inputs))
         expected = (len(jobs), len(entry.targets))
         if out.shape != expected:
             raise ValueError(f"predictor returned shape {out.shape}, expected {expected}")

@@ -13,48 +13,16 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from pymatgen.core import Structure
-from torch_geometric.data import Data
 
-from crystalgraph import GraphConfig, ReadBlock, StructureError, read_structures, structure_to_graph
+from crystalgraph import GraphArrays, GraphConfig, ReadBlock, StructureError, read_structures, structure_to_graph
 
 from .schemas import StructureInfo
 
-__all__ = ["GraphArrays", "Featurized", "init_worker", "featurize", "strict_error", "summarize"]
+__all__ = ["Featurized", "init_worker", "featurize", "strict_error", "summarize"]
 
 _TOKEN_RE = re.compile(r"^([A-Z][a-z]*)(.*)$")
-
-
-@dataclass(frozen=True)
-class GraphArrays:
-    """A crystal graph as numpy arrays (cheap to pickle between processes).
-
-    Shapes:
-        ``z: [N]`` int64, ``edge_index: [2, E]`` int64, ``edge_dist: [E]`` float32.
-    """
-
-    z: np.ndarray
-    edge_index: np.ndarray
-    edge_dist: np.ndarray
-
-    @classmethod
-    def from_data(cls, data: Data) -> GraphArrays:
-        return cls(z=data.z.numpy(), edge_index=data.edge_index.numpy(), edge_dist=data.edge_dist.numpy())
-
-    def to_data(self) -> Data:
-        """The torch-geometric ``Data`` that ``crystalgraph.structure_to_graph`` built."""
-        return Data(
-            z=torch.from_numpy(self.z),
-            edge_index=torch.from_numpy(self.edge_index),
-            edge_dist=torch.from_numpy(self.edge_dist),
-            num_nodes=int(self.z.shape[0]),
-        )
-
-    @property
-    def num_atoms(self) -> int:
-        return int(self.z.shape[0])
 
 
 @dataclass(frozen=True)

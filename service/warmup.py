@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from crystalgraph import GraphConfig, collate
+from crystalgraph import GraphArrays, GraphConfig, collate
 
 from .backends import Predictor
 from .engine import Engine
-from .featurize import GraphArrays
 from .registry import ModelEntry
 
 __all__ = ["WarmupReport", "warmup_cifs", "warm_up", "batch_invariant"]
@@ -66,10 +65,9 @@ def _pair_graph() -> GraphArrays:
 
 def batch_invariant(predictor: Predictor, graphs: Sequence[GraphArrays]) -> bool:
     """Whether each graph's predictions alone equal its predictions in one batch, bit for bit."""
-    data = [g.to_data() for g in graphs]
-    alone = np.concatenate([predictor.predict(collate([d])) for d in data])
-    together = predictor.predict(collate(data))
-    backwards = predictor.predict(collate(data[::-1]))[::-1]
+    alone = np.concatenate([predictor.predict(collate([g])) for g in graphs])
+    together = predictor.predict(collate(graphs))
+    backwards = predictor.predict(collate(graphs[::-1]))[::-1]
     return bool(np.array_equal(alone, together) and np.array_equal(alone, backwards))
 
 

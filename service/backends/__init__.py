@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-from torch_geometric.data import Batch
+
+from crystalgraph import ModelInputs
 
 __all__ = [
     "Predictor",
@@ -49,11 +50,11 @@ class Predictor(Protocol):
     provider: str | None
     precision: str
 
-    def predict(self, batch: Batch) -> np.ndarray:
-        """Predictions in physical units for a collated batch (``crystalgraph.collate``).
+    def predict(self, inputs: ModelInputs) -> np.ndarray:
+        """Predictions in physical units for a batch of crystals (``crystalgraph.collate``).
 
         Shapes:
-            ``batch`` of ``B`` crystals -> ``[B, T]`` float32, ``T`` = number of targets,
+            ``inputs`` of ``B`` crystals -> ``[B, T]`` float32, ``T`` = number of targets,
             in the order of the model config's ``targets``.
         """
         ...

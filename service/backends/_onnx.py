@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch_geometric.data import Batch
 
-from crystalgraph import CheckpointError, OnnxPredictor, verify_file
+from crystalgraph import CheckpointError, ModelInputs, OnnxPredictor, verify_file
 
 __all__ = ["OnnxBackendPredictor"]
 
@@ -48,9 +47,9 @@ class OnnxBackendPredictor:
         path = verify_file(folder, manifest, "onnx")
         return cls(OnnxPredictor(path, device=device, num_threads=num_threads))
 
-    def predict(self, batch: Batch) -> np.ndarray:
+    def predict(self, inputs: ModelInputs) -> np.ndarray:
         """Predictions in physical units, ``[B, T]`` (band gaps clipped at 0)."""
-        return self.session.predict(batch.z, batch.edge_index, batch.edge_dist, batch.batch, batch.ptr.diff())
+        return self.session.predict(*inputs)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.session!r})"

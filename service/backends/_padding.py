@@ -24,8 +24,8 @@ effects are about 1e-15.
 from __future__ import annotations
 
 import torch
-from torch import Tensor
-from torch_geometric.data import Batch
+
+from crystalgraph import ModelInputs
 
 __all__ = ["PAD_GRAPHS", "Padder"]
 
@@ -33,7 +33,7 @@ __all__ = ["PAD_GRAPHS", "Padder"]
 PAD_GRAPHS = 8
 
 
-def _padding(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def _padding(device: torch.device, dtype: torch.dtype) -> ModelInputs:
     """``PAD_GRAPHS`` Na-Cl pairs bonded both ways at 2.82 Å, indices local to the padding.
 
     Shapes:
@@ -46,11 +46,11 @@ def _padding(device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, 
     dist = torch.full((2 * PAD_GRAPHS,), 2.82, dtype=dtype)
     batch = k.repeat_interleave(2)
     num_atoms = torch.full((PAD_GRAPHS,), 2)
-    return tuple(t.to(device) for t in (z, torch.stack([src, dst]), dist, batch, num_atoms))  # type: ignore[return-value]
+    return ModelInputs(z, torch.stack([src, dst]), dist, batch, num_atoms).to(device)
 
 
 class Padder:
-    """Appends the padding graphs to collated batches, on one device and float type.
+    """Appends the padding graphs to batches of model inputs, on one device and float type.
 
     Args:
         device: Where the padded inputs are built.
@@ -62,18 +62,18 @@ class Padder:
         self.dtype = dtype
         self._pad = _padding(device, dtype)
 
-    def __call__(self, batch: Batch) -> tuple[tuple[Tensor, Tensor, Tensor, Tensor, Tensor], int]:
-        """The inputs of ``CrystalGraphNet.predict`` for ``batch`` plus the padding, and the number
+    def __call__(self, inputs: ModelInputs) -> tuple[ModelInputs, int]:
+        """The inputs of ``CrystalGraphNet.predict`` for ``inputs`` plus the padding, and the number
         of real crystals (the first rows of the output)."""
         dev = self.device
-        z, edge_index = batch.z.to(dev), batch.edge_index.to(dev)
-        n_atoms, n_crystals = z.shape[0], int(batch.ptr.shape[0]) - 1
-        pad_z, pad_edges, pad_dist, pad_batch, pad_counts = self._pad
-        inputs = (
-            torch.cat([z, pad_z]),
-            torch.cat([edge_index, pad_edges + n_atoms], dim=1),
-            torch.cat([batch.edge_dist.to(dev, self.dtype), pad_dist]),
-            torch.cat([batch.batch.to(dev), pad_batch + n_crystals]),
-            torch.cat([batch.ptr.diff().to(dev), pad_counts]),
+        z, edge_index = inputs.z.to(dev), inputs.edge_index.to(dev)
+        n_atoms, n_crystals = z.shape[0], int(inputs.num_atoms.shape[0])
+        pad = self._pad
+        padded = ModelInputs(
+            z=torch.cat([z, pad.z]),
+            edge_index=torch.cat([edge_index, pad.edge_index + n_atoms], dim=1),
+            edge_dist=torch.cat([inputs.edge_dist.to(dev, self.dtype), pad.edge_dist]),
+            batch=torch.cat([inputs.batch.to(dev), pad.batch + n_crystals]),
+            num_atoms=torch.cat([inputs.num_atoms.to(dev), pad.num_atoms]),
         )
-        return inputs, n_crystals
+        return padded, n_crystals

@@ -11,9 +11,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch_geometric.data import Batch
 
-from crystalgraph import CrystalGraphNet, load_exported
+from crystalgraph import CrystalGraphNet, ModelInputs, load_exported
 
 from ._padding import Padder
 
@@ -49,11 +48,11 @@ class TorchPredictor:
         loaded = load_exported(folder, map_location=device)
         return cls(loaded.model, device, precision)
 
-    def predict(self, batch: Batch) -> np.ndarray:
+    def predict(self, inputs: ModelInputs) -> np.ndarray:
         """Predictions in physical units, ``[B, T]`` (band gaps clipped at 0), from a padded batch."""
-        inputs, n_crystals = self._pad(batch)
+        padded, n_crystals = self._pad(inputs)
         with torch.inference_mode():
-            out = self.model.predict(*inputs)
+            out = self.model.predict(*padded)
         return out[:n_crystals].cpu().numpy()
 
     def __repr__(self) -> str:

@@ -1,8 +1,8 @@
 """In-process timing and batch-invariance of each model's predictor, as the service loads it.
 
 Graphs are built in advance (graph building is the parse pool's work, not the device's) and
-collated in advance; what is timed is ``Predictor.predict`` on a collated batch, result copied
-back to the host, as the inference worker calls it.
+collated in advance; what is timed is ``Predictor.predict`` on collated ``ModelInputs``, result
+copied back to the host, as the inference worker calls it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Data
 
-from crystalgraph import StructureError, cif_to_graphs, collate
+from crystalgraph import ModelInputs, StructureError, cif_to_graphs, collate
 
 from ..backends import resolve_precision
 from ..registry import ModelEntry
@@ -67,7 +67,7 @@ def graphs_for(entry: ModelEntry, cifs: Sequence[bytes]) -> list[Data]:
     return graphs
 
 
-def _rate(entry: ModelEntry, batches: Sequence[object], structures: int, min_seconds: float) -> float:
+def _rate(entry: ModelEntry, batches: Sequence[ModelInputs], structures: int, min_seconds: float) -> float:
     predict = entry.predictor.predict
     for batch in batches[:2]:  # warm-up: kernels, allocator
         predict(batch)

@@ -20,7 +20,6 @@ from crystalgraph import (
     import_legacy,
     load_checkpoint,
     load_exported,
-    model_inputs,
     read_manifest,
     structure_to_graph,
     verify_manifest,
@@ -45,7 +44,7 @@ def test_export_and_load_round_trip_gives_the_same_predictions(tmp_path, config,
     loaded = load_exported(folder)
     batch = collate([structure_to_graph(nacl), structure_to_graph(triclinic)])
     with torch.no_grad():
-        torch.testing.assert_close(loaded.model.predict(*model_inputs(batch)), model.predict(*model_inputs(batch)))
+        torch.testing.assert_close(loaded.model.predict(*batch), model.predict(*batch))
     manifest = read_manifest(folder)
     assert manifest["config"]["model_type"] == config.model_type
     assert manifest["metadata"]["normalizer"]["mean"] == pytest.approx([-1.5] * len(config.targets))
@@ -176,13 +175,13 @@ def test_legacy_checkpoint_converts_and_predicts_like_the_reference(tmp_path, sh
     assert model.count_parameters()["conv"] == (22_912 if shared else 66_432)
     graph = structure_to_graph(perovskite)
     with torch.no_grad():
-        ours = float(model.predict(*model_inputs(collate([graph]))))
+        ours = float(model.predict(*collate([graph])))
     assert ours == pytest.approx(_reference_forward(sd, atom_init, graph, 3, shared), rel=1e-5)
     # and it survives our own export / load
     folder = export_model(model, tmp_path / "models", "legacy", "1", meta)
     again = load_exported(folder).model
     with torch.no_grad():
-        assert float(again.predict(*model_inputs(collate([graph])))) == pytest.approx(ours, abs=1e-6)
+        assert float(again.predict(*collate([graph]))) == pytest.approx(ours, abs=1e-6)
 
 
 def test_legacy_import_refuses_other_files(tmp_path):

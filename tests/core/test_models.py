@@ -10,7 +10,6 @@ from crystalgraph import (
     SRCGCNNConfig,
     build_model,
     collate,
-    model_inputs,
     parse_model_config,
     structure_to_graph,
 )
@@ -81,7 +80,7 @@ def test_fused_convolution_equals_the_naive_formula(config_cls, triclinic):
     _randomize_batchnorm(model)
     g = structure_to_graph(triclinic)
     with torch.no_grad():
-        fused = model(*model_inputs(collate([g])))
+        fused = model(*collate([g]))
         naive = _naive_forward(model, g)
     torch.testing.assert_close(fused, naive, atol=1e-5, rtol=1e-5)
 
@@ -94,9 +93,9 @@ def test_eval_prediction_does_not_depend_on_the_batch(config_cls, nacl, cu_primi
     model.eval()
     graphs = [structure_to_graph(s) for s in (nacl, cu_primitive, triclinic, perovskite)]
     with torch.no_grad():
-        together = model.predict(*model_inputs(collate(graphs)))
-        alone = torch.cat([model.predict(*model_inputs(collate([g]))) for g in graphs])
-        reordered = model.predict(*model_inputs(collate(graphs[::-1])))
+        together = model.predict(*collate(graphs))
+        alone = torch.cat([model.predict(*collate([g])) for g in graphs])
+        reordered = model.predict(*collate(graphs[::-1]))
     assert together.shape == (4, 2)
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(together, reordered.flip(0), atol=1e-5, rtol=1e-5)
@@ -106,7 +105,7 @@ def test_band_gap_is_never_negative(nacl, perovskite):
     model = build_model(CGCNNConfig(targets=(EF, BG))).eval()
     model.set_normalizer(torch.tensor([0.0, -50.0]), torch.tensor([1.0, 1.0]))  # push gaps far below 0
     with torch.no_grad():
-        out = model.predict(*model_inputs(collate([structure_to_graph(nacl), structure_to_graph(perovskite)])))
+        out = model.predict(*collate([structure_to_graph(nacl), structure_to_graph(perovskite)]))
     assert (out[:, 1] == 0).all()
     assert (out[:, 0] != 0).all()
 
@@ -114,12 +113,12 @@ def test_band_gap_is_never_negative(nacl, perovskite):
 def test_single_crystal_batch_keeps_its_shape(cu_primitive):
     model = build_model(CGCNNConfig(targets=(EF,))).eval()
     with torch.no_grad():
-        out = model.predict(*model_inputs(collate([structure_to_graph(cu_primitive)])))
+        out = model.predict(*collate([structure_to_graph(cu_primitive)]))
     assert out.shape == (1, 1)
 
 
 def test_gradients_reach_every_parameter(nacl, perovskite):
     model = build_model(SRCGCNNConfig(targets=(EF, BG)))
-    out = model(*model_inputs(collate([structure_to_graph(nacl), structure_to_graph(perovskite)])))
+    out = model(*collate([structure_to_graph(nacl), structure_to_graph(perovskite)]))
     out.pow(2).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())

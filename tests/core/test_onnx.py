@@ -35,10 +35,6 @@ def _model(config: cg.CGCNNConfig | cg.SRCGCNNConfig, mean: float = 1.0, seed: i
     return model.eval()
 
 
-def _inputs(batch):
-    return batch.z, batch.edge_index, batch.edge_dist, batch.batch, batch.ptr.diff()
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[cg.CrystalGraphNet, Path]]:
     out = {}
@@ -64,14 +60,14 @@ def _set_scatter_reduction(src: Path, dst: Path, reduction: str) -> int:
 
 def test_parity_batches_cover_the_required_shapes() -> None:
     batches = cg.parity_batches(cg.GraphConfig())
-    sizes = {name: (b.num_graphs, b.num_nodes) for name, b in batches.items()}
+    sizes = {name: (b.num_atoms.shape[0], b.z.shape[0]) for name, b in batches.items()}
     assert sizes["one_atom"] == (1, 1)
     assert sizes["one_crystal"][0] == 1
     assert sizes["64_crystals"][0] == 64
     assert sizes["200_atoms"] == (1, 200)
     # every atom has several neighbours, so an overwriting scatter cannot give the sum
     for b in batches.values():
-        assert torch.bincount(b.edge_index[1], minlength=b.num_nodes).min() >= 4
+        assert torch.bincount(b.edge_index[1], minlength=b.z.shape[0]).min() >= 4
 
 
 @pytest.mark.parametrize("name", EXPORTS)
@@ -82,12 +78,12 @@ def test_onnx_matches_torch_on_every_batch_shape(exported, name: str) -> None:
     predictor = cg.OnnxPredictor(path)
     for batch in cg.parity_batches(model.config.graph).values():
         with torch.inference_mode():
-            ref = model.predict(*_inputs(batch)).numpy()
-        got = predictor.predict(*_inputs(batch))
-        assert got.shape == (batch.num_graphs, len(model.config.targets)) and got.dtype == np.float32
+            ref = model.predict(*batch).numpy()
+        got = predictor.predict(*batch)
+        assert got.shape == (batch.num_atoms.shape[0], len(model.config.targets)) and got.dtype == np.float32
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-4)
     # the 64 crystals differ, so parity compares different numbers, not one constant
-    many = predictor.predict(*_inputs(cg.parity_batches(model.config.graph)["64_crystals"]))
+    many = predictor.predict(*cg.parity_batches(model.config.graph)["64_crystals"])
     assert np.unique(many.round(4), axis=0).shape[0] > 10
 
 
@@ -208,8 +204,8 @@ def test_export_checked_into_model_folder_with_manifest(tmp_path: Path) -> None:
     loaded = cg.load_exported(folder)
     batch = cg.parity_batches(model.config.graph)["64_crystals"]
     with torch.inference_mode():
-        ref = loaded.model.predict(*_inputs(batch)).numpy()
-    np.testing.assert_allclose(cg.OnnxPredictor(verified).predict(*_inputs(batch)), ref, rtol=0, atol=1e-4)
+        ref = loaded.model.predict(*batch).numpy()
+    np.testing.assert_allclose(cg.OnnxPredictor(verified).predict(*batch), ref, rtol=0, atol=1e-4)
 
 
 def test_clipping_of_nonnegative_targets_is_exported(tmp_path: Path) -> None:
@@ -217,7 +213,7 @@ def test_clipping_of_nonnegative_targets_is_exported(tmp_path: Path) -> None:
     model = _model(config, mean=-50.0)  # both far below 0: only the band gap is clipped
     path = cg.export_onnx(model, tmp_path / "model.onnx")
     assert cg.check_parity(model, path) <= 1e-4
-    got = cg.OnnxPredictor(path).predict(*_inputs(cg.parity_batches(config.graph)["64_crystals"]))
+    got = cg.OnnxPredictor(path).predict(*cg.parity_batches(config.graph)["64_crystals"])
     assert (got[:, 0] < -40).all() and (got[:, 1] == 0).all()
 
 
@@ -228,8 +224,8 @@ def test_predictor_reports_cpu_backend_and_targets(exported) -> None:
     assert predictor.target_names == ["formation_energy_per_atom", "band_gap", "efermi"]
     assert predictor.target_units == ["eV/atom", "eV", "eV"]
     batch = cg.parity_batches(model.config.graph)["one_crystal"]
-    as_numpy = [t.numpy().astype(np.int32) if t.dtype == torch.int64 else t.numpy() for t in _inputs(batch)]
-    np.testing.assert_array_equal(predictor.predict(*as_numpy), predictor.predict(*_inputs(batch)))
+    as_numpy = [t.numpy().astype(np.int32) if t.dtype == torch.int64 else t.numpy() for t in batch]
+    np.testing.assert_array_equal(predictor.predict(*as_numpy), predictor.predict(*batch))
 
 
 def test_predictor_rejects_unknown_devices_and_foreign_files(exported, tmp_path: Path) -> None:
@@ -272,7 +268,7 @@ def test_cuda_predictor_runs_on_cuda_provider_with_parity(exported) -> None:
     gpu_model = model.to("cuda")
     try:
         for batch in cg.parity_batches(model.config.graph).values():
-            inputs = [t.to("cuda") for t in _inputs(batch)]
+            inputs = [t.to("cuda") for t in batch]
             with torch.inference_mode():
                 ref = gpu_model.predict(*inputs).cpu().numpy()
             np.testing.assert_allclose(predictor.predict(*inputs), ref, rtol=0, atol=1e-4)

@@ -50,8 +50,7 @@ def test_a_real_session_has_no_fallback_and_deterministic_compute(onnx_file) -> 
     assert predictor.fallback_enabled is False
     assert predictor._session.get_session_options().use_deterministic_compute
     assert "CPUExecutionProvider" in predictor.provider_options
-    batch = cg.parity_batches(model.config.graph)["one_crystal"]
-    inputs = (batch.z, batch.edge_index, batch.edge_dist, batch.batch, batch.ptr.diff())
+    inputs = cg.parity_batches(model.config.graph)["one_crystal"]
     first = predictor.predict(*inputs)
     np.testing.assert_array_equal(first, predictor.predict(*inputs))
     with torch.inference_mode():

@@ -96,7 +96,7 @@ def test_one_registry_entry_makes_the_core_parse_build_and_round_trip_it(
     folder = cg.export_model(model.eval(), tmp_path / "models", "toy-fe", "1", {"elements": ["Na", "Cl"]})
     loaded = cg.load_exported(folder).model
     assert isinstance(loaded, ToyNet) and loaded.config == config
-    inputs = cg.model_inputs(cg.collate([cg.structure_to_graph(nacl)]))
+    inputs = cg.collate([cg.structure_to_graph(nacl)])
     with torch.inference_mode():
         torch.testing.assert_close(loaded.predict(*inputs), model.predict(*inputs))
     assert cg.read_manifest(folder)["config"]["model_type"] == "toy"
@@ -127,5 +127,5 @@ def test_one_registry_entry_makes_the_service_load_describe_and_serve_it(
         prediction = r.json()["predictions"]["formation_energy_per_atom"]
     [(_, nacl)] = cg.cif_to_graphs(cifs["nacl"], model.config.graph)
     with torch.inference_mode():
-        expected = model.predict(*cg.model_inputs(cg.collate([nacl])))[0, 0].item()
+        expected = model.predict(*cg.collate([nacl]))[0, 0].item()
     assert prediction["model"] == "toy-fe" and prediction["value"] == pytest.approx(expected, rel=1e-5, abs=1e-6)

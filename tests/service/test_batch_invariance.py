@@ -16,9 +16,9 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from crystalgraph import GraphConfig, collate, structure_to_graph
+from crystalgraph import GraphArrays, GraphConfig, collate, structure_to_graph
 from service.backends import create_predictor
-from service.featurize import GraphArrays, featurize
+from service.featurize import featurize
 from service.warmup import warmup_cifs
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models"
@@ -73,12 +73,12 @@ def test_a_crystal_gets_the_same_float32_answer_alone_and_in_any_batch(
 ) -> None:
     manifest = json.loads((folder / "manifest.json").read_text())
     predictor = create_predictor(backend, folder, manifest, "cpu", "float32")
-    alone = [predictor.predict(collate([g.to_data()]))[0] for g in graphs]
+    alone = [predictor.predict(collate([g]))[0] for g in graphs]
     rng = random.Random(folder.parent.name + backend)
     compared = 0
     for _ in range(25):
         picked = [rng.randrange(len(graphs)) for _ in range(rng.randint(2, 48))]
-        out = predictor.predict(collate([graphs[i].to_data() for i in picked]))
+        out = predictor.predict(collate([graphs[i] for i in picked]))
         for i, row in zip(picked, out, strict=True):
             assert np.array_equal(row, alone[i]), (i, row, alone[i])
             compared += 1

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crystalgraph import GraphConfig
+from crystalgraph import GraphArrays, GraphConfig
 from service.batching import InferenceWorker
 from service.errors import InferenceFailed
-from service.featurize import GraphArrays, featurize
+from service.featurize import featurize
 from service.metrics import Metrics
 from service.repository import load_registry
 

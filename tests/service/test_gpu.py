@@ -58,10 +58,6 @@ def model_and_onnx(tmp_path_factory: pytest.TempPathFactory) -> tuple[cg.Crystal
     return model.eval(), export_onnx_checked(model.eval(), folder)
 
 
-def _inputs(batch):
-    return batch.z, batch.edge_index, batch.edge_dist, batch.batch, batch.ptr.diff()
-
-
 def test_the_device_is_supported_and_prepared() -> None:
     assert resolve_device("cuda") == "cuda:0"
     major, minor = check_device(0)
@@ -81,8 +77,8 @@ def test_onnxruntime_runs_on_cuda_without_tf32_or_fallback(model_and_onnx) -> No
     try:
         for batch in cg.parity_batches(model.config.graph).values():
             with torch.inference_mode():
-                expected = reference.predict(*[t.double() if t.is_floating_point() else t for t in _inputs(batch)])
-            got = predictor.predict(*_inputs(batch))
+                expected = reference.predict(*[t.double() if t.is_floating_point() else t for t in batch])
+            got = predictor.predict(*batch)
             np.testing.assert_allclose(got, expected.numpy(), rtol=0, atol=1e-4)
             assert predictor.provider == "CUDAExecutionProvider"
     finally:
@@ -100,7 +96,7 @@ def test_torch_on_cuda_is_repeatable_and_batch_invariant_in_float64(model_and_on
         alone = np.concatenate([predictor.predict(cg.collate([g])) for g in graphs])
         np.testing.assert_allclose(alone, together, rtol=0, atol=1e-12)
         with torch.inference_mode():
-            cpu = model.to("cpu", torch.float64).predict(*_inputs(cg.collate(graphs))).numpy()
+            cpu = model.to("cpu", torch.float64).predict(*cg.collate(graphs)).numpy()
         np.testing.assert_allclose(together, cpu, rtol=0, atol=1e-9)
     finally:
         model.to("cpu", torch.float32)

@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch_geometric.data import Batch
 
-from crystalgraph import GraphConfig, load_exported
+from crystalgraph import GraphArrays, GraphConfig, ModelInputs, collate, load_exported
 from service.backends._padding import PAD_GRAPHS
 from service.backends._torch import TorchPredictor
-from service.featurize import GraphArrays, featurize
+from service.featurize import featurize
 from service.warmup import batch_invariant, warmup_cifs
 
 
@@ -30,9 +29,9 @@ class _Unpadded:
     def __init__(self, folder: Path) -> None:
         self.model = load_exported(folder).model
 
-    def predict(self, batch: Batch) -> np.ndarray:
+    def predict(self, inputs: ModelInputs) -> np.ndarray:
         with torch.inference_mode():
-            return self.model.predict(batch.z, batch.edge_index, batch.edge_dist, batch.batch, batch.ptr.diff()).numpy()
+            return self.model.predict(*inputs).numpy()
 
 
 def test_warmup_crystals_include_a_one_atom_cell(graphs: list[GraphArrays]) -> None:
@@ -55,6 +54,6 @@ def test_the_check_catches_float32_without_padding(models_dir: Path, graphs: lis
 def test_padding_does_not_change_the_answers(models_dir: Path, graphs: list) -> None:
     folder = models_dir / "cgcnn-multitask" / "1"
     padded = TorchPredictor.load(folder, {}, "cpu", "float32")
-    data = Batch.from_data_list([g.to_data() for g in graphs])
+    data = collate(graphs)
     np.testing.assert_allclose(padded.predict(data), _Unpadded(folder).predict(data), rtol=1e-5, atol=1e-5)
     assert PAD_GRAPHS >= 4

@@ -41,8 +41,7 @@ def test_export_onnx_adds_a_verified_file_to_the_manifest(model_dir: Path, capsy
     predictor = cg.OnnxPredictor(onnx_path)
     assert predictor.target_names == ["formation_energy_per_atom", "band_gap"]
     model = cg.load_exported(model_dir).model
-    batch = cg.parity_batches(model.config.graph)["64_crystals"]
-    inputs = (batch.z, batch.edge_index, batch.edge_dist, batch.batch, batch.ptr.diff())
+    inputs = cg.parity_batches(model.config.graph)["64_crystals"]
     with torch.inference_mode():
         np.testing.assert_allclose(predictor.predict(*inputs), model.predict(*inputs).numpy(), rtol=0, atol=1e-4)
 
