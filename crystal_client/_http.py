@@ -2,6 +2,9 @@
 
 Connection errors, time-outs, and ``502``/``503``/``504`` answers (a proxy, or a service still
 loading its models) are retried with exponential back-off; any other answer is returned.
+A refused connection before the service has answered anything (a wrong ``--url``, a service
+not started) is retried for ``connect_grace_s`` seconds only, then fails with a hint; once the
+service has answered, a refused connection (a restart) gets the full back-off.
 Submissions carry an ``Idempotency-Key``, so retrying a ``POST`` whose answer was lost never
 creates a second job.
 """
@@ -49,6 +52,8 @@ class ServiceClient:
         retries: Attempts after the first one before giving up.
         backoff: First wait in seconds; doubled each attempt, at most 30 s.
         timeout: Seconds to wait for a connection or a read.
+        connect_grace_s: How long a refused connection is retried before the service has
+            answered once.
         log: Where retry messages go (default: standard error).
     """
 
@@ -60,12 +65,17 @@ class ServiceClient:
         retries: int = 8,
         backoff: float = 0.5,
         timeout: float = 60.0,
+        connect_grace_s: float = 3.0,
         log: Callable[[str], None] | None = None,
     ) -> None:
         headers = {"X-API-Key": api_key} if api_key else {}
         self.http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
         self.retries = retries
         self.backoff = backoff
+        self.connect_grace_s = connect_grace_s
+        self.url = url
+        #: Whether the service has answered a request of this client (a refused connection is then a restart).
+        self.reached = False
         self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
 
     def close(self) -> None:
@@ -95,14 +105,29 @@ class ServiceClient:
                 retries ran out.
         """
         attempt = 0
+        started = time.monotonic()
         while True:
             try:
                 extra = body() if body is not None else {}
                 response = self.http.request(method, path, **kwargs, **extra)
+            except httpx.ConnectError as exc:
+                if self.reached:
+                    attempt += 1
+                    self.wait(attempt, f"{method} {path}: {type(exc).__name__}: {exc or 'connection failed'}")
+                elif time.monotonic() - started < self.connect_grace_s:
+                    time.sleep(0.5)
+                else:
+                    raise ServiceError(
+                        "unreachable",
+                        f"cannot connect to {self.url} ({type(exc).__name__}: {exc or 'connection failed'}); "
+                        "is the service running there? Check --url (or CRYSTAL_URL)",
+                    ) from None
+                continue
             except httpx.TransportError as exc:
                 attempt += 1
                 self.wait(attempt, f"{method} {path}: {type(exc).__name__}: {exc or 'connection failed'}")
                 continue
+            self.reached = True
             if response.status_code in RETRY_STATUSES:
                 attempt += 1
                 self.wait(attempt, f"{method} {path}: {ServiceError.from_response(response)}")

@@ -1,16 +1,19 @@
-"""``crystal-predict``: screen a folder of CIFs through the service's jobs API, or predict one CIF.
+"""``crystal-predict``: screen a folder of CIFs through the service's jobs API, or predict a few CIFs.
 
     crystal-predict screen DIR_OR_ARCHIVE --url http://127.0.0.1:8000 --out results.csv
     crystal-predict screen DIR_OR_ARCHIVE --job JOB_ID --out results.csv   # resume
-    crystal-predict predict FILE.cif
+    crystal-predict predict FILE.cif [FILE.cif ...]
 
 ``screen`` packs every ``*.cif`` under the folder (recursively) into a ``.tar.gz``, submits it
 as a job, shows a progress bar (files, rate, ETA) until the job finishes, and downloads the
-results as CSV: one row per structure with ``file, formula, n_sites``, each property and the
-model that predicted it, and ``error_code, error`` for the ones that could not be predicted.
-The download goes to ``OUT.<job>.part`` and is renamed to ``OUT`` once complete; an interrupted
-run resumes with ``--job`` (which skips the upload) and continues a partial download where it
-stopped. Connection errors are retried with back-off (``--retries``).
+results: ``--out`` ending ``.csv`` gets one row per structure with ``file, formula, n_sites``,
+each property and the model that predicted it, and ``error_code, error`` for the ones that
+could not be predicted; ``.ndjson`` (or ``.jsonl``) gets the service's JSON result per line,
+``.json`` a JSON array of them; any other suffix is refused. The download goes to
+``OUT.<job>.part`` and is renamed to ``OUT`` once complete; an interrupted run resumes with
+``--job`` (which skips the upload) and continues a partial download where it stopped.
+Connection errors are retried with back-off (``--retries``); a service that cannot be reached
+at all fails within seconds.
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 from tqdm import tqdm
 
 from ._files import archive_media_type, find_cifs, pack
-from ._http import RETRY_STATUSES, ServiceClient, ServiceError
+from ._http import ServiceClient, ServiceError
+from ._results import download, results_format
 
 __all__ = ["main"]
 
@@ -66,6 +69,11 @@ def _submit(client: ServiceClient, path: Path, models: str | None) -> dict[str, 
     return job
 
 
+def progress_counts(counts: dict[str, Any]) -> dict[str, str]:
+    """The progress bar's counts, as text: tqdm writes a number 10,000 as ``1e+4``."""
+    return {"ok": str(counts["ok"]), "failed": str(counts["failed"])}
+
+
 def _follow(client: ServiceClient, job: dict[str, Any], *, poll: float, progress: bool) -> dict[str, Any]:
     """Poll the job until it finishes, with a progress bar over its files."""
     counts = job["counts"]
@@ -80,7 +88,7 @@ def _follow(client: ServiceClient, job: dict[str, Any], *, poll: float, progress
     ) as bar:
         while True:
             counts = job["counts"]
-            bar.set_postfix(ok=counts["ok"], failed=counts["failed"], refresh=False)
+            bar.set_postfix(progress_counts(counts), refresh=False)
             bar.update(counts["done"] - bar.n)
             if job["state"] in FINISHED:
                 return job
@@ -88,52 +96,16 @@ def _follow(client: ServiceClient, job: dict[str, Any], *, poll: float, progress
             job = client.request("GET", f"/v1/jobs/{job['id']}").json()
 
 
-def _complete_rows(part: Path) -> int:
-    """Data rows of a partial CSV download (``-1``: not even a header), its cut last line dropped.
-
-    The service's CSV holds no line break inside a cell, so lines are rows.
-    """
-    if not part.exists():
-        return -1
-    data = part.read_bytes()
-    keep = data[: data.rfind(b"\n") + 1]
-    if len(keep) != len(data):
-        with open(part, "r+b") as fh:
-            fh.truncate(len(keep))
-    return keep.count(b"\n") - 1
-
-
-def _download(client: ServiceClient, job_id: str, out: Path) -> int:
-    """Download the job's CSV to ``out``, resuming ``out.<job>.part``; returns the rows written."""
-    part = out.with_name(f"{out.name}.{job_id}.part")
-    rows = _complete_rows(part)
-    if rows > 0:
-        _say(f"resuming the download after {rows} rows")
-    attempt = 0
-    while True:
-        header = "true" if rows < 0 else "false"
-        params: dict[str, str | int] = {"format": "csv", "offset": max(rows, 0), "header": header}
-        try:
-            with client.http.stream("GET", f"/v1/jobs/{job_id}/results", params=params) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    if response.status_code not in RETRY_STATUSES:
-                        raise ServiceError.from_response(response)
-                    raise httpx.TransportError(f"HTTP {response.status_code}")
-                with open(part, "ab") as fh:
-                    for chunk in response.iter_bytes():
-                        fh.write(chunk)
-            break
-        except httpx.TransportError as exc:
-            attempt += 1
-            client.wait(attempt, f"download: {type(exc).__name__}: {exc or 'connection lost'}")
-            rows = _complete_rows(part)
-    rows = _complete_rows(part)
-    os.replace(part, out)
-    return rows
+def _exists(path: Path) -> None:
+    if not path.exists():
+        raise ServiceError("file_not_found", f"{path}: no such file or folder")
 
 
 def screen(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    results_format(out)  # refuse an unknown suffix before uploading anything
+    if not args.job:
+        _exists(Path(args.path))
     with ServiceClient(args.url, api_key=args.api_key, retries=args.retries) as client:
         if args.job:
             job = client.request("GET", f"/v1/jobs/{args.job}").json()
@@ -143,7 +115,7 @@ def screen(args: argparse.Namespace) -> int:
             _say(f"job {job['id']} submitted: {job['counts']['total']} files")
         _say(f"if interrupted, resume with: crystal-predict screen {args.path} --job {job['id']} --out {args.out}")
         job = _follow(client, job, poll=args.poll, progress=not args.no_progress)
-        rows = _download(client, job["id"], Path(args.out))
+        rows = download(client, job["id"], out)
     counts = job["counts"]
     _say(f"job {job['state']}: wrote {rows} rows to {args.out} ({counts['ok']} predicted, {counts['failed']} failed)")
     if job["state"] != "done":
@@ -156,30 +128,46 @@ def screen(args: argparse.Namespace) -> int:
     return 0
 
 
-def predict(args: argparse.Namespace) -> int:
-    path = Path(args.file)
-    params = {"models": args.models} if args.models else {}
-    with ServiceClient(args.url, api_key=args.api_key, retries=args.retries) as client:
-
-        def body() -> dict[str, Any]:
-            return {"files": {"file": (path.name, path.read_bytes(), "chemical/x-cif")}}
-
-        try:
-            result = client.request("POST", "/v1/predict", params=params, body=body).json()
-        except ServiceError as exc:
-            _say(f"{path.name}: {exc.code}: {exc.detail}")
-            return 1
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
+def _print_answer(name: str, result: dict[str, Any]) -> None:
     structure = result["structure"]
-    print(f"{path.name}: {structure['reduced_formula']} ({structure['n_sites']} sites)")
-    width = max((len(name) for name in result["predictions"]), default=0)
-    for name, pred in result["predictions"].items():
-        print(f"  {name:<{width}}  {pred['value']:>10.4f} {pred['unit']:<8} ({pred['model']}@{pred['version']})")
+    print(f"{name}: {structure['reduced_formula']} ({structure['n_sites']} sites)")
+    width = max((len(prop) for prop in result["predictions"]), default=0)
+    for prop, pred in result["predictions"].items():
+        print(f"  {prop:<{width}}  {pred['value']:>10.4f} {pred['unit']:<8} ({pred['model']}@{pred['version']})")
     for warning in result.get("warnings", []):
         print(f"  warning {warning['code']}: {warning['detail']}")
-    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    """Predict each file with ``/v1/predict``; a failed file is reported and the others still run."""
+    paths = [Path(name) for name in args.files]
+    for path in paths:
+        if not path.is_file():
+            raise ServiceError("file_not_found", f"{path}: no such file")
+    params = {"models": args.models} if args.models else {}
+    answers: list[dict[str, Any]] = []
+    failed = 0
+    with ServiceClient(args.url, api_key=args.api_key, retries=args.retries) as client:
+        for path in paths:
+
+            def body(path: Path = path) -> dict[str, Any]:
+                return {"files": {"file": (path.name, path.read_bytes(), "chemical/x-cif")}}
+
+            try:
+                result = client.request("POST", "/v1/predict", params=params, body=body).json()
+            except ServiceError as exc:
+                if exc.code == "unreachable":
+                    raise
+                failed += 1
+                _say(f"{path}: {exc.code}: {exc.detail}")
+                answers.append({"filename": str(path), "ok": False, "error": {"code": exc.code, "detail": exc.detail}})
+                continue
+            answers.append({"filename": str(path), "ok": True, **result} if len(paths) > 1 else result)
+            if not args.json:
+                _print_answer(path.name if len(paths) == 1 else str(path), result)
+    if args.json:
+        print(json.dumps(answers if len(paths) > 1 else answers[0], indent=2))
+    return 1 if failed else 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -194,14 +182,18 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("screen", parents=[common], help="screen a folder of CIFs (or an archive) as a job")
     s.add_argument("path", help="folder searched recursively for *.cif, or a .zip / .tar.gz archive")
-    s.add_argument("--out", default="results.csv", help="CSV to write (default results.csv)")
+    s.add_argument("--out", default="results.csv", help="results file: .csv, .json or .ndjson (default results.csv)")
     s.add_argument("--job", help="follow and download this existing job instead of submitting")
     s.add_argument("--poll", type=float, default=1.0, help="seconds between progress polls (default 1)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.set_defaults(func=screen)
-    p = sub.add_parser("predict", parents=[common], help="predict one CIF")
-    p.add_argument("file", help="a CIF file")
-    p.add_argument("--json", action="store_true", help="print the service's JSON answer")
+    p = sub.add_parser("predict", parents=[common], help="predict a few CIFs, one request each")
+    p.add_argument("files", nargs="+", metavar="FILE", help="CIF (or other structure) files")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the service's JSON answer (several files: an array, items as in /v1/predict/batch)",
+    )
     p.set_defaults(func=predict)
     return parser
 
@@ -213,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except ServiceError as exc:
         _say(f"error: {exc.code}: {exc.detail}")
+        return 1
+    except OSError as exc:  # a file that vanished or cannot be read or written: one line, no traceback
+        _say(f"error: {exc.filename or ''}: {exc.strerror or exc}".replace("error: : ", "error: "))
         return 1
     except KeyboardInterrupt:
         _say("interrupted")

@@ -48,7 +48,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await jobs.stop()
             await state.stop()
 
-    app = FastAPI(title="Crystal property prediction", version="1", description=_DESCRIPTION, lifespan=lifespan)
+    # FastAPI's /docs and /redoc load their scripts from a CDN: /docs is served by service.api.routes.docs.
+    app = FastAPI(
+        title="Crystal property prediction",
+        version="1",
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.service = state
     app.state.jobs = jobs
     install_error_handler(app)

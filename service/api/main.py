@@ -5,13 +5,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from .deps import require_api_key
-from .routes import health, jobs, models, page, predict
+from .routes import docs, health, jobs, models, page, predict
 
 __all__ = ["api_router"]
 
 api_router = APIRouter()
 api_router.include_router(health.router)
 api_router.include_router(page.router)
+api_router.include_router(docs.router)
 
 _v1 = APIRouter(dependencies=[Depends(require_api_key)])
 _v1.include_router(predict.router)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -91,10 +93,20 @@ def test_screen_retries_when_connections_drop(
     assert len(jobs_client.get("/v1/jobs", params={"limit": 500}).json()["jobs"]) == before + 1, "one job only"
 
 
-def test_screen_gives_up_with_a_clear_error_when_nothing_listens(tree: Path, unused_port: int) -> None:
-    done = _run("screen", str(tree), "--url", f"http://127.0.0.1:{unused_port}", "--retries", "2")
+@pytest.mark.parametrize("command", ["screen", "predict"])
+def test_connection_refused_fails_within_seconds_with_a_hint(
+    command: str, tree: Path, tmp_path: Path, unused_port: int
+) -> None:
+    args = [str(tree), "--out", str(tmp_path / "r.csv")] if command == "screen" else [str(tree / "a" / "nacl.cif")]
+    started = time.monotonic()
+    done = _run(command, *args, "--url", f"http://127.0.0.1:{unused_port}")
+    elapsed = time.monotonic() - started
     assert done.returncode == 1
-    assert "ConnectError" in done.stderr and "gave up after 2 retries" in done.stderr
+    assert elapsed < 15, f"{elapsed:.1f} s: a refused connection is not worth 8 retries"  # ~3 s, loaded machine
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"error: unreachable: cannot connect to http://127.0.0.1:{unused_port}")
+    assert "ConnectError" in lines[-1] and "Check --url" in lines[-1]
+    assert "Traceback" not in done.stderr and "retry" not in done.stderr
 
 
 def test_predict_one_file(jobs_server: Any, tree: Path) -> None:
@@ -105,3 +117,64 @@ def test_predict_one_file(jobs_server: Any, tree: Path) -> None:
     assert "cgcnn-formation-energy@1" in ok.stdout
     bad = _run("predict", str(tree / "bad.cif"), "--url", jobs_server.url)
     assert bad.returncode == 1 and "invalid_cif" in bad.stderr
+
+
+def test_predict_several_files_one_failing(jobs_server: Any, tree: Path) -> None:
+    files = [str(tree / "a" / "nacl.cif"), str(tree / "a" / "b" / "cu.CIF"), str(tree / "bad.cif")]
+    done = _run("predict", *files, "--url", jobs_server.url)
+    assert done.returncode == 1, "one file failed"
+    assert f"{files[0]}: NaCl (8 sites)" in done.stdout and f"{files[1]}: Cu (" in done.stdout
+    assert done.stdout.count("formation_energy_per_atom") == 2
+    assert f"{files[2]}: invalid_cif:" in done.stderr
+    answers = json.loads(_run("predict", *files, "--url", jobs_server.url, "--json").stdout)
+    assert [(a["filename"], a["ok"]) for a in answers] == [(files[0], True), (files[1], True), (files[2], False)]
+    assert answers[0]["structure"]["reduced_formula"] == "NaCl" and answers[2]["error"]["code"] == "invalid_cif"
+
+
+@pytest.mark.parametrize("command", ["predict", "screen"])
+def test_a_missing_file_is_a_one_line_error(command: str, tmp_path: Path) -> None:
+    missing = tmp_path / ("nope.cif" if command == "predict" else "nope.tar.gz")
+    done = _run(command, str(missing), "--url", "http://127.0.0.1:9")  # fails before any connection
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"error: file_not_found: {missing}: no such file" + (
+        "" if command == "predict" else " or folder"
+    )
+
+
+def test_screen_out_suffix_picks_the_format(
+    jobs_server: Any, jobs_client: httpx.Client, tree: Path, tmp_path: Path
+) -> None:
+    as_json = tmp_path / "results.json"
+    done = _run("screen", str(tree), "--url", jobs_server.url, "--out", str(as_json), "--poll", "0.1")
+    assert done.returncode == 0, done.stderr
+    items = json.loads(as_json.read_text())
+    assert sorted(i["filename"] for i in items) == ["a/b/cu.CIF", "a/b/srtio3.cif", "a/nacl.cif", "bad.cif"]
+    nacl = next(i for i in items if i["filename"] == "a/nacl.cif")
+    assert nacl["ok"] and "warnings" in nacl and -20 < nacl["predictions"]["formation_energy_per_atom"]["value"] < 20
+    assert next(i for i in items if i["filename"] == "bad.cif")["error"]["code"] == "invalid_cif"
+
+    as_ndjson = tmp_path / "results.ndjson"
+    done = _run("screen", str(tree), "--url", jobs_server.url, "--out", str(as_ndjson), "--poll", "0.1")
+    assert done.returncode == 0, done.stderr
+    lines = as_ndjson.read_text().splitlines()
+    assert sorted(json.loads(line)["filename"] for line in lines) == sorted(i["filename"] for i in items)
+    assert not list(tmp_path.glob("*.part")) and not list(tmp_path.glob("*.tmp"))
+
+    before = len(jobs_client.get("/v1/jobs", params={"limit": 500}).json()["jobs"])
+    refused = _run("screen", str(tree), "--url", jobs_server.url, "--out", str(tmp_path / "results.xlsx"))
+    assert refused.returncode == 1
+    assert refused.stderr.strip().startswith("error: bad_out: --out") and ".json or .ndjson" in refused.stderr
+    assert len(jobs_client.get("/v1/jobs", params={"limit": 500}).json()["jobs"]) == before, "nothing submitted"
+    assert not (tmp_path / "results.xlsx").exists()
+
+
+def test_progress_counts_are_integers_not_1e4() -> None:
+    from tqdm import tqdm
+
+    from crystal_client.cli import progress_counts
+
+    with tqdm(total=20_000, file=io.StringIO()) as bar:
+        bar.set_postfix(progress_counts({"ok": 10_000, "failed": 123_456}), refresh=False)
+        assert "ok=10000, failed=123456" in str(bar)
+        bar.set_postfix(ok=10_000, refresh=False)
+        assert "ok=1e+4" in str(bar), "tqdm's own number format, which progress_counts avoids"
