@@ -89,7 +89,8 @@ def export_onnx(model: CrystalGraphNet, path: Path, opset: int = 18, fast: bool 
 
     Raises:
         ValueError: ``opset`` below 18.
-        OnnxError: the exported graph holds a scatter without a reduction (an overwrite).
+        OnnxError: the exporter returned no program, or the exported graph holds a scatter
+            without a reduction (an overwrite).
 
     Shapes:
         The graph maps ``z: [N]`` int64, ``edge_index: [2, E]`` int64, ``edge_dist: [E]``
@@ -121,6 +122,8 @@ def export_onnx(model: CrystalGraphNet, path: Path, opset: int = 18, fast: bool 
             )
     finally:
         registration.setLevel(level)
+    if program is None:  # only the legacy (dynamo=False) exporter returns None
+        raise OnnxError("torch.onnx.export returned no ONNX program")
     proto = program.model_proto
     if fast:
         scatter_rows_as_scatter_nd(proto)
@@ -179,7 +182,7 @@ def _cscl(a: float = 4.12) -> Structure:
 
 
 def _srtio3(a: float = 3.905) -> Structure:
-    coords = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    coords: list[list[float]] = [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
     return _structure(Lattice.cubic(a), ["Sr", "Ti", "O", "O", "O"], coords)
 
 

@@ -163,7 +163,8 @@ class OnnxPredictor:
             array = value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
             feeds[name] = np.ascontiguousarray(array, dtype=dtype)
         try:
-            return self._session.run(None, feeds)[0]
+            outputs: list[np.ndarray] = self._session.run(None, feeds)
+            return outputs[0]
         except Exception:
             self._check_provider()  # raises OnnxProviderError if the session left its device
             raise
@@ -184,7 +185,7 @@ class OnnxPredictor:
         Raises:
             OnnxProviderError: CUDA was asked for and the session does not run on it.
         """
-        active = self._session.get_providers()
+        active: list[str] = self._session.get_providers()
         if self.device != "cpu" and (not active or active[0] != "CUDAExecutionProvider"):
             raise OnnxProviderError(
                 f"{self.path.name}: asked for {self.device!r}, but onnxruntime runs on {', '.join(active)}"

@@ -12,6 +12,7 @@ from .settings import get_settings
 
 
 def main() -> None:
+    """Parse the command line and serve the app with uvicorn in this process (one worker)."""
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")

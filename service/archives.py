@@ -84,7 +84,7 @@ class Budget:
 class _CappedReader(io.RawIOBase):
     """A read-only stream that charges every byte it returns to a :class:`Budget`."""
 
-    def __init__(self, inner: IO[bytes], budget: Budget) -> None:
+    def __init__(self, inner: io.BufferedIOBase, budget: Budget) -> None:
         self.inner = inner
         self.budget = budget
 
@@ -138,7 +138,7 @@ def _unpack_zip(data: bytes, max_file_bytes: int, max_files: int, budget: Budget
 
 
 def _unpack_tar(data: bytes, max_file_bytes: int, max_files: int, budget: Budget) -> list[Member]:
-    raw: IO[bytes] = io.BytesIO(data)
+    raw: io.BufferedIOBase = io.BytesIO(data)
     if data.startswith(_GZIP_MAGIC):
         raw = gzip.GzipFile(fileobj=raw, mode="rb")
     members = []

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 
 from crystalgraph import GraphConfig
@@ -106,6 +106,7 @@ class Engine:
             self._workers[device] = worker
 
     async def stop(self) -> None:
+        """Stop the inference workers, then close the parse pools."""
         for worker in self._workers.values():
             await worker.stop()
         self._workers.clear()
@@ -136,9 +137,15 @@ class Engine:
         """Parse and build graphs in the pool (a crashed worker is replaced; the file retried once).
 
         Args:
+            data: The file's bytes.
+            configs: The graph settings to build a graph for (one per distinct fingerprint).
             bulk: A batch job's file, parsed in the lower-priority pool.
             filename: Helps the reader find the file's format.
             strict: Reader warnings become errors; ``None``: the ``strict`` setting.
+
+        Returns:
+            One :class:`Featurized` per data block, in file order; a block that cannot be
+            predicted carries its error instead of graphs.
 
         Raises:
             ParseTimeout: the file took longer than ``parse_timeout_s``.
@@ -246,6 +253,8 @@ class Engine:
         """``POST /v1/predict``: the first data block of one file (a warning names the others).
 
         Args:
+            upload: The file, or the error found while receiving it (raised).
+            selection: The models to run.
             strict: Reader warnings (and ``multiple_blocks``) become 422 errors; ``None``: the setting.
 
         Raises:
@@ -320,10 +329,12 @@ class Engine:
         gate: AbstractAsyncContextManager[object] | None = None,
         bulk: bool = False,
         strict: bool | None = None,
-    ) -> AsyncIterator[tuple[int, list[BatchItem]]]:
+    ) -> AsyncGenerator[tuple[int, list[BatchItem]], None]:
         """Each file's results as soon as all its blocks are computed: ``(file position, items)``.
 
         Args:
+            uploads: The files, in request order (one with an ``error`` gives a failed item).
+            selection: The models to run.
             gate: Held by each file while it is parsed (default: ``batch_concurrency`` files at
                 a time); parsed structures go on to inference without waiting for it.
             bulk: Throughput before latency (batch jobs): the files are parsed by the

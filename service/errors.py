@@ -82,14 +82,20 @@ class ServiceError(Exception):
 
 
 class InvalidRequest(ServiceError):
+    """A request that does not say what to do: a missing or extra file field, bad parameters."""
+
     status, code, title = 422, "invalid_request", "Invalid request"
 
 
 class UnsupportedMediaType(ServiceError):
+    """A body whose content type (or content) is not one the endpoint reads."""
+
     status, code, title = 415, "unsupported_media_type", "Unsupported media type"
 
 
 class Unauthorized(ServiceError):
+    """An API key is required and the ``X-API-Key`` header is missing or wrong."""
+
     status, code, title = 401, "unauthorized", "Missing or wrong API key"
 
 
@@ -106,14 +112,20 @@ class OriginNotAllowed(ServiceError):
 
 
 class NotFound(ServiceError):
+    """No such resource: an unknown route, static file or job."""
+
     status, code, title = 404, "not_found", "Not found"
 
 
 class ModelNotFound(NotFound):
+    """The request names a model that is not loaded."""
+
     code, title = "unknown_model", "Unknown model"
 
 
 class ModelNotReady(ServiceError):
+    """The service cannot predict now: its models are loading or failed, or the worker stopped."""
+
     status, code, title = 503, "not_ready", "Service not ready"
 
 
@@ -124,10 +136,13 @@ class InvalidStructure(ServiceError):
 
     @classmethod
     def from_structure_error(cls, exc: StructureError) -> InvalidStructure:
+        """The service error for a core library :class:`~crystalgraph.StructureError`, keeping its ``code``."""
         return cls(str(exc), code=exc.code)
 
 
 class TooManyAtoms(InvalidStructure):
+    """A structure with more atoms than ``max_atoms`` allows."""
+
     code = "too_many_atoms"
 
 
@@ -144,22 +159,32 @@ class ParseMemoryExceeded(InvalidStructure):
 
 
 class PayloadTooLarge(ServiceError):
+    """Base class of the size limits: something in the request is larger than allowed."""
+
     status, code, title = 413, "request_too_large", "Content too large"
 
 
 class FileTooLarge(PayloadTooLarge):
+    """One uploaded file is larger than the limit per file."""
+
     code = "file_too_large"
 
 
 class RequestTooLarge(PayloadTooLarge):
+    """The whole upload is larger than the limit per request (or per job)."""
+
     code = "request_too_large"
 
 
 class TooManyFiles(PayloadTooLarge):
+    """A request or an archive holds more files than allowed."""
+
     code = "too_many_files"
 
 
 class ArchiveInvalid(ServiceError):
+    """A zip or tar archive that cannot be read, or a member that cannot be unpacked."""
+
     status, code, title = 400, "archive_invalid", "Archive cannot be unpacked"
 
 
@@ -170,10 +195,14 @@ class ClientDisconnected(ServiceError):
 
 
 class InferenceFailed(ServiceError):
+    """A model raised, or returned a non-finite value, while predicting."""
+
     status, code, title = 500, "inference_failed", "Inference failed"
 
 
 class InternalError(ServiceError):
+    """An unexpected failure of the server itself (logged; the client is told no more)."""
+
     status, code, title = 500, "internal_error", "Internal error"
 
 

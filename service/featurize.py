@@ -48,6 +48,7 @@ def init_worker(torch_threads: int = 1, nice: int = 0) -> None:
     """Pool initializer: one torch thread, quiet pymatgen, parser imported before the first job.
 
     Args:
+        torch_threads: Threads torch may use in this worker.
         nice: Added to the worker's niceness (batch jobs' workers yield the CPU to interactive ones).
     """
     if nice:

@@ -148,12 +148,16 @@ class BatchResponse(BaseModel):
 
 
 class PropertyInfo(BaseModel):
+    """One property a model predicts, with its unit."""
+
     name: str = Field(examples=["band_gap"])
     unit: str = Field(examples=["eV"])
     p_metal: bool = Field(False, description="Its predictions carry the metal probability ``p_metal``.")
 
 
 class ParameterCounts(BaseModel):
+    """The model's number of trainable parameters."""
+
     total: int
     conv: int = Field(description="Parameters of the convolutions alone.")
 
@@ -187,6 +191,8 @@ class Provenance(BaseModel):
 
 
 class TrainingSet(BaseModel):
+    """The data a model was trained on: its fingerprint, split sizes and split seed."""
+
     fingerprint: str | None = None
     n_train: int | None = None
     n_val: int | None = None
@@ -231,16 +237,22 @@ class RefusedModelInfo(BaseModel):
 
 
 class ModelList(BaseModel):
+    """The loaded models, the default model per property, and the model folders refused."""
+
     models: list[ModelInfo]
     defaults: dict[str, str] = Field(description="Default model (``name@version``) per property.")
     refused: list[RefusedModelInfo]
 
 
 class Health(BaseModel):
+    """Liveness: the process answers."""
+
     status: Literal["ok"] = "ok"
 
 
 class Readiness(BaseModel):
+    """Every model is loaded and warm: how many, and the properties they predict."""
+
     status: Literal["ready"] = "ready"
     models: int
     properties: list[str]

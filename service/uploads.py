@@ -81,6 +81,7 @@ class UploadLimits:
 
     @property
     def part_bytes(self) -> int:
+        """Largest multipart file part: ``max_part_bytes``, or ``max_file_bytes`` when unset."""
         return self.max_part_bytes if self.max_part_bytes is not None else self.max_file_bytes
 
     @property
@@ -89,6 +90,15 @@ class UploadLimits:
         return 2 * self.max_file_bytes + _FIELD_LIMIT
 
     def file_too_large(self, name: str, limit: int | None = None) -> FileTooLarge:
+        """The error for a file over the size limit (returned, not raised).
+
+        Args:
+            name: The file as the message should name it (a filename, ``The file``).
+            limit: The limit it broke, in bytes; ``None``: ``max_file_bytes``.
+
+        Returns:
+            A :class:`FileTooLarge` whose message names the file and the limit.
+        """
         limit = self.max_file_bytes if limit is None else limit
         return FileTooLarge(f"{name} is larger than {limit:,} bytes, the limit per file.")
 

@@ -106,6 +106,10 @@ def create_predictor(
     """Load one model folder with the named backend.
 
     Args:
+        backend: A name of :data:`BACKENDS` (already resolved: not ``auto``).
+        folder: The exported model folder.
+        manifest: The folder's parsed ``manifest.json``.
+        device: Where the model runs (``cpu``, ``cuda:0``), already resolved.
         precision: ``float64`` or ``float32`` (see ``Settings.precision``); a backend that
             cannot honour it says so in its ``provider``.
 
@@ -117,17 +121,28 @@ def create_predictor(
 
 
 def resolve_precision(precision: str, device: str) -> str:
-    """``auto`` to ``float32`` on a CPU (batch-invariant with the torch backend's padding, checked
-    at warm-up) and ``float64`` on CUDA (where cuBLAS picks kernels by shape, so float32 batch
-    invariance is not established; float64 keeps such effects near 1e-15)."""
+    """``auto`` to ``float32`` on a CPU and ``float64`` on CUDA; other values unchanged.
+
+    On a CPU float32 is batch-invariant with the torch backend's padding (checked at warm-up).
+    On CUDA cuBLAS picks kernels by shape, so float32 batch invariance is not established;
+    float64 keeps such effects near 1e-15.
+
+    Args:
+        precision: The ``precision`` setting (``auto``, ``float32``, ``float64``).
+        device: The resolved device (``cpu``, ``cuda:0``).
+
+    Returns:
+        ``float32`` or ``float64`` (``precision`` itself unless it is ``auto``).
+    """
     if precision == "auto":
         return "float64" if device.startswith("cuda") else "float32"
     return precision
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` to ``cuda:0`` when a usable CUDA device is visible, else ``cpu``; check explicit
-    choices. A CUDA device is prepared for serving (:mod:`service.backends._cuda`): its compute
+    """``auto`` to ``cuda:0`` when a usable CUDA device is visible, else ``cpu``; check explicit choices.
+
+    A CUDA device is prepared for serving (:mod:`service.backends._cuda`): its compute
     capability is checked against the torch build, TF32 is turned off and deterministic
     algorithms on.
 

@@ -30,7 +30,7 @@ class OnnxBackendPredictor:
     def __init__(self, session: OnnxPredictor) -> None:
         self.session = session
         self.device = session.device
-        self.provider = session.provider
+        self.provider: str | None = session.provider
 
     @classmethod
     def load(

@@ -63,8 +63,15 @@ class Padder:
         self._pad = _padding(device, dtype)
 
     def __call__(self, inputs: ModelInputs) -> tuple[ModelInputs, int]:
-        """The inputs of ``CrystalGraphNet.predict`` for ``inputs`` plus the padding, and the number
-        of real crystals (the first rows of the output)."""
+        """Append the padding graphs to a batch, on this padder's device and float type.
+
+        Args:
+            inputs: A collated batch (any device).
+
+        Returns:
+            The inputs of ``CrystalGraphNet.predict`` for ``inputs`` plus the padding, and the
+            number of real crystals (the first rows of the output).
+        """
         dev = self.device
         z, edge_index = inputs.z.to(dev), inputs.edge_index.to(dev)
         n_atoms, n_crystals = z.shape[0], int(inputs.num_atoms.shape[0])

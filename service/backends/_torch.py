@@ -29,7 +29,7 @@ class TorchPredictor:
     """
 
     backend = "torch"
-    provider = None
+    provider: str | None = None  # as typed by the Predictor protocol; torch has no detail to add
 
     def __init__(self, model: CrystalGraphNet, device: str, precision: str = "float32") -> None:
         self.dtype = {"float64": torch.float64, "float32": torch.float32}[precision]

@@ -138,11 +138,11 @@ class JobService:
         base = f"/v1/jobs/{row.id}"
         return JobStatus(
             id=row.id,
-            state=row.state,  # type: ignore[arg-type]
+            state=row.state,
             counts=JobCounts(total=row.total, done=row.done, ok=row.n_ok, failed=row.n_failed),
             models=row.models,
             properties=row.properties,
-            created=_time(row.created),  # type: ignore[arg-type]
+            created=_time(row.created),
             started=_time(row.started),
             finished=_time(row.finished),
             expires=_time(row.finished + self.settings.jobs_ttl_s if row.finished is not None else None),
@@ -315,7 +315,7 @@ class JobService:
             except DataDirBusy as exc:  # created by another process after this one started
                 log.error("jobs are not run by this process: %s", exc.detail)
                 await asyncio.sleep(30.0)
-            except Exception:  # noqa: BLE001 - the runner never dies; the next round retries
+            except Exception:  # the runner never dies; the next round retries
                 log.exception("job runner error")
                 await asyncio.sleep(1.0)
             self._wake.clear()

@@ -5,11 +5,15 @@ from __future__ import annotations
 import io
 import tarfile
 import zipfile
+from collections.abc import Callable
 
 import pytest
 
 from service.archives import archive_kind, unpack
 from service.errors import ArchiveInvalid, TooManyFiles
+
+#: Builds an archive from ``{member name: bytes}`` (``_zip``, ``_tar``).
+Pack = Callable[[dict[str, bytes]], bytes]
 
 LIMITS = {"max_file_bytes": 1000, "max_files": 5, "max_unpacked_bytes": 100_000}
 
@@ -44,7 +48,7 @@ def test_kind_by_content_then_name() -> None:
 
 
 @pytest.mark.parametrize("pack", [_zip, _tar])
-def test_members_in_order_with_metadata_and_links_skipped(pack) -> None:  # noqa: ANN001
+def test_members_in_order_with_metadata_and_links_skipped(pack: Pack) -> None:
     members = {
         "a/one.cif": b"1",
         "../two.cif": b"22",
@@ -57,7 +61,7 @@ def test_members_in_order_with_metadata_and_links_skipped(pack) -> None:  # noqa
 
 
 @pytest.mark.parametrize("pack", [_zip, _tar])
-def test_too_many_members(pack) -> None:  # noqa: ANN001
+def test_too_many_members(pack: Pack) -> None:
     with pytest.raises(TooManyFiles):
         unpack("set", pack({f"{i}.cif": b"x" for i in range(6)}), **LIMITS)
 
