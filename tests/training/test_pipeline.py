@@ -300,3 +300,21 @@ def test_metal_threshold_is_tuned_on_validation_and_gates_the_gap(tmp_path):
     gated = pred[:, 2] > th
     assert (pred[gated, 1] == 0).all()
     assert ((pred[:, 2] >= 0) & (pred[:, 2] <= 1)).all()
+
+
+def test_a_snapshot_seeds_an_empty_run_folder_only(tmp_path):
+    """``make train-snapshot`` copies a run's resume state; ``train`` starts from it when its folder is empty."""
+    from training.protocol import _seed_from_snapshot, main
+
+    runs, snaps = tmp_path / "runs", tmp_path / "snaps"
+    run = runs / "cgcnn-mp-multitask"
+    run.mkdir(parents=True)
+    for name, text in (("last.pt", "L"), ("best.pt", "B"), ("history.jsonl", "{}\n")):
+        (run / name).write_text(text)
+    main(["snapshot", "--runs-dir", str(runs), "--snapshots", str(snaps), "--only", "cgcnn-mp-multitask"])
+    snap = snaps / "cgcnn-mp-multitask"
+    assert sorted(p.name for p in snap.iterdir()) == ["best.pt", "history.jsonl", "last.pt"]
+    fresh = tmp_path / "elsewhere" / "cgcnn-mp-multitask"
+    assert _seed_from_snapshot(snap, fresh) and (fresh / "last.pt").read_text() == "L"
+    (fresh / "last.pt").write_text("newer")
+    assert not _seed_from_snapshot(snap, fresh) and (fresh / "last.pt").read_text() == "newer"  # never overwritten
