@@ -89,6 +89,22 @@ def test_split_is_seeded_and_order_independent():
     assert not set(a["train"]) & set(a["test"])
 
 
+def _straight_and_resumed(tmp_path, build, graphs, config):
+    """The same run twice: straight through, and stopped after 2 epochs then resumed by a new Trainer."""
+
+    def trainer(run_dir):
+        torch.manual_seed(0)
+        return Trainer(build(), graphs[:18], graphs[18:], config, run_dir)
+
+    straight = trainer(tmp_path / "straight")
+    straight.fit(progress=False, log=lambda m: None)
+    trainer(tmp_path / "resumed").fit(progress=False, log=lambda m: None, stop_after=2)
+    second = trainer(tmp_path / "resumed")
+    assert second.resume() and second.epoch == 2
+    second.fit(progress=False, log=lambda m: None)
+    return straight, second
+
+
 def test_resume_continues_exactly_where_it_stopped(tmp_path):
     rows = _rock_salts(tmp_path / "d", 24)
     (tmp_path / "d" / "labels.csv").write_text(
@@ -97,19 +113,9 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path):
     prepared = prepare(tmp_path / "d", ["formation_energy_per_atom"], tmp_path / "cache", workers=1, progress=False)
     graphs = with_labels([prepared.graphs[i] for i in prepared.data.ids], prepared.data.labels)
     config = TrainConfig(epochs=4, batch_size=8, lr=3e-3)
-
-    def trainer(run_dir):
-        torch.manual_seed(0)
-        model = build_model(SRCGCNNConfig(targets=(EF,), atom_fea_len=16, h_fea_len=16))
-        return Trainer(model, graphs[:18], graphs[18:], config, run_dir)
-
-    straight = trainer(tmp_path / "straight")
-    straight.fit(progress=False, log=lambda m: None)
-    first = trainer(tmp_path / "resumed")
-    first.fit(progress=False, log=lambda m: None, stop_after=2)
-    second = trainer(tmp_path / "resumed")
-    assert second.resume() and second.epoch == 2
-    second.fit(progress=False, log=lambda m: None)
+    straight, second = _straight_and_resumed(
+        tmp_path, lambda: build_model(SRCGCNNConfig(targets=(EF,), atom_fea_len=16, h_fea_len=16)), graphs, config
+    )
     assert second.epoch == 4 and len(second.history) == 4
     for k, v in straight.model.state_dict().items():
         torch.testing.assert_close(second.model.state_dict()[k], v)
@@ -245,19 +251,9 @@ def test_ema_warmup_multitask_resume_is_exact(tmp_path):
     prepared = _labelled(tmp_path)
     graphs = with_labels([prepared.graphs[i] for i in prepared.data.ids], target_labels(prepared.data, MT))
     config = TrainConfig(epochs=4, batch_size=8, lr=3e-3, loss="l1", warmup_epochs=1, ema_decay=0.9)
-
-    def trainer(run_dir):
-        torch.manual_seed(0)
-        model = build_model(CGCNNConfig(targets=MT, atom_fea_len=16, h_fea_len=16))
-        return Trainer(model, graphs[:18], graphs[18:], config, run_dir)
-
-    straight = trainer(tmp_path / "straight")
-    straight.fit(progress=False, log=lambda m: None)
-    first = trainer(tmp_path / "resumed")
-    first.fit(progress=False, log=lambda m: None, stop_after=2)
-    second = trainer(tmp_path / "resumed")
-    assert second.resume() and second.epoch == 2
-    second.fit(progress=False, log=lambda m: None)
+    straight, second = _straight_and_resumed(
+        tmp_path, lambda: build_model(CGCNNConfig(targets=MT, atom_fea_len=16, h_fea_len=16)), graphs, config
+    )
     for k, v in straight.eval_model.state_dict().items():
         torch.testing.assert_close(second.eval_model.state_dict()[k], v, rtol=0, atol=0)
     # the averaged weights are not the raw ones, and they are what best.pt holds
