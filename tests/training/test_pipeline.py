@@ -270,6 +270,7 @@ def test_learning_rate_warms_up_then_decays():
     assert all(a >= b for a, b in zip(f[4:-1], f[5:], strict=True)) and f[-1] == pytest.approx(0.01)
 
 
+@pytest.mark.slow  # two torch.compile runs: about a minute
 def test_compiled_training_matches_eager_within_tolerance(tmp_path):
     """``compile=True`` fuses and reorders float operations: losses agree to 1e-4 relative, not bitwise."""
     prepared = _labelled(tmp_path)
