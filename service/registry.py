@@ -79,7 +79,7 @@ class ModelEntry:
         """The properties it predicts (a metal probability is part of its band gap's answer, not one)."""
         return [t.name for t in self.config.targets if not t.is_probability]
 
-    @property
+    @cached_property
     def gated(self) -> dict[str, int]:
         """Property -> output column of the metal probability that comes with it."""
         names = [t.name for t in self.config.targets]
