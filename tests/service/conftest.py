@@ -9,6 +9,7 @@ each one keeps its jobs in its own temporary ``data_dir`` (:func:`with_temporary
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import tarfile
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 import torch
 import uvicorn
@@ -213,6 +215,21 @@ def strict_server(models_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
     live = LiveServer(settings).start()
     yield live
     live.stop()
+
+
+def _tree_rss() -> int:
+    me = psutil.Process()
+    total = 0
+    for proc in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total
+
+
+@pytest.fixture(scope="session")
+def tree_rss() -> Callable[[], int]:
+    """Resident bytes of the test process (servers run in its threads) and all its children, as a function."""
+    return _tree_rss
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ reader does, so the tests use small limits and inputs far over them.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -63,27 +62,18 @@ def slow_cif() -> str:
     return p1_grid(30)
 
 
-def tree_rss() -> int:
-    """Resident bytes of this process (the server runs in a thread of it) and all its children."""
-    me = psutil.Process()
-    total = 0
-    for proc in [me, *me.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            total += proc.memory_info().rss
-    return total
-
-
 class PeakRss:
-    """Samples :func:`tree_rss` every 50 ms in a thread while in the ``with`` block."""
+    """Samples ``measure()`` (the ``tree_rss`` fixture) every 50 ms in a thread while in the ``with`` block."""
 
-    def __init__(self) -> None:
+    def __init__(self, measure: Callable[[], int]) -> None:
+        self.measure = measure
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, tree_rss())
+            self.peak = max(self.peak, self.measure())
             time.sleep(0.05)
 
     def __enter__(self) -> PeakRss:
@@ -131,13 +121,13 @@ def test_parse_deadline_stops_a_slow_file(serve, slow_cif: str, cifs: dict[str, 
         assert_nacl_prompt(client, cifs["nacl"])
 
 
-def test_parse_memory_cap_holds_the_process_tree(serve, cifs: dict[str, str]) -> None:
+def test_parse_memory_cap_holds_the_process_tree(serve, cifs: dict[str, str], tree_rss: Callable[[], int]) -> None:
     """A 0.05 Å cell (5-6 GB without a cap): 422, and the whole process tree stays within the cap plus slack."""
     live = serve(parse_max_memory_bytes=512 * MIB, parse_timeout_s=120)
     with live.client() as client:
         assert_nacl_prompt(client, cifs["nacl"])
         before = tree_rss()
-        with PeakRss() as peak:
+        with PeakRss(tree_rss) as peak:
             start = time.monotonic()
             response = client.post("/v1/predict", json={"cif": TINY_CELL})
             elapsed = time.monotonic() - start
