@@ -1,12 +1,17 @@
-// Crystal screening page: submit dropped files as a job, poll it, fill the table, sort, download CSV.
+// Crystal screening page: submit dropped files as a job, poll it, fill the table and the plot, sort,
+// download CSV. Modules: rows.js (answers -> rows), table.js, scatter.js, export.js (CSV).
 "use strict";
+
+import { toCsv } from "./export.js";
+import { toRow } from "./rows.js";
+import { drawScatter, markPoint } from "./scatter.js";
+import { renderRow, sortRows } from "./table.js";
 
 const FINISHED = new Set(["done", "failed", "cancelled"]);
 const POLL_MS = 500;
-const PROPERTIES = ["formation_energy_per_atom", "band_gap"]; // the table's columns, in order
 const $ = (selector) => document.querySelector(selector);
 
-const state = { job: null, rows: [], offset: 0, sort: { key: null, dir: 1 }, timer: null };
+const state = { job: null, rows: [], offset: 0, sort: { key: null, dir: 1 }, timer: null, selected: null };
 
 function headers() {
   const key = $("#api-key").value.trim();
@@ -37,71 +42,54 @@ function say(text) {
 
 // -- results ------------------------------------------------------------------------------
 
-function toRow(item) {
-  const predictions = item.predictions || {};
-  const value = (name) => (predictions[name] ? predictions[name].value : null);
-  const rank = (name) => (PROPERTIES.includes(name) ? PROPERTIES.indexOf(name) : PROPERTIES.length);
-  const names = Object.keys(predictions).sort((a, b) => rank(a) - rank(b));
-  const models = [...new Set(names.map((name) => `${predictions[name].model}@${predictions[name].version}`))];
-  return {
-    file: item.filename,
-    formula: item.structure ? item.structure.reduced_formula : "",
-    n_sites: item.structure ? item.structure.n_sites : null,
-    formation_energy_per_atom: value("formation_energy_per_atom"),
-    band_gap: value("band_gap"),
-    model: models.join(", "),
-    error: item.ok ? "" : item.error.detail,
-    code: item.ok ? "" : item.error.code,
-    ok: item.ok,
-  };
-}
-
-function compare(a, b, key, numeric) {
-  const x = a[key];
-  const y = b[key];
-  const emptyX = x === null || x === "";
-  const emptyY = y === null || y === "";
-  if (emptyX || emptyY) return emptyX === emptyY ? 0 : emptyX ? 1 : -1; // empty cells last
-  return numeric ? x - y : String(x).localeCompare(String(y), undefined, { numeric: true });
-}
-
 function sortedRows() {
   const { key, dir } = state.sort;
-  if (!key) return state.rows;
-  const numeric = $(`th[data-key="${key}"]`).hasAttribute("data-numeric");
-  return [...state.rows].sort((a, b) => {
-    const c = compare(a, b, key, numeric);
-    return (a[key] === null || a[key] === "" || b[key] === null || b[key] === "") ? c : c * dir;
-  });
+  const numeric = key ? $(`th[data-key="${key}"]`).hasAttribute("data-numeric") : false;
+  return sortRows(state.rows, key, dir, numeric);
 }
 
-function cell(tr, text, className) {
-  const td = document.createElement("td");
-  td.textContent = text === null || text === undefined ? "" : String(text);
-  if (className) td.className = className;
-  tr.appendChild(td);
-  return td;
+function renderTable() {
+  const body = $("#results tbody");
+  body.replaceChildren(...sortedRows().map(renderRow));
+  $("#results").classList.toggle("has-p-metal", state.rows.some((row) => row.p_metal !== null));
+  if (state.selected !== null) select(state.selected, false);
+}
+
+function renderPlot() {
+  const points = state.rows
+    .filter((row) => row.ok && row.formation_energy_per_atom !== null && row.band_gap !== null)
+    .map((row) => ({
+      id: row.id,
+      x: row.formation_energy_per_atom,
+      y: row.band_gap,
+      label: row.file,
+      warned: row.warnings !== "",
+    }));
+  $("#plot").hidden = points.length === 0;
+  drawScatter($("#scatter"), $("#plot-tip"), points, (id) => select(id, true));
+  $("#plot-caption").textContent =
+    `Band gap against formation energy, ${points.length} structure${points.length === 1 ? "" : "s"} ` +
+    "(ringed: with warnings). Hover a point for its file; click it to find its row.";
+  if (state.selected !== null) markPoint($("#scatter"), state.selected);
 }
 
 function render() {
-  const body = $("#results tbody");
-  body.replaceChildren();
-  for (const row of sortedRows()) {
-    const tr = document.createElement("tr");
-    if (!row.ok) tr.className = "failed";
-    cell(tr, row.file);
-    cell(tr, row.formula);
-    cell(tr, row.n_sites, "num");
-    cell(tr, row.formation_energy_per_atom === null ? "" : row.formation_energy_per_atom.toFixed(3), "num");
-    cell(tr, row.band_gap === null ? "" : row.band_gap.toFixed(3), "num");
-    cell(tr, row.model);
-    const err = cell(tr, row.error, "error");
-    if (row.code) {
-      const code = document.createElement("small");
-      code.textContent = row.code;
-      err.appendChild(code);
-    }
-    body.appendChild(tr);
+  renderTable();
+  renderPlot();
+}
+
+// Highlight row `id` (and its point); `reveal` scrolls the row into view and focuses it.
+function select(id, reveal) {
+  state.selected = id;
+  for (const tr of document.querySelectorAll("#results tbody tr.selected")) tr.classList.remove("selected");
+  const tr = $(`#results tbody tr[data-id="${id}"]`);
+  if (!tr) return;
+  tr.classList.add("selected");
+  markPoint($("#scatter"), id);
+  if (reveal) {
+    tr.tabIndex = -1;
+    tr.scrollIntoView({ block: "center" });
+    tr.focus({ preventScroll: true });
   }
 }
 
@@ -110,11 +98,13 @@ function sortBy(th) {
   state.sort = { key, dir: state.sort.key === key ? -state.sort.dir : 1 };
   for (const other of document.querySelectorAll("#results th")) other.setAttribute("aria-sort", "none");
   th.setAttribute("aria-sort", state.sort.dir === 1 ? "ascending" : "descending");
-  render();
+  renderTable();
 }
 
 // -- jobs ---------------------------------------------------------------------------------
 
+// Files and structures are counted apart (`ok` and `failed` count rows: a file with several data
+// blocks gives several): "12 of 12 files, 9 predicted, 4 failed".
 function progress(job) {
   const { total, done, ok, failed } = job.counts;
   $("#progress").max = Math.max(total, 1);
@@ -136,7 +126,7 @@ async function fetchResults() {
   if (!response.ok) throw new Error(await problem(response));
   const lines = (await response.text()).split("\n").filter((line) => line.trim());
   state.offset += lines.length;
-  for (const line of lines) state.rows.push(toRow(JSON.parse(line)));
+  for (const line of lines) state.rows.push(toRow(JSON.parse(line), state.rows.length));
   if (lines.length) render();
   $("#download").disabled = state.rows.length === 0;
 }
@@ -155,16 +145,22 @@ async function poll() {
   }
 }
 
+function chosenModels() {
+  return [...document.querySelectorAll("#model-choices input:checked")].map((input) => input.value);
+}
+
 async function submit(files) {
   if (!files.length) return;
   clearTimeout(state.timer);
-  Object.assign(state, { job: null, rows: [], offset: 0 });
+  Object.assign(state, { job: null, rows: [], offset: 0, selected: null });
   render();
   $("#download").disabled = true;
   say(`Uploading ${files.length} file${files.length === 1 ? "" : "s"}…`);
   const form = new FormData();
   for (const file of files) form.append("files", file, file.name);
-  const response = await api("/v1/jobs", { method: "POST", body: form });
+  const models = chosenModels();
+  const url = models.length ? `/v1/jobs?models=${encodeURIComponent(models.join(","))}` : "/v1/jobs";
+  const response = await api(url, { method: "POST", body: form });
   if (!response.ok) {
     say(`The upload was refused: ${await problem(response)}`);
     return;
@@ -174,13 +170,9 @@ async function submit(files) {
   poll();
 }
 
-async function download() {
-  const response = await api(`${state.job.links.results}?format=csv`);
-  if (!response.ok) {
-    say(`The download failed: ${await problem(response)}`);
-    return;
-  }
-  const url = URL.createObjectURL(await response.blob());
+function download() {
+  const csv = toCsv(state.rows.map((row) => row.item), state.job.properties || []);
+  const url = URL.createObjectURL(new Blob([csv], { type: "text/csv" }));
   const link = document.createElement("a");
   link.href = url;
   link.download = `screening-${state.job.id}.csv`;
@@ -191,6 +183,18 @@ async function download() {
 }
 
 // -- models -------------------------------------------------------------------------------
+
+function modelChoice(model) {
+  const label = document.createElement("label");
+  const box = document.createElement("input");
+  box.type = "checkbox";
+  box.value = model.ref;
+  const props = document.createElement("span");
+  props.className = "unit";
+  props.textContent = ` (${model.properties.map((p) => p.name.replaceAll("_", " ")).join(", ")})`;
+  label.append(box, ` ${model.ref}`, props);
+  return label;
+}
 
 async function loadModels() {
   const response = await api("/v1/models");
@@ -204,15 +208,24 @@ async function loadModels() {
   for (const model of models) {
     for (const prop of model.properties) {
       const tr = document.createElement("tr");
-      cell(tr, model.ref);
-      cell(tr, model.architecture);
-      cell(tr, prop.name.replaceAll("_", " "));
+      for (const text of [model.ref, model.architecture, prop.name.replaceAll("_", " ")]) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        tr.appendChild(td);
+      }
       const mae = model.test_mae[prop.name];
-      cell(tr, mae === undefined ? "not recorded" : `${mae.toFixed(3)} ${prop.unit}`, "num");
-      cell(tr, model.default_for.includes(prop.name) ? "yes" : "");
+      const td = document.createElement("td");
+      td.className = "num";
+      td.textContent = mae === undefined ? "not recorded" : `${mae.toFixed(3)} ${prop.unit}`;
+      const dflt = document.createElement("td");
+      dflt.textContent = model.default_for.includes(prop.name) ? "yes" : "";
+      tr.append(td, dflt);
       body.appendChild(tr);
     }
   }
+  const chosen = new Set(chosenModels());
+  $("#model-choices").replaceChildren(...models.map(modelChoice));
+  for (const input of document.querySelectorAll("#model-choices input")) input.checked = chosen.has(input.value);
   $("#models-status").textContent = `${models.length} model${models.length === 1 ? "" : "s"} loaded.`;
 }
 

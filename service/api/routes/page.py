@@ -12,7 +12,16 @@ from ...errors import NotFound
 router = APIRouter(tags=["page"])
 
 _STATIC = Path(__file__).resolve().parents[2] / "static"
-_ASSETS = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+_JS = "text/javascript; charset=utf-8"
+#: The page's files: its modules (no build step, no library) and its style sheet.
+_ASSETS = {
+    "app.js": _JS,
+    "rows.js": _JS,
+    "table.js": _JS,
+    "scatter.js": _JS,
+    "export.js": _JS,
+    "app.css": "text/css; charset=utf-8",
+}
 
 
 @router.get("/", include_in_schema=False)
@@ -23,7 +32,7 @@ async def page() -> FileResponse:
 
 @router.get("/static/{name}", include_in_schema=False)
 async def asset(name: str) -> FileResponse:
-    """The page's script or style sheet; any other name is ``404``."""
+    """One of the page's scripts or its style sheet; any other name is ``404``."""
     if name not in _ASSETS:
         raise NotFound(f"No static file {name!r}.")
     return FileResponse(_STATIC / name, media_type=_ASSETS[name])
