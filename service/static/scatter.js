@@ -24,8 +24,8 @@ function niceStep(range, count) {
 
 // The axis range (nice round ends covering the values) and its ticks.
 export function axis(values, count = 5) {
-  let lo = Math.min(...values);
-  let hi = Math.max(...values);
+  let lo = values.reduce((a, b) => Math.min(a, b), Infinity); // not Math.min(...values): 100,000 arguments overflow
+  let hi = values.reduce((a, b) => Math.max(a, b), -Infinity);
   if (hi - lo < 1e-9) {
     lo -= 0.5;
     hi += 0.5;
