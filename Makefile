@@ -1,4 +1,5 @@
-# Two commands on a fresh machine: `make serve` and `make test`. Everything else is optional.
+# Two commands on a fresh machine: `make serve` (runtime dependencies only) and `make test` (with the
+# development tools). Everything else is optional.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,19 +10,35 @@ DATA_ARCHIVE ?= ../shared/data/mp-crystals.tar.gz
 CACHE_DIR ?= $(HOME)/.cache/crystal-service
 DATA_DIR ?= $(CACHE_DIR)/data/mp-crystals
 
-.PHONY: setup serve test test-slow bench lint data train-defaults train-snapshot evaluate-defaults report clean
+# torch is installed first, pinned to the version the shipped models are tested with. Which build
+# pip takes depends on where it looks: PyPI's wheel is the CPU build on macOS and Windows, but the
+# CUDA build on Linux x86-64 (it pulls several GB of nvidia-* packages). pip
+# prefers a `+cpu` wheel of the same version where an index or find-links has one (PyTorch's CPU
+# index, a local wheel folder), as the Docker image does. A CPU-only Linux venv:
+#   make serve TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+TORCH ?= torch==2.13.0
+TORCH_INDEX_URL ?=
+TORCH_INDEX := $(if $(TORCH_INDEX_URL),--extra-index-url $(TORCH_INDEX_URL),)
 
-$(VENV)/.installed: pyproject.toml
+.PHONY: runtime setup serve test test-slow bench lint data train-defaults train-snapshot evaluate-defaults report clean
+
+# The runtime: what `make serve` needs (the service, the client, training), no development tools.
+$(VENV)/.runtime: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	# Pinned so that pip takes the CPU wheel instead of gigabytes of CUDA packages.
-	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install $(TORCH_INDEX) '$(TORCH)'
+	$(PY) -m pip install -e .
+	touch $@
+
+# The development install (`make test`, `make lint`, training targets): the runtime plus the `dev` extra.
+$(VENV)/.installed: $(VENV)/.runtime
 	$(PY) -m pip install -e '.[dev]'
 	touch $@
 
+runtime: $(VENV)/.runtime
 setup: $(VENV)/.installed
 
-serve: setup
+serve: runtime
 	$(PY) -m service --host $(HOST) --port $(PORT)
 
 test: setup
