@@ -1,6 +1,11 @@
 """The job service: creates, lists and deletes jobs, and runs them one at a time in the background.
 
-A job runs on the same engine as interactive requests (the parse pool, then the micro-batching
+What computes a job's files is its executor (``_executor``): by default this process's engine,
+as described here; with ``jobs_executor=ray`` a Ray cluster (``_ray``). Either way the results
+come back here and are committed the same way, so everything below about commits, resuming
+and cancelling holds for both.
+
+In process, a job runs on the same engine as interactive requests (the parse pool, then the micro-batching
 inference workers): its files are read from disk ``jobs_chunk`` at a time and go through
 :meth:`Engine.iter_files`, ``jobs_parsing`` of them in the parse pool at a time. Interactive
 requests keep priority: while one is being answered the job starts parsing no new file beyond
@@ -32,17 +37,17 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Literal, TypeVar
 
-from ..engine import Engine
 from ..errors import ServiceError
 from ..registry import Selection
-from ..schemas import BatchError, Notice
+from ..schemas import Notice
 from ..settings import Settings
 from ..state import ServiceState
 from ..uploads import Upload
 from ._errors import DataDirBusy, InputsMissing, JobNotFound, StorageFull
+from ._executor import make_executor
 from ._export import csv_lines, ndjson_lines
 from ._ingest import write_inputs
-from ._priority import InteractiveTraffic, JobParseGate
+from ._priority import InteractiveTraffic
 from ._store import FileResult, InputRow, JobRow, JobStore
 from .schemas import FINISHED, JobCounts, JobLinks, JobStatus
 
@@ -81,6 +86,9 @@ class JobService:
         self._current: tuple[str, asyncio.Task[None]] | None = None
         self._swept_orphans = False
         self.traffic = InteractiveTraffic()
+        #: What computes the jobs' files (``jobs_executor``); connected when the first job runs.
+        self.executor = make_executor(settings, state, self.traffic)
+        self._executor_started = False
         #: The clock that decides when finished jobs expire and when to sweep (tests move it on).
         self.clock: Callable[[], float] = time.time
 
@@ -113,6 +121,9 @@ class JobService:
             current[1].cancel()
             await asyncio.wait([current[1]])
             self._current = None
+        if self._executor_started:
+            self._executor_started = False
+            await self.executor.stop()
         if self._executor is not None:
             await self._db(self.store.close)
             self._executor.shutdown(wait=True)
@@ -147,6 +158,7 @@ class JobService:
             finished=_time(row.finished),
             expires=_time(row.finished + self.settings.jobs_ttl_s if row.finished is not None else None),
             error=Notice(code=row.error_code, detail=row.error_detail or "") if row.error_code else None,
+            executor=row.executor,  # inprocess | ray, as stored
             links=JobLinks(self=base, results=f"{base}/results"),
         )
 
@@ -341,6 +353,9 @@ class JobService:
             row = await self._db(self.store.next_runnable)
             if row is None:
                 return False
+            if not self._executor_started:  # on failure the job stays as it is; the runner retries
+                await self.executor.start()
+                self._executor_started = True
             task = asyncio.get_running_loop().create_task(self._run(row), name=f"job-{row.id}")
             self._current = (row.id, task)
         try:
@@ -356,13 +371,13 @@ class JobService:
         return True
 
     async def _run(self, row: JobRow) -> None:
-        registry, engine = self.state.require_ready()
+        registry, _ = self.state.require_ready()
         try:
             selection = registry.select(row.models or None)
         except ServiceError as exc:
             await self._db(self.store.finish, row.id, "failed", time.time(), (exc.code, exc.detail))
             return
-        await self._db(self.store.mark_running, row.id, time.time())
+        await self._db(self.store.mark_running, row.id, time.time(), self.executor.name)
         log.info("job %s running (%d of %d files done)", row.id, row.done, row.total)
         try:
             fh = open(self.jobs_dir / row.id / "inputs.bin", "rb")  # noqa: SIM115 - closed below
@@ -373,14 +388,12 @@ class JobService:
         with fh:
             while pending := await self._db(self.store.pending, row.id, self.settings.jobs_chunk):
                 files = await asyncio.to_thread(_read_files, fh, pending, row.input_codec, self.settings.max_file_bytes)
-                await self._run_chunk(row.id, engine, selection, pending, files)
+                await self._run_chunk(row.id, selection, pending, files)
         await self._db(self.store.finish, row.id, "done", time.time())
         log.info("job %s done", row.id)
 
-    async def _run_chunk(
-        self, job_id: str, engine: Engine, selection: Selection, pending: list[InputRow], files: list[Upload]
-    ) -> None:
-        """Run files through the engine, ``jobs_parsing`` parsed at a time, yielding to interactive requests."""
+    async def _run_chunk(self, job_id: str, selection: Selection, pending: list[InputRow], files: list[Upload]) -> None:
+        """Run files through the executor and commit their results as they come."""
         buffer: list[FileResult] = []
 
         async def flush() -> None:
@@ -389,17 +402,11 @@ class JobService:
                 batch, buffer = buffer, []
                 await self._db(self.store.record, job_id, batch)
 
-        gate = JobParseGate(self.settings.jobs_parsing, self.traffic)
         last_flush = time.monotonic()
         try:
-            async with contextlib.aclosing(engine.iter_files(files, selection, gate=gate, bulk=True)) as done:
-                async for position, items in done:
-                    inp = pending[position]
-                    if not items:  # a file that gave no result at all
-                        notice = Notice(code="invalid_cif", detail="The file holds no CIF data block.")
-                        items = [BatchError(index=0, filename=inp.filename, error=notice)]
-                    rows = [(i.ok, i.model_copy(update={"index": inp.idx}).model_dump_json()) for i in items]
-                    buffer.append(FileResult(inp.idx, rows))
+            async with contextlib.aclosing(self.executor.run(selection, pending, files)) as done:
+                async for result in done:
+                    buffer.append(result)
                     if len(buffer) >= _FLUSH_FILES or time.monotonic() - last_flush >= _FLUSH_SECONDS:
                         last_flush = time.monotonic()
                         await flush()

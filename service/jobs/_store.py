@@ -79,10 +79,10 @@ CREATE INDEX IF NOT EXISTS results_by_job ON results(job_id, seq);
 
 _JOB_COLUMNS = (
     "id, state, created, started, finished, total, done, n_ok, n_failed, models, properties, "
-    "input_bytes, result_bytes, error_code, error_detail, owner, input_codec"
+    "input_bytes, result_bytes, error_code, error_detail, owner, input_codec, executor"
 )
 #: Columns added after the first release, with their definitions (added to older databases on open).
-_ADDED_COLUMNS = {"owner": "TEXT", "input_codec": "TEXT NOT NULL DEFAULT 'raw'"}
+_ADDED_COLUMNS = {"owner": "TEXT", "input_codec": "TEXT NOT NULL DEFAULT 'raw'", "executor": "TEXT"}
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,7 @@ class JobRow:
     error_detail: str | None
     owner: str | None = None
     input_codec: str = "raw"
+    executor: str | None = None  # what ran it last: ``inprocess`` or ``ray`` (``None``: not started)
 
     @classmethod
     def from_sql(cls, row: Sequence[object]) -> JobRow:
@@ -289,10 +290,12 @@ class JobStore:
         ).fetchone()
         return JobRow.from_sql(row) if row else None
 
-    def mark_running(self, job_id: str, now: float) -> None:
+    def mark_running(self, job_id: str, now: float, executor: str = "inprocess") -> None:
+        """A queued job starts, or an interrupted one resumes, on ``executor``."""
         self.db.execute(
-            "UPDATE jobs SET state = 'running', started = COALESCE(started, ?) WHERE id = ? AND state = 'queued'",
-            (now, job_id),
+            "UPDATE jobs SET state = 'running', started = COALESCE(started, ?), executor = ? "
+            "WHERE id = ? AND state IN ('queued', 'running')",
+            (now, executor, job_id),
         )
 
     def finish(self, job_id: str, state: str, now: float, error: tuple[str, str] | None = None) -> None:

@@ -50,6 +50,10 @@ class JobStatus(BaseModel):
     finished: datetime | None = None
     expires: datetime | None = Field(None, description="When a finished job will be deleted.")
     error: Notice | None = Field(None, description="Why the whole job failed (state ``failed``).")
+    executor: Literal["inprocess", "ray"] | None = Field(
+        None,
+        description="What ran the job: this process (``inprocess``) or a Ray cluster (``ray``); null until it starts.",
+    )
     links: JobLinks
 
 
