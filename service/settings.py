@@ -122,6 +122,8 @@ class Settings(BaseSettings):
             ``local`` (start a Ray instance inside this process), ``ray://host:port`` (Ray
             Client) or ``host:port`` (the head's GCS address).
         ray_actors: Inference actors, each loading every model once (one GPU each when the cluster has GPUs).
+        ray_actor_cpus: CPUs an inference actor reserves on the cluster (a fraction is allowed: on
+            a CPU, inference costs a fraction of parsing; parse tasks take one CPU each).
         ray_parse_batch: Files per Ray parse task.
     """
 
@@ -170,6 +172,7 @@ class Settings(BaseSettings):
     jobs_executor: Literal["inprocess", "ray"] = "inprocess"
     ray_address: str = "auto"
     ray_actors: int = Field(1, ge=1, le=1024)
+    ray_actor_cpus: float = Field(1.0, gt=0, le=256)
     ray_parse_batch: int = Field(16, ge=1, le=4096)
 
     def batch_limits(self, device: str) -> tuple[int, int]:
