@@ -272,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 **init,
             )
         )
-    except (FileNotFoundError, ServiceError) as exc:
+    except (FileNotFoundError, ServiceError, RuntimeError) as exc:  # a missing input or model, Ray not installed
         print(f"screen: {exc}", file=sys.stderr)
         return 2
     print(

@@ -95,7 +95,8 @@ class RayExecutor:
     def __init__(self, settings: Settings, **init: Any) -> None:
         if importlib.util.find_spec("ray") is None:
             raise RuntimeError(
-                "CRYSTAL_JOBS_EXECUTOR=ray needs Ray: pip install 'crystal-service[ray]' (or '.[ray]' in a checkout)"
+                "Ray is not installed (needed by CRYSTAL_JOBS_EXECUTOR=ray and `screen`): "
+                "pip install 'crystal-service[ray]' (or '.[ray]' in a checkout)"
             )
         self.settings = settings
         self._init = init

@@ -28,11 +28,17 @@ N_CIFS = 200
 
 @pytest.fixture(scope="module")
 def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A local Ray instance with 2 CPUs, its temp dir a short temporary folder (socket paths are capped)."""
+    """A local Ray instance with 2 CPUs, its temp dir a short temporary folder (socket paths are capped).
+
+    Token authentication is off (``RAY_AUTH_MODE=disabled``, for this process and the ones it starts): the
+    instance listens on this machine only, and with it on Ray would write its token to ``~/.ray``.
+    """
     temp = tmp_path_factory.mktemp("ray")
-    ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(temp), logging_level="WARNING")
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RAY_AUTH_MODE", "disabled")
+        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=str(temp), logging_level="WARNING")
+        yield ray.get_runtime_context().gcs_address
+        ray.shutdown()
 
 
 def _screen(*args: str, models_dir: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
