@@ -16,6 +16,10 @@ little longer to fill its micro-batches. Finished files are committed every quar
 every 64 files), each with its results in one transaction; after a crash the job resumes with
 the files that have no result.
 
+Jobs take turns: the runner runs one chunk of a job, then one of the next unfinished job in
+submission order (round robin), so a small job submitted behind a large one waits for one chunk
+of it, not for all of it; a queued job's status says how many jobs are ahead (``queue_position``).
+
 Nothing is read or written until the first job is submitted, or until the database exists.
 """
 
@@ -84,6 +88,7 @@ class JobService:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._current: tuple[str, asyncio.Task[None]] | None = None
+        self._last: tuple[float, str] | None = None  # (created, id) of the job that ran the last chunk
         self._swept_orphans = False
         self.traffic = InteractiveTraffic()
         #: What computes the jobs' files (``jobs_executor``); connected when the first job runs.
@@ -145,7 +150,7 @@ class JobService:
 
     # -- the API's operations --------------------------------------------------------------
 
-    def status(self, row: JobRow) -> JobStatus:
+    def status(self, row: JobRow, queue_position: int | None = None) -> JobStatus:
         base = f"/v1/jobs/{row.id}"
         return JobStatus(
             id=row.id,
@@ -159,6 +164,7 @@ class JobService:
             expires=_time(row.finished + self.settings.jobs_ttl_s if row.finished is not None else None),
             error=Notice(code=row.error_code, detail=row.error_detail or "") if row.error_code else None,
             executor=row.executor,  # inprocess | ray, as stored
+            queue_position=queue_position if row.state == "queued" else None,
             links=JobLinks(self=base, results=f"{base}/results"),
         )
 
@@ -247,15 +253,20 @@ class JobService:
             raise JobNotFound(f"No job {job_id!r}: it never existed, was deleted, or expired.")
         return row
 
+    async def _status(self, row: JobRow) -> JobStatus:
+        """The job's status, with its place in the queue when it waits."""
+        position = await self._db(self.store.queue_position, row) if row.state == "queued" else None
+        return self.status(row, position)
+
     async def get(self, job_id: str, owner: str | None = None) -> JobStatus:
         """Raises: JobNotFound (also for another key's job)."""
-        return self.status(await self._row(job_id, owner))
+        return await self._status(await self._row(job_id, owner))
 
     async def recent(self, limit: int, owner: str | None = None) -> list[JobStatus]:
         """The newest jobs (only ``owner``'s when given)."""
         if not await self._open(create=False):
             return []
-        return [self.status(r) for r in await self._db(self.store.recent, limit, owner)]
+        return [await self._status(r) for r in await self._db(self.store.recent, limit, owner)]
 
     async def delete(self, job_id: str, owner: str | None = None) -> JobStatus:
         """Cancel the job if it has not finished, then delete it with its inputs and results.
@@ -348,20 +359,33 @@ class JobService:
                         await asyncio.to_thread(shutil.rmtree, folder, True)
 
     async def _run_next(self) -> bool:
-        """Run the next queued (or interrupted) job to its end; ``False`` when there is none."""
+        """Run one chunk of the next job in turn (round robin); ``False`` when no job waits."""
+        if not self._executor_started:  # connected on the first job, outside the lock: submissions go on meanwhile
+            if await self._db(self.store.next_runnable) is None:
+                return False
+            try:
+                await self.executor.start()
+            except Exception as failure:  # noqa: BLE001 - the jobs wait (queued), the service serves on
+                log.error(
+                    "jobs wait: the %s executor could not start: %s: %s",
+                    self.executor.name,
+                    type(failure).__name__,
+                    failure,
+                )
+                await asyncio.sleep(10.0)
+                return False
+            self._executor_started = True
         async with self._lock:
-            row = await self._db(self.store.next_runnable)
+            row = await self._db(self.store.next_runnable, self._last)
             if row is None:
                 return False
-            if not self._executor_started:  # on failure the job stays as it is; the runner retries
-                await self.executor.start()
-                self._executor_started = True
             task = asyncio.get_running_loop().create_task(self._run(row), name=f"job-{row.id}")
             self._current = (row.id, task)
         try:
             await asyncio.wait([task])
         finally:
             self._current = None
+            self._last = (row.created, row.id)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
             log.error("job %s failed", row.id, exc_info=exc)
@@ -371,6 +395,7 @@ class JobService:
         return True
 
     async def _run(self, row: JobRow) -> None:
+        """Run the job's next chunk (``jobs_chunk`` files); finish it when none is left."""
         registry, _ = self.state.require_ready()
         try:
             selection = registry.select(row.models or None)
@@ -378,7 +403,8 @@ class JobService:
             await self._db(self.store.finish, row.id, "failed", time.time(), (exc.code, exc.detail))
             return
         await self._db(self.store.mark_running, row.id, time.time(), self.executor.name)
-        log.info("job %s running (%d of %d files done)", row.id, row.done, row.total)
+        if row.state == "queued" or self._last is None:  # started, or resumed after a restart
+            log.info("job %s running (%d of %d files done)", row.id, row.done, row.total)
         try:
             fh = open(self.jobs_dir / row.id / "inputs.bin", "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
@@ -386,9 +412,11 @@ class JobService:
             await self._db(self.store.finish, row.id, "failed", time.time(), (error.code, error.detail))
             return
         with fh:
-            while pending := await self._db(self.store.pending, row.id, self.settings.jobs_chunk):
+            if pending := await self._db(self.store.pending, row.id, self.settings.jobs_chunk):
                 files = await asyncio.to_thread(_read_files, fh, pending, row.input_codec, self.settings.max_file_bytes)
                 await self._run_chunk(row.id, selection, pending, files)
+                if await self._db(self.store.pending, row.id, 1):
+                    return  # its next chunk runs in its next turn
         await self._db(self.store.finish, row.id, "done", time.time())
         log.info("job %s done", row.id)
 

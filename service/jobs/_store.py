@@ -282,13 +282,40 @@ class JobStore:
         )
         return [JobRow.from_sql(r) for r in rows]
 
-    def next_runnable(self) -> JobRow | None:
-        """A job interrupted while running first, else the oldest queued one."""
+    def next_runnable(self, after: tuple[float, str] | None = None) -> JobRow | None:
+        """The job whose next chunk runs now.
+
+        Args:
+            after: ``(created, id)`` of the job that ran the last chunk: the next unfinished job in
+                submission order comes after it, round robin, so jobs take turns chunk by chunk.
+                Without it (the runner's first pick): a job interrupted while running first, else
+                the oldest queued one.
+        """
+        if after is not None:
+            row = self.db.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ('running', 'queued') "
+                "AND (created > ? OR (created = ? AND id > ?)) ORDER BY created, id LIMIT 1",
+                (after[0], after[0], after[1]),
+            ).fetchone()
+            if row is None:  # back to the first
+                row = self.db.execute(
+                    f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ('running', 'queued') ORDER BY created, id LIMIT 1"
+                ).fetchone()
+            return JobRow.from_sql(row) if row else None
         row = self.db.execute(
             f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ('running', 'queued') "
             "ORDER BY state = 'running' DESC, created LIMIT 1"
         ).fetchone()
         return JobRow.from_sql(row) if row else None
+
+    def queue_position(self, job: JobRow) -> int:
+        """Unfinished jobs submitted before ``job`` (each runs a chunk in turn before it starts)."""
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE state IN ('running', 'queued') "
+            "AND (created < ? OR (created = ? AND id < ?))",
+            (job.created, job.created, job.id),
+        ).fetchone()
+        return int(row[0])
 
     def mark_running(self, job_id: str, now: float, executor: str = "inprocess") -> None:
         """A queued job starts, or an interrupted one resumes, on ``executor``."""
