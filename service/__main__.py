@@ -1,9 +1,13 @@
-"""Run the service: ``python -m service [--host 127.0.0.1] [--port 8000]`` (settings: ``CRYSTAL_*``)."""
+"""Run the service: ``python -m service [--host 127.0.0.1] [--port 8000]`` (settings: ``CRYSTAL_*``).
+
+``python -m service screen INPUT... --out results.parquet`` screens offline on Ray (``service.screen``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import uvicorn
 
@@ -12,7 +16,14 @@ from .settings import get_settings
 
 
 def main() -> None:
-    """Parse the command line and serve the app with uvicorn in this process (one worker)."""
+    """Parse the command line and serve the app with uvicorn in this process (one worker).
+
+    ``python -m service screen ...`` screens files offline on Ray instead (see :mod:`service.screen`).
+    """
+    if sys.argv[1:2] == ["screen"]:
+        from .screen import main as screen
+
+        raise SystemExit(screen(sys.argv[2:]))
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")

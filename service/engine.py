@@ -87,10 +87,11 @@ class Engine:
             pool = self._pools[bulk] = self._new_pool(bulk)
         return pool
 
-    async def start(self, devices: Sequence[str]) -> None:
-        """Start the parse pool and an inference worker for each device."""
+    async def start(self, devices: Sequence[str], *, parse: bool = True) -> None:
+        """Start the parse pool (unless ``parse`` is false: Ray tasks parse) and an inference worker per device."""
         self._running = True
-        self._pools[False] = self._new_pool(bulk=False)
+        if parse:
+            self._pools[False] = self._new_pool(bulk=False)
         for device in devices:
             max_structures, max_atoms = self.settings.batch_limits(device)
             worker = InferenceWorker(
@@ -314,12 +315,34 @@ class Engine:
                 )
         except Exception as exc:  # noqa: BLE001 - a bad file never fails the batch
             return index, [self._failed(index, upload.filename, exc)]
-        multi = len(feats) > 1
-        names = [f"{upload.filename}#{f.block}" if multi else upload.filename for f in feats]
+        return index, await self.predict_parsed(index, upload.filename, feats, selection, bulk=bulk)
+
+    async def predict_parsed(
+        self,
+        index: int,
+        filename: str,
+        parsed: Sequence[Featurized] | Exception,
+        selection: Selection,
+        *,
+        bulk: bool = False,
+    ) -> list[BatchItem]:
+        """The items of one file already parsed (here or by a Ray parse task), or of its parse error.
+
+        Args:
+            index: The file's position (each item's ``index``).
+            filename: The file's name (``file#block`` when it has several blocks).
+            parsed: :func:`~service.featurize.featurize`'s blocks, or why the file could not be read.
+            selection: The models to run.
+            bulk: A batch job's structures (see :meth:`iter_files`).
+        """
+        if isinstance(parsed, Exception):
+            return [self._failed(index, filename, parsed)]
+        multi = len(parsed) > 1
+        names = [f"{filename}#{f.block}" if multi else filename for f in parsed]
         items = await asyncio.gather(
-            *(self._batch_item(index, name, feat, selection, bulk) for name, feat in zip(names, feats, strict=True))
+            *(self._batch_item(index, name, feat, selection, bulk) for name, feat in zip(names, parsed, strict=True))
         )
-        return index, list(items)
+        return list(items)
 
     async def iter_files(
         self,

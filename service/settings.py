@@ -19,6 +19,7 @@ __all__ = ["Settings", "get_settings"]
 
 MIB = 1 << 20
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_RAY_ADDRESS_RE = re.compile(r"^(ray://)?[A-Za-z0-9._\-\[\]:]+:\d+$")
 
 
 def _default_parse_workers() -> int:
@@ -113,6 +114,17 @@ class Settings(BaseSettings):
         jobs_parsing: Files of a job in the parse pool at a time (parsed structures go on to
             inference without holding a place); while an interactive request is being answered,
             a job starts parsing no new file beyond one.
+        jobs_executor: What runs batch jobs: ``inprocess`` (this process's parse pool and
+            inference workers) or ``ray`` (parse tasks and inference actors on a Ray cluster,
+            ``pip install '.[ray]'``; results come back into the same job store).
+        ray_address: The Ray cluster of ``jobs_executor=ray`` and of ``python -m service screen``:
+            ``auto`` (the cluster this machine belongs to, ``ray start`` or ``RAY_ADDRESS``),
+            ``local`` (start a Ray instance inside this process), ``ray://host:port`` (Ray
+            Client) or ``host:port`` (the head's GCS address).
+        ray_actors: Inference actors, each loading every model once (one GPU each when the cluster has GPUs).
+        ray_actor_cpus: CPUs an inference actor reserves on the cluster (a fraction is allowed: on
+            a CPU, inference costs a fraction of parsing; parse tasks take one CPU each).
+        ray_parse_batch: Files per Ray parse task.
     """
 
     model_config = SettingsConfigDict(env_prefix="CRYSTAL_", extra="forbid", frozen=True)
@@ -157,6 +169,11 @@ class Settings(BaseSettings):
     jobs_ttl_s: float = Field(7 * 86_400.0, gt=0)
     jobs_chunk: int = Field(256, ge=1)
     jobs_parsing: int = Field(4, ge=1, le=256)
+    jobs_executor: Literal["inprocess", "ray"] = "inprocess"
+    ray_address: str = "auto"
+    ray_actors: int = Field(1, ge=1, le=1024)
+    ray_actor_cpus: float = Field(1.0, gt=0, le=256)
+    ray_parse_batch: int = Field(16, ge=1, le=4096)
 
     def batch_limits(self, device: str) -> tuple[int, int]:
         """``(max structures, max atoms)`` of one micro-batch on ``device``.
@@ -198,6 +215,16 @@ class Settings(BaseSettings):
     @classmethod
     def _check_model_backends(cls, value: dict[str, str]) -> dict[str, str]:
         return {name: cls._check_backend(b) for name, b in value.items()}
+
+    @field_validator("ray_address")
+    @classmethod
+    def _check_ray_address(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() in {"auto", "local"}:
+            return value.lower()
+        if not _RAY_ADDRESS_RE.match(value):
+            raise ValueError(f"ray_address must be auto, local, ray://host:port or host:port, not {value!r}")
+        return value
 
     @field_validator("log_level")
     @classmethod

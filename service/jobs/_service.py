@@ -1,6 +1,11 @@
 """The job service: creates, lists and deletes jobs, and runs them one at a time in the background.
 
-A job runs on the same engine as interactive requests (the parse pool, then the micro-batching
+What computes a job's files is its executor (``_executor``): by default this process's engine,
+as described here; with ``jobs_executor=ray`` a Ray cluster (``_ray``). Either way the results
+come back here and are committed the same way, so everything below about commits, resuming
+and cancelling holds for both.
+
+In process, a job runs on the same engine as interactive requests (the parse pool, then the micro-batching
 inference workers): its files are read from disk ``jobs_chunk`` at a time and go through
 :meth:`Engine.iter_files`, ``jobs_parsing`` of them in the parse pool at a time. Interactive
 requests keep priority: while one is being answered the job starts parsing no new file beyond
@@ -10,6 +15,10 @@ behind the whole job; its structures join the next micro-batch. The job's parsed
 little longer to fill its micro-batches. Finished files are committed every quarter second (or
 every 64 files), each with its results in one transaction; after a crash the job resumes with
 the files that have no result.
+
+Jobs take turns: the runner runs one chunk of a job, then one of the next unfinished job in
+submission order (round robin), so a small job submitted behind a large one waits for one chunk
+of it, not for all of it; a queued job's status says how many jobs are ahead (``queue_position``).
 
 Nothing is read or written until the first job is submitted, or until the database exists.
 """
@@ -32,17 +41,17 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Literal, TypeVar
 
-from ..engine import Engine
 from ..errors import ServiceError
 from ..registry import Selection
-from ..schemas import BatchError, Notice
+from ..schemas import Notice
 from ..settings import Settings
 from ..state import ServiceState
 from ..uploads import Upload
 from ._errors import DataDirBusy, InputsMissing, JobNotFound, StorageFull
+from ._executor import make_executor
 from ._export import csv_lines, ndjson_lines
 from ._ingest import write_inputs
-from ._priority import InteractiveTraffic, JobParseGate
+from ._priority import InteractiveTraffic
 from ._store import FileResult, InputRow, JobRow, JobStore
 from .schemas import FINISHED, JobCounts, JobLinks, JobStatus
 
@@ -79,8 +88,12 @@ class JobService:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._current: tuple[str, asyncio.Task[None]] | None = None
+        self._last: tuple[float, str] | None = None  # (created, id) of the job that ran the last chunk
         self._swept_orphans = False
         self.traffic = InteractiveTraffic()
+        #: What computes the jobs' files (``jobs_executor``); connected when the first job runs.
+        self.executor = make_executor(settings, state, self.traffic)
+        self._executor_started = False
         #: The clock that decides when finished jobs expire and when to sweep (tests move it on).
         self.clock: Callable[[], float] = time.time
 
@@ -113,6 +126,9 @@ class JobService:
             current[1].cancel()
             await asyncio.wait([current[1]])
             self._current = None
+        if self._executor_started:
+            self._executor_started = False
+            await self.executor.stop()
         if self._executor is not None:
             await self._db(self.store.close)
             self._executor.shutdown(wait=True)
@@ -134,7 +150,7 @@ class JobService:
 
     # -- the API's operations --------------------------------------------------------------
 
-    def status(self, row: JobRow) -> JobStatus:
+    def status(self, row: JobRow, queue_position: int | None = None) -> JobStatus:
         base = f"/v1/jobs/{row.id}"
         return JobStatus(
             id=row.id,
@@ -147,6 +163,8 @@ class JobService:
             finished=_time(row.finished),
             expires=_time(row.finished + self.settings.jobs_ttl_s if row.finished is not None else None),
             error=Notice(code=row.error_code, detail=row.error_detail or "") if row.error_code else None,
+            executor=row.executor,  # inprocess | ray, as stored
+            queue_position=queue_position if row.state == "queued" else None,
             links=JobLinks(self=base, results=f"{base}/results"),
         )
 
@@ -235,15 +253,20 @@ class JobService:
             raise JobNotFound(f"No job {job_id!r}: it never existed, was deleted, or expired.")
         return row
 
+    async def _status(self, row: JobRow) -> JobStatus:
+        """The job's status, with its place in the queue when it waits."""
+        position = await self._db(self.store.queue_position, row) if row.state == "queued" else None
+        return self.status(row, position)
+
     async def get(self, job_id: str, owner: str | None = None) -> JobStatus:
         """Raises: JobNotFound (also for another key's job)."""
-        return self.status(await self._row(job_id, owner))
+        return await self._status(await self._row(job_id, owner))
 
     async def recent(self, limit: int, owner: str | None = None) -> list[JobStatus]:
         """The newest jobs (only ``owner``'s when given)."""
         if not await self._open(create=False):
             return []
-        return [self.status(r) for r in await self._db(self.store.recent, limit, owner)]
+        return [await self._status(r) for r in await self._db(self.store.recent, limit, owner)]
 
     async def delete(self, job_id: str, owner: str | None = None) -> JobStatus:
         """Cancel the job if it has not finished, then delete it with its inputs and results.
@@ -336,9 +359,24 @@ class JobService:
                         await asyncio.to_thread(shutil.rmtree, folder, True)
 
     async def _run_next(self) -> bool:
-        """Run the next queued (or interrupted) job to its end; ``False`` when there is none."""
+        """Run one chunk of the next job in turn (round robin); ``False`` when no job waits."""
+        if not self._executor_started:  # connected on the first job, outside the lock: submissions go on meanwhile
+            if await self._db(self.store.next_runnable) is None:
+                return False
+            try:
+                await self.executor.start()
+            except Exception as failure:  # noqa: BLE001 - the jobs wait (queued), the service serves on
+                log.error(
+                    "jobs wait: the %s executor could not start: %s: %s",
+                    self.executor.name,
+                    type(failure).__name__,
+                    failure,
+                )
+                await asyncio.sleep(10.0)
+                return False
+            self._executor_started = True
         async with self._lock:
-            row = await self._db(self.store.next_runnable)
+            row = await self._db(self.store.next_runnable, self._last)
             if row is None:
                 return False
             task = asyncio.get_running_loop().create_task(self._run(row), name=f"job-{row.id}")
@@ -347,6 +385,7 @@ class JobService:
             await asyncio.wait([task])
         finally:
             self._current = None
+            self._last = (row.created, row.id)
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
             log.error("job %s failed", row.id, exc_info=exc)
@@ -356,14 +395,16 @@ class JobService:
         return True
 
     async def _run(self, row: JobRow) -> None:
-        registry, engine = self.state.require_ready()
+        """Run the job's next chunk (``jobs_chunk`` files); finish it when none is left."""
+        registry, _ = self.state.require_ready()
         try:
             selection = registry.select(row.models or None)
         except ServiceError as exc:
             await self._db(self.store.finish, row.id, "failed", time.time(), (exc.code, exc.detail))
             return
-        await self._db(self.store.mark_running, row.id, time.time())
-        log.info("job %s running (%d of %d files done)", row.id, row.done, row.total)
+        await self._db(self.store.mark_running, row.id, time.time(), self.executor.name)
+        if row.state == "queued" or self._last is None:  # started, or resumed after a restart
+            log.info("job %s running (%d of %d files done)", row.id, row.done, row.total)
         try:
             fh = open(self.jobs_dir / row.id / "inputs.bin", "rb")  # noqa: SIM115 - closed below
         except FileNotFoundError:
@@ -371,16 +412,16 @@ class JobService:
             await self._db(self.store.finish, row.id, "failed", time.time(), (error.code, error.detail))
             return
         with fh:
-            while pending := await self._db(self.store.pending, row.id, self.settings.jobs_chunk):
+            if pending := await self._db(self.store.pending, row.id, self.settings.jobs_chunk):
                 files = await asyncio.to_thread(_read_files, fh, pending, row.input_codec, self.settings.max_file_bytes)
-                await self._run_chunk(row.id, engine, selection, pending, files)
+                await self._run_chunk(row.id, selection, pending, files)
+                if await self._db(self.store.pending, row.id, 1):
+                    return  # its next chunk runs in its next turn
         await self._db(self.store.finish, row.id, "done", time.time())
         log.info("job %s done", row.id)
 
-    async def _run_chunk(
-        self, job_id: str, engine: Engine, selection: Selection, pending: list[InputRow], files: list[Upload]
-    ) -> None:
-        """Run files through the engine, ``jobs_parsing`` parsed at a time, yielding to interactive requests."""
+    async def _run_chunk(self, job_id: str, selection: Selection, pending: list[InputRow], files: list[Upload]) -> None:
+        """Run files through the executor and commit their results as they come."""
         buffer: list[FileResult] = []
 
         async def flush() -> None:
@@ -389,17 +430,11 @@ class JobService:
                 batch, buffer = buffer, []
                 await self._db(self.store.record, job_id, batch)
 
-        gate = JobParseGate(self.settings.jobs_parsing, self.traffic)
         last_flush = time.monotonic()
         try:
-            async with contextlib.aclosing(engine.iter_files(files, selection, gate=gate, bulk=True)) as done:
-                async for position, items in done:
-                    inp = pending[position]
-                    if not items:  # a file that gave no result at all
-                        notice = Notice(code="invalid_cif", detail="The file holds no CIF data block.")
-                        items = [BatchError(index=0, filename=inp.filename, error=notice)]
-                    rows = [(i.ok, i.model_copy(update={"index": inp.idx}).model_dump_json()) for i in items]
-                    buffer.append(FileResult(inp.idx, rows))
+            async with contextlib.aclosing(self.executor.run(selection, pending, files)) as done:
+                async for result in done:
+                    buffer.append(result)
                     if len(buffer) >= _FLUSH_FILES or time.monotonic() - last_flush >= _FLUSH_SECONDS:
                         last_flush = time.monotonic()
                         await flush()

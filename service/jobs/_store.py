@@ -79,10 +79,10 @@ CREATE INDEX IF NOT EXISTS results_by_job ON results(job_id, seq);
 
 _JOB_COLUMNS = (
     "id, state, created, started, finished, total, done, n_ok, n_failed, models, properties, "
-    "input_bytes, result_bytes, error_code, error_detail, owner, input_codec"
+    "input_bytes, result_bytes, error_code, error_detail, owner, input_codec, executor"
 )
 #: Columns added after the first release, with their definitions (added to older databases on open).
-_ADDED_COLUMNS = {"owner": "TEXT", "input_codec": "TEXT NOT NULL DEFAULT 'raw'"}
+_ADDED_COLUMNS = {"owner": "TEXT", "input_codec": "TEXT NOT NULL DEFAULT 'raw'", "executor": "TEXT"}
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,7 @@ class JobRow:
     error_detail: str | None
     owner: str | None = None
     input_codec: str = "raw"
+    executor: str | None = None  # what ran it last: ``inprocess`` or ``ray`` (``None``: not started)
 
     @classmethod
     def from_sql(cls, row: Sequence[object]) -> JobRow:
@@ -281,18 +282,47 @@ class JobStore:
         )
         return [JobRow.from_sql(r) for r in rows]
 
-    def next_runnable(self) -> JobRow | None:
-        """A job interrupted while running first, else the oldest queued one."""
+    def next_runnable(self, after: tuple[float, str] | None = None) -> JobRow | None:
+        """The job whose next chunk runs now.
+
+        Args:
+            after: ``(created, id)`` of the job that ran the last chunk: the next unfinished job in
+                submission order comes after it, round robin, so jobs take turns chunk by chunk.
+                Without it (the runner's first pick): a job interrupted while running first, else
+                the oldest queued one.
+        """
+        if after is not None:
+            row = self.db.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ('running', 'queued') "
+                "AND (created > ? OR (created = ? AND id > ?)) ORDER BY created, id LIMIT 1",
+                (after[0], after[0], after[1]),
+            ).fetchone()
+            if row is None:  # back to the first
+                row = self.db.execute(
+                    f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ('running', 'queued') ORDER BY created, id LIMIT 1"
+                ).fetchone()
+            return JobRow.from_sql(row) if row else None
         row = self.db.execute(
             f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ('running', 'queued') "
             "ORDER BY state = 'running' DESC, created LIMIT 1"
         ).fetchone()
         return JobRow.from_sql(row) if row else None
 
-    def mark_running(self, job_id: str, now: float) -> None:
+    def queue_position(self, job: JobRow) -> int:
+        """Unfinished jobs submitted before ``job`` (each runs a chunk in turn before it starts)."""
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE state IN ('running', 'queued') "
+            "AND (created < ? OR (created = ? AND id < ?))",
+            (job.created, job.created, job.id),
+        ).fetchone()
+        return int(row[0])
+
+    def mark_running(self, job_id: str, now: float, executor: str = "inprocess") -> None:
+        """A queued job starts, or an interrupted one resumes, on ``executor``."""
         self.db.execute(
-            "UPDATE jobs SET state = 'running', started = COALESCE(started, ?) WHERE id = ? AND state = 'queued'",
-            (now, job_id),
+            "UPDATE jobs SET state = 'running', started = COALESCE(started, ?), executor = ? "
+            "WHERE id = ? AND state IN ('queued', 'running')",
+            (now, executor, job_id),
         )
 
     def finish(self, job_id: str, state: str, now: float, error: tuple[str, str] | None = None) -> None:

@@ -50,6 +50,15 @@ class JobStatus(BaseModel):
     finished: datetime | None = None
     expires: datetime | None = Field(None, description="When a finished job will be deleted.")
     error: Notice | None = Field(None, description="Why the whole job failed (state ``failed``).")
+    queue_position: int | None = Field(
+        None,
+        description="For a queued job: unfinished jobs submitted before it (0: it starts next). Jobs take turns "
+        "chunk by chunk, so it starts once each of them has run one more chunk.",
+    )
+    executor: Literal["inprocess", "ray"] | None = Field(
+        None,
+        description="What ran the job: this process (``inprocess``) or a Ray cluster (``ray``); null until it starts.",
+    )
     links: JobLinks
 
 

@@ -1,0 +1,203 @@
+"""The Ray executor: a job's files parsed by Ray tasks and predicted by Ray actors, results back here.
+
+``CRYSTAL_JOBS_EXECUTOR=ray`` (``pip install '.[ray]'``). The service stays the job's owner: it
+reads a chunk of pending files from its store and hands them to :meth:`RayExecutor.run`, which
+cuts them into parse tasks of ``ray_parse_batch`` files (one CPU each, anywhere on the cluster)
+and chains each task's output, on the cluster, to an inference actor (``ray_actors`` of them,
+each loading every model once; one GPU each when the cluster has GPUs). Each actor answers with
+the rows the job store keeps, which come back and are committed by the service as they arrive,
+exactly as in process. So progress, results, cancel, expiry and resuming after a crash (of the
+service: the files without a committed result run again) are the service's, unchanged.
+
+Failures on the cluster: Ray retries a task whose worker died (``max_retries``) and restarts a
+dead actor and re-runs its calls (``max_restarts``, ``max_task_retries``), so killing a worker
+process loses nothing. A parse task that still fails is split into one task per file, and a
+file whose own task fails too fails alone with ``parser_crashed`` (the in-process pool's rule).
+Cancelling the iteration (a deleted job, a service stopping) cancels the tasks in flight.
+
+Ray is imported when the executor connects, never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidStructure
+from ..registry import Selection
+from ..settings import Settings
+from ..uploads import Upload
+from ._ray_workers import InferenceActor, Parsed, ParseItem, parse_files, selection_spec
+from ._store import FileResult, InputRow
+
+__all__ = ["RayExecutor", "connect"]
+
+log = logging.getLogger("service.jobs.ray")
+
+#: Retries of a parse task whose worker died; a file alone gets one (it is then tried twice).
+_BATCH_RETRIES = 3
+_SINGLE_RETRIES = 1
+
+
+def connect(address: str, **init: Any) -> None:
+    """Join the Ray cluster at ``address`` (``auto``, ``local``, ``ray://host:port``, ``host:port``) once.
+
+    Args:
+        address: See ``Settings.ray_address``; ``local`` starts a Ray instance in this process.
+        init: More ``ray.init`` arguments (``num_cpus``, ``_temp_dir`` for a local instance).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    options: dict[str, Any] = {"logging_level": logging.WARNING, "configure_logging": False}
+    if address == "local":
+        ray.init(include_dashboard=False, **options, **init)
+    else:
+        ray.init(address=address, **options, **init)
+
+
+def _crashed() -> tuple[str, str]:
+    error = InvalidStructure(
+        "The parser process died twice on this file (a crash in the CIF reader, or the operating "
+        "system stopped it); it was not read.",
+        code="parser_crashed",
+    )
+    return error.code, error.detail
+
+
+@dataclass
+class _Flight:
+    """Files on their way through the cluster: their parse task (if any) and their actor call."""
+
+    positions: list[int]
+    parse: Any  # ray.ObjectRef | None
+    predict: Any  # ray.ObjectRef
+
+
+class RayExecutor:
+    """Runs jobs' files on a Ray cluster (see the module's docstring).
+
+    Args:
+        settings: ``ray_address``, ``ray_actors``, ``ray_parse_batch``, and what the actors need to load the models.
+
+    Raises:
+        RuntimeError: Ray is not installed.
+    """
+
+    name = "ray"
+
+    def __init__(self, settings: Settings, **init: Any) -> None:
+        if importlib.util.find_spec("ray") is None:
+            raise RuntimeError(
+                "Ray is not installed (needed by CRYSTAL_JOBS_EXECUTOR=ray and `screen`): "
+                "pip install 'crystal-service[ray]' (or '.[ray]' in a checkout)"
+            )
+        self.settings = settings
+        self._init = init
+        self._actors: list[Any] = []
+        self._turn = 0
+        self._parse: Any = None
+
+    async def start(self) -> None:
+        """Join the cluster and start the inference actors; returns once every actor has loaded its models."""
+        await asyncio.to_thread(self._start)
+
+    def _start(self) -> None:
+        import ray
+
+        connect(self.settings.ray_address, **self._init)
+        gpus = ray.cluster_resources().get("GPU", 0) >= 1
+        self._parse = ray.remote(parse_files).options(num_cpus=1, max_retries=_BATCH_RETRIES)
+        actor = ray.remote(InferenceActor).options(
+            num_cpus=self.settings.ray_actor_cpus, num_gpus=1 if gpus else 0, max_restarts=-1, max_task_retries=-1
+        )
+        self._actors = [actor.remote(self.settings) for _ in range(self.settings.ray_actors)]
+        loaded = ray.get([a.ready.remote() for a in self._actors])
+        log.info("ray executor: %d actor(s), %s", len(self._actors), loaded[0])
+
+    async def stop(self) -> None:
+        """End the actors (this process stays connected: ``ray.init`` is once per process)."""
+        actors, self._actors = self._actors, []
+        if actors:
+            import ray
+
+            for a in actors:
+                with contextlib.suppress(Exception):
+                    ray.kill(a)
+
+    def _submit(self, spec: object, positions: list[int], pending: Sequence[InputRow], parsed: Any) -> _Flight:
+        """Chain ``positions``' parse task (or their outcomes, a list) to the next actor, round robin."""
+        actor = self._actors[self._turn % len(self._actors)]
+        self._turn += 1
+        rows = [pending[i] for i in positions]
+        return _Flight(
+            positions, parsed if not isinstance(parsed, list) else None, actor.predict.remote(spec, rows, parsed)
+        )
+
+    def _parse_task(self, items: list[ParseItem], configs: Sequence[object], *, single: bool) -> Any:
+        s = self.settings
+        task = self._parse.options(max_retries=_SINGLE_RETRIES) if single else self._parse
+        return task.remote(items, configs, s.max_atoms, s.strict, s.parse_timeout_s)
+
+    async def run(
+        self, selection: Selection, pending: Sequence[InputRow], files: Sequence[Upload]
+    ) -> AsyncGenerator[FileResult, None]:
+        """Each file's results, in the order they come back from the cluster."""
+        import ray
+
+        spec = selection_spec(selection)
+        configs = list(selection.graph_configs)
+
+        def item(i: int) -> ParseItem:
+            f = files[i]
+            return f.filename, f.data, (f.error.code, f.error.detail) if f.error is not None else None
+
+        def launch(positions: list[int], *, single: bool = False) -> _Flight:
+            parse = self._parse_task([item(i) for i in positions], configs, single=single)
+            return self._submit(spec, positions, pending, parse)
+
+        step = self.settings.ray_parse_batch
+        flights: dict[asyncio.Future[list[FileResult]], tuple[_Flight, bool]] = {}
+
+        def watch(flight: _Flight, single: bool) -> None:
+            flights[asyncio.wrap_future(flight.predict.future())] = (flight, single)
+
+        try:
+            for start in range(0, len(files), step):
+                watch(launch(list(range(start, min(start + step, len(files))))), False)
+            while flights:
+                done, _ = await asyncio.wait(flights, return_when=asyncio.FIRST_COMPLETED)
+                for future in done:
+                    flight, single = flights.pop(future)
+                    try:
+                        results = future.result()
+                    except ray.exceptions.RayTaskError:
+                        raise  # an error in our code on the cluster (a model it lacks...): the job fails
+                    except ray.exceptions.RayError as exc:  # a parse worker died more often than retried
+                        if flight.parse is None:
+                            raise  # the actor itself, past its retries
+                        log.warning("ray: %d file(s) lost their parse task (%s); retrying", len(flight.positions), exc)
+                        if len(flight.positions) > 1:
+                            for i in flight.positions:
+                                watch(launch([i], single=True), True)
+                        elif single:
+                            crashed: list[Parsed] = [_crashed()]
+                            watch(self._submit(spec, flight.positions, pending, crashed), True)
+                        else:
+                            watch(launch(flight.positions, single=True), True)
+                        continue
+                    for result in results:
+                        yield result
+        finally:
+            for future, (flight, _) in flights.items():
+                future.cancel()
+                for ref in (flight.predict, flight.parse):
+                    if ref is not None:
+                        with contextlib.suppress(Exception):
+                            ray.cancel(ref)
