@@ -12,7 +12,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from crystalgraph import build_model, read_manifest, verify_manifest
+from crystalgraph import build_model, model_folders, read_manifest, verify_manifest
 
 from .backends import create_predictor, resolve_backend
 from .registry import ModelEntry, RefusedModel, Registry
@@ -25,11 +25,7 @@ log = logging.getLogger("service.repository")
 def _model_folders(models_dir: Path) -> list[Path]:
     if not models_dir.is_dir():
         log.warning("model repository %s does not exist: no models to serve", models_dir)
-        return []
-    folders = []
-    for name_dir in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        folders.extend(sorted(p for p in name_dir.iterdir() if p.is_dir() and not p.name.startswith(".")))
-    return folders
+    return model_folders(models_dir)
 
 
 def _load_entry(folder: Path, backend: str, device: str, precision: str) -> ModelEntry:
