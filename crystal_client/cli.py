@@ -146,8 +146,11 @@ def _interrupted(client: ServiceClient, job: dict[str, Any] | None, args: argpar
         )
         return
     job_id = job["id"]
+    if job["state"] in FINISHED:
+        _say(f"\ninterrupted: job {job_id} has finished; run the same command again to download its results")
+        return
     cancel = f"crystal-predict cancel {job_id} --url {args.url}"
-    if job["state"] not in FINISHED and sys.stdin.isatty():
+    if sys.stdin.isatty():
         try:
             answer = input(f"\ninterrupted. Job {job_id} goes on running on the service. Cancel it? [y/N] ")
         except (EOFError, KeyboardInterrupt):
