@@ -9,9 +9,10 @@ and can be installed where the service is not: ``pip install ./crystal_client`` 
 from __future__ import annotations
 
 from ._http import ServiceClient, ServiceError
+from ._predict import RemotePredictor
 from .cli import main
 
 #: The project's version (``crystalgraph.__version__``; a test keeps the two equal).
 __version__ = "0.1.0"
 
-__all__ = ["ServiceClient", "ServiceError", "main", "__version__"]
+__all__ = ["RemotePredictor", "ServiceClient", "ServiceError", "main", "__version__"]

@@ -1,11 +1,12 @@
-"""What ``screen`` uploads: a folder's CIFs packed into one ``.tar.gz``, or an archive as it is."""
+"""What ``screen`` uploads (a folder's CIFs packed into one ``.tar.gz``, or an archive as it is) and its key."""
 
 from __future__ import annotations
 
+import hashlib
 import tarfile
 from pathlib import Path
 
-__all__ = ["find_cifs", "pack", "archive_media_type"]
+__all__ = ["find_cifs", "pack", "archive_media_type", "submission_key"]
 
 _ARCHIVES = {
     ".zip": "application/zip",
@@ -43,3 +44,33 @@ def pack(folder: Path, files: list[Path], dest: Path) -> None:
     with tarfile.open(dest, "w:gz", compresslevel=6) as tar:
         for path in files:
             tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def submission_key(path: Path, models: str | None, files: list[Path] | None = None) -> str:
+    """The ``Idempotency-Key`` of a submission: a hash of the inputs' contents and the options.
+
+    The same folder (same relative names and bytes) or archive (same bytes) with the same
+    models gives the same key, wherever and whenever it is run, so a rerun after Ctrl-C
+    finds the job it submitted instead of starting a second one. Another file, a changed
+    byte or other models give another key.
+
+    Args:
+        path: The folder or archive given to ``screen``.
+        models: The ``--models`` option (``None``: the service's defaults).
+        files: The folder's structure files (default: :func:`find_cifs`); ignored for an archive.
+    """
+    digest = hashlib.sha256(f"crystal-predict submission 1\nmodels={models or ''}\n".encode())
+    if path.is_dir():
+        for file in files if files is not None else find_cifs(path):
+            digest.update(f"{file.relative_to(path).as_posix()}\0{_sha256_file(file)}\n".encode())
+    else:
+        digest.update(f"archive\0{_sha256_file(path)}\n".encode())
+    return digest.hexdigest()

@@ -6,6 +6,20 @@ here, not from the private modules.
 
 from __future__ import annotations
 
+from .answers import (
+    Answer,
+    AnswerModel,
+    Failure,
+    Prediction,
+    Provenance,
+    StructureSummary,
+    element_warnings,
+    gate_columns,
+    model_predictions,
+    model_provenance,
+    summarize_structure,
+    training_elements,
+)
 from .batch import GraphArrays, ModelInputs, PackedGraphs, collate
 from .checkpoint import (
     CheckpointError,
@@ -58,7 +72,19 @@ from .nets import (
 from .notices import NOTICE_CODES, Notice
 from .onnx_export import check_parity, export_onnx, export_onnx_checked, parity_batches
 from .onnx_predictor import OnnxError, OnnxParityError, OnnxPredictor, OnnxProviderError
+from .padding import PAD_GRAPHS, Padder
 from .parsing import parse_cif
+from .predictor import LoadedVersion, Predictor, default_models_dir
+from .repository import (
+    RepositoryModel,
+    choose_defaults,
+    latest_versions,
+    model_folders,
+    parse_ref,
+    select_models,
+    validation_mae,
+    version_key,
+)
 
 __version__ = "0.1.0"
 
@@ -78,6 +104,8 @@ __all__ = [
     "neighbor_list",
     "predict_graphs",
     "predict_packed",
+    "Padder",
+    "PAD_GRAPHS",
     "GraphArrays",
     "ModelInputs",
     "collate",
@@ -137,4 +165,30 @@ __all__ = [
     "OnnxError",
     "OnnxParityError",
     "OnnxProviderError",
+    # answers
+    "Answer",
+    "AnswerModel",
+    "Failure",
+    "Prediction",
+    "Provenance",
+    "StructureSummary",
+    "summarize_structure",
+    "gate_columns",
+    "training_elements",
+    "model_predictions",
+    "element_warnings",
+    "model_provenance",
+    # offline predictions
+    "Predictor",
+    "LoadedVersion",
+    "default_models_dir",
+    # model repositories
+    "RepositoryModel",
+    "version_key",
+    "model_folders",
+    "latest_versions",
+    "parse_ref",
+    "validation_mae",
+    "choose_defaults",
+    "select_models",
 ]

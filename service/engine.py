@@ -21,8 +21,9 @@ import math
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import asdict
 
-from crystalgraph import GraphConfig
+from crystalgraph import GraphConfig, element_warnings, model_predictions
 
 from .batching import InferenceWorker
 from .catalog import provenance
@@ -208,43 +209,21 @@ class Engine:
         rows = await asyncio.gather(
             *(self.worker(e).predict(e, feat.graphs[e.fingerprint], bulk=bulk) for e in selection.entries)
         )
-        predictions: dict[str, Prediction] = {}
-        alternatives: dict[str, list[Prediction]] = {}
-        for entry, row in zip(selection.entries, rows, strict=True):
-            values = row.tolist()
+        outputs: list[list[float]] = [row.tolist() for row in rows]
+        for entry, values in zip(selection.entries, outputs, strict=True):
             if not all(math.isfinite(v) for v in values):
                 raise InferenceFailed(f"Model {entry.ref} gave a non-finite value.")
-            gated = entry.gated
-            for target, value in zip(entry.targets, values, strict=True):
-                if target.is_probability:
-                    continue
-                pred = Prediction(
-                    value=round(value, 6),
-                    unit=target.unit,
-                    model=entry.name,
-                    version=entry.version,
-                    p_metal=round(values[gated[target.name]], 6) if target.name in gated else None,
-                )
-                if selection.primary.get(target.name) is entry:
-                    predictions[target.name] = pred
-                elif selection.alternatives:
-                    alternatives.setdefault(target.name, []).append(pred)
+        # the answer's rules are the core's (crystalgraph.answers), shared with the offline Predictor
+        found, others = model_predictions(selection.entries, outputs, selection.primary, selection.alternatives)
+        predictions = {p: Prediction(**asdict(pred)) for p, pred in found.items()}
+        alternatives = {p: [Prediction(**asdict(pred)) for pred in preds] for p, preds in others.items()}
         warnings = [Notice(code=code, detail=detail) for code, detail in feat.warnings]
-        for entry in selection.entries:
-            known = entry.elements
-            unseen = sorted(set(feat.structure.elements) - known) if known is not None else []
-            if unseen:
-                warnings.append(
-                    Notice(
-                        code="element_not_in_training_set",
-                        detail=f"Model {entry.ref} saw no {', '.join(unseen)} in training; "
-                        "its prediction is an extrapolation.",
-                    )
-                )
+        unseen = element_warnings(selection.entries, feat.structure.elements)
+        warnings += [Notice(code=n.code, detail=n.detail) for n in unseen]
         self.metrics.structures.labels("ok").inc()
         return PredictResponse(
             structure=feat.structure,
-            predictions={p: predictions[p] for p in selection.primary if p in predictions},
+            predictions=predictions,
             alternatives=alternatives,
             warnings=warnings,
             provenance={e.ref: provenance(e) for e in selection.entries},

@@ -24,6 +24,7 @@ __all__ = [
     "InvalidRequest",
     "UnsupportedMediaType",
     "Unauthorized",
+    "Forbidden",
     "HostNotAllowed",
     "OriginNotAllowed",
     "NotFound",
@@ -97,6 +98,12 @@ class Unauthorized(ServiceError):
     """An API key is required and the ``X-API-Key`` header is missing or wrong."""
 
     status, code, title = 401, "unauthorized", "Missing or wrong API key"
+
+
+class Forbidden(ServiceError):
+    """The API key is right but may not do this (reloading the models needs an admin key)."""
+
+    status, code, title = 403, "forbidden", "Not allowed for this API key"
 
 
 class HostNotAllowed(ServiceError):

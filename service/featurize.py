@@ -8,21 +8,26 @@ are returned, not raised, one per data block, so one bad block never hides the o
 from __future__ import annotations
 
 import os
-import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 from pymatgen.core import Structure
 
-from crystalgraph import GraphArrays, GraphConfig, ReadBlock, StructureError, read_structures, structure_to_graph
+from crystalgraph import (
+    GraphArrays,
+    GraphConfig,
+    ReadBlock,
+    StructureError,
+    read_structures,
+    structure_to_graph,
+    summarize_structure,
+)
 
 from .schemas import StructureInfo
 
 __all__ = ["Featurized", "init_worker", "featurize", "strict_error", "summarize"]
-
-_TOKEN_RE = re.compile(r"^([A-Z][a-z]*)(.*)$")
 
 
 @dataclass(frozen=True)
@@ -58,26 +63,9 @@ def init_worker(torch_threads: int = 1, nice: int = 0) -> None:
     import gemmi  # noqa: F401 - imported here so the first request does not pay for it
 
 
-def _formula(structure: Structure) -> str:
-    """``Na4 Cl4`` -> ``Na4Cl4``; ``Na1 Cl1`` -> ``NaCl``."""
-    parts = []
-    for token in structure.composition.formula.split():
-        match = _TOKEN_RE.match(token)
-        symbol, amount = (match.group(1), match.group(2)) if match else (token, "")
-        parts.append(symbol if amount == "1" else symbol + amount)
-    return "".join(parts)
-
-
 def summarize(structure: Structure, block: str) -> StructureInfo:
-    """What the answer says about the structure it predicted."""
-    return StructureInfo(
-        block=block,
-        formula=_formula(structure),
-        reduced_formula=structure.composition.reduced_formula,
-        n_sites=len(structure),
-        volume=round(float(structure.volume), 4),
-        elements=sorted({el.symbol for el in structure.composition.elements if hasattr(el, "symbol")}),
-    )
+    """What the answer says about the structure it predicted (:func:`crystalgraph.summarize_structure`)."""
+    return StructureInfo(**asdict(summarize_structure(structure, block)))
 
 
 def strict_error(notices: Sequence[tuple[str, str]]) -> tuple[str, str]:

@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from crystalgraph import GraphConfig, ModelConfig, TargetSpec
+from crystalgraph import (
+    GraphConfig,
+    ModelConfig,
+    TargetSpec,
+    choose_defaults,
+    gate_columns,
+    latest_versions,
+    parse_ref,
+    select_models,
+    training_elements,
+    version_key,
+)
 
 from .backends import Predictor
 from .errors import ModelNotFound
@@ -23,11 +33,6 @@ from .errors import ModelNotFound
 __all__ = ["ModelEntry", "RefusedModel", "Selection", "Registry", "version_key"]
 
 log = logging.getLogger("service.registry")
-
-
-def version_key(version: str) -> tuple[tuple[int, int | str], ...]:
-    """Natural sort key: ``"10" > "9"``, ``"2024-06-01" > "2024-05-30"``, ``"v2" > "v1"``."""
-    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.findall(r"\d+|[^\d]+", version))
 
 
 @dataclass(frozen=True, eq=False)
@@ -82,8 +87,7 @@ class ModelEntry:
     @cached_property
     def gated(self) -> dict[str, int]:
         """Property -> output column of the metal probability that comes with it."""
-        names = [t.name for t in self.config.targets]
-        return {t.source: k for k, t in enumerate(self.config.targets) if t.source is not None and t.source in names}
+        return gate_columns(self.config.targets)
 
     @property
     def graph(self) -> GraphConfig:
@@ -93,10 +97,7 @@ class ModelEntry:
     @property
     def elements(self) -> frozenset[str] | None:
         """Element symbols of the training set, when the metadata records them."""
-        elements = self.metadata.get("elements")
-        if isinstance(elements, list) and elements and all(isinstance(e, str) for e in elements):
-            return frozenset(elements)
-        return None
+        return training_elements(self.metadata)
 
     @property
     def weights_sha256(self) -> str | None:
@@ -165,9 +166,7 @@ class Registry:
         self.entries: tuple[ModelEntry, ...] = tuple(sorted(entries, key=lambda e: (e.name, version_key(e.version))))
         self.refused: tuple[RefusedModel, ...] = tuple(refused)
         self._overrides = dict(default_overrides or {})
-        self.latest: dict[str, ModelEntry] = {}
-        for entry in self.entries:  # sorted by version: the last one wins
-            self.latest[entry.name] = entry
+        self.latest: dict[str, ModelEntry] = latest_versions(self.entries)
         self.defaults: dict[str, ModelEntry] = self._choose_defaults()
         #: Result of the warm-up check that answers do not depend on the batch (see service.warmup).
         self.batch_invariant: dict[ModelEntry, bool] = {}
@@ -181,29 +180,14 @@ class Registry:
         return sorted(self.defaults)
 
     def _choose_defaults(self) -> dict[str, ModelEntry]:
-        candidates: dict[str, list[ModelEntry]] = {}
-        for entry in self.latest.values():
-            for prop in entry.properties:
-                candidates.setdefault(prop, []).append(entry)
-        defaults: dict[str, ModelEntry] = {}
-        for prop, entries in sorted(candidates.items()):
-            override = self._overrides.get(prop)
-            if override is not None:
-                chosen = self._find(override)
-                if chosen is not None and prop in chosen.properties:
-                    defaults[prop] = chosen
-                    continue
-                log.error("default for %s: %r is not a loaded model predicting %s; choosing one", prop, override, prop)
-            scored = [(e.metric("val", prop), e) for e in entries]
-            with_mae = [(mae, e) for mae, e in scored if mae is not None]
-            defaults[prop] = min(with_mae, key=lambda t: t[0])[1] if with_mae else entries[0]
-        for prop in sorted(set(self._overrides) - set(candidates)):
-            log.error("default for %s: no loaded model predicts %s", prop, prop)
+        defaults, problems = choose_defaults(self.latest, self._find, self._overrides)
+        for problem in problems:
+            log.error("%s", problem)
         return defaults
 
     def _find(self, ref: str) -> ModelEntry | None:
-        name, _, version = ref.strip().partition("@")
-        if not version:
+        name, version = parse_ref(ref)
+        if version is None:
             return self.latest.get(name)
         return next((e for e in self.entries if e.name == name and e.version == version), None)
 
@@ -226,19 +210,13 @@ class Registry:
     def select(self, refs: Sequence[str] | None = None) -> Selection:
         """The models to run: those named (in that order), else the default of each property.
 
+        ``default`` among the names stands for the default models, ``name@latest`` for ``name``.
+
         Raises:
             ModelNotFound: a name that is not loaded.
         """
-        if not refs:
-            # a multi-task default answers only the properties it is the default for
-            defaults = tuple(dict.fromkeys(self.defaults[prop] for prop in self.properties))
-            return Selection(entries=defaults, primary=dict(self.defaults))
-        entries = tuple(dict.fromkeys(self.get(ref) for ref in refs))
-        primary: dict[str, ModelEntry] = {}
-        for entry in entries:
-            for prop in entry.properties:
-                primary.setdefault(prop, entry)
-        return Selection(entries=entries, primary=primary, alternatives=True)
+        entries, primary, alternatives = select_models(refs, self.defaults, self.get)
+        return Selection(entries=entries, primary=primary, alternatives=alternatives)
 
     def without(self, refused: Mapping[ModelEntry, str]) -> Registry:
         """A registry without the given models, each listed as refused with its reason."""

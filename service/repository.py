@@ -12,12 +12,12 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from crystalgraph import build_model, read_manifest, verify_manifest
+from crystalgraph import build_model, model_folders, read_manifest, verify_manifest
 
 from .backends import create_predictor, resolve_backend
 from .registry import ModelEntry, RefusedModel, Registry
 
-__all__ = ["load_registry"]
+__all__ = ["load_registry", "load_folders", "folder_signature", "repository_signatures"]
 
 log = logging.getLogger("service.repository")
 
@@ -25,11 +25,7 @@ log = logging.getLogger("service.repository")
 def _model_folders(models_dir: Path) -> list[Path]:
     if not models_dir.is_dir():
         log.warning("model repository %s does not exist: no models to serve", models_dir)
-        return []
-    folders = []
-    for name_dir in sorted(p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        folders.extend(sorted(p for p in name_dir.iterdir() if p.is_dir() and not p.name.startswith(".")))
-    return folders
+    return model_folders(models_dir)
 
 
 def _load_entry(folder: Path, backend: str, device: str, precision: str) -> ModelEntry:
@@ -62,6 +58,51 @@ def _load_entry(folder: Path, backend: str, device: str, precision: str) -> Mode
     )
 
 
+def folder_signature(folder: Path) -> str:
+    """What changes when a model folder's files do: each file's name, size and modification time."""
+    try:
+        files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file())
+    except OSError:
+        return "unreadable"
+    return ";".join(f"{name}:{size}:{mtime}" for name, size, mtime in files)
+
+
+def repository_signatures(models_dir: Path) -> dict[str, str]:
+    """:func:`folder_signature` of every model folder of the repository, by path."""
+    return {str(folder): folder_signature(folder) for folder in model_folders(models_dir)}
+
+
+def load_folders(
+    folders: list[Path],
+    *,
+    backend: str,
+    device: str,
+    precision: str = "float32",
+    model_backends: Mapping[str, str] | None = None,
+) -> tuple[list[ModelEntry], list[RefusedModel]]:
+    """Load model folders; refuse (and log) the ones that fail. See :func:`load_registry`."""
+    entries: list[ModelEntry] = []
+    refused: list[RefusedModel] = []
+    for folder in folders:
+        try:
+            entry = _load_entry(folder, (model_backends or {}).get(folder.parent.name, backend), device, precision)
+        except Exception as exc:  # noqa: BLE001 - any broken folder is refused, the rest serve
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("refusing model folder %s: %s", folder, reason)
+            refused.append(RefusedModel(path=str(folder), reason=reason))
+            continue
+        log.info(
+            "loaded model %s (%s, %s) on %s/%s",
+            entry.ref,
+            entry.config.model_type,
+            ", ".join(entry.properties),
+            entry.predictor.backend,
+            entry.predictor.device,
+        )
+        entries.append(entry)
+    return entries, refused
+
+
 def load_registry(
     models_dir: Path,
     *,
@@ -81,25 +122,13 @@ def load_registry(
         defaults: Default model per property (see :class:`~service.settings.Settings`).
         model_backends: Backend per model name, overriding ``backend``.
     """
-    entries: list[ModelEntry] = []
-    refused: list[RefusedModel] = []
-    for folder in _model_folders(Path(models_dir)):
-        try:
-            entry = _load_entry(folder, (model_backends or {}).get(folder.parent.name, backend), device, precision)
-        except Exception as exc:  # noqa: BLE001 - any broken folder is refused, the rest serve
-            reason = f"{type(exc).__name__}: {exc}"
-            log.error("refusing model folder %s: %s", folder, reason)
-            refused.append(RefusedModel(path=str(folder), reason=reason))
-            continue
-        log.info(
-            "loaded model %s (%s, %s) on %s/%s",
-            entry.ref,
-            entry.config.model_type,
-            ", ".join(entry.properties),
-            entry.predictor.backend,
-            entry.predictor.device,
-        )
-        entries.append(entry)
+    entries, refused = load_folders(
+        _model_folders(Path(models_dir)),
+        backend=backend,
+        device=device,
+        precision=precision,
+        model_backends=model_backends,
+    )
     registry = Registry(entries, refused, defaults)
     for prop, entry in sorted(registry.defaults.items()):
         log.info("default model for %s: %s", prop, entry.ref)

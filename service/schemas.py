@@ -23,6 +23,7 @@ __all__ = [
     "TrainingSet",
     "ModelInfo",
     "RefusedModelInfo",
+    "ReloadReport",
     "ModelList",
     "Health",
     "Readiness",
@@ -242,6 +243,20 @@ class ModelList(BaseModel):
     models: list[ModelInfo]
     defaults: dict[str, str] = Field(description="Default model (``name@version``) per property.")
     refused: list[RefusedModelInfo]
+
+
+class ReloadReport(BaseModel):
+    """What a reload of the model repository changed; the rest kept serving throughout."""
+
+    added: list[str] = Field(description="Model versions now served that were not (``name@version``).")
+    replaced: list[str] = Field(description="Model versions whose folder changed, now served from it.")
+    removed: list[str] = Field(description="Model versions no longer served: their folder is gone.")
+    refused: list[RefusedModelInfo] = Field(
+        description="New or changed folders that were not loaded, and why (a changed folder's previous "
+        "version goes on serving)."
+    )
+    defaults: dict[str, str] = Field(description="Default model (``name@version``) per property, after the reload.")
+    models: int = Field(description="Model versions served after the reload.")
 
 
 class Health(BaseModel):

@@ -99,6 +99,11 @@ class Settings(BaseSettings):
             ``::1`` and the address a connection arrived on (DNS rebinding guard); ``["*"]``: any.
         allowed_origins: Origins of other sites' pages allowed to send state-changing requests
             (cross-site request guard), e.g. ``["https://lab.example"]``.
+        admin_keys: Names of the API keys that may reload the models (``POST /v1/models/reload``);
+            ``default`` is ``api_key``. Without keys, every client may (one user, on loopback).
+        models_watch_s: Seconds between looks at ``models_dir`` for new, changed or removed
+            model folders, which are then loaded without a restart (0: only on
+            ``POST /v1/models/reload``).
         log_level: Python log level of the ``service`` logger.
         data_dir: Where batch jobs are kept: ``jobs.sqlite3`` (metadata and results) and
             ``jobs/<id>/inputs.bin`` (the uploaded CIFs). Created on the first job.
@@ -159,6 +164,8 @@ class Settings(BaseSettings):
     http_max_connections: int = Field(512, ge=1)
     allowed_hosts: list[str] = Field(default_factory=list)
     allowed_origins: list[str] = Field(default_factory=list)
+    admin_keys: list[str] = Field(default_factory=lambda: ["default"])
+    models_watch_s: float = Field(5.0, ge=0, le=86_400)
     log_level: str = "INFO"
     data_dir: Path = Field(default_factory=_default_data_dir)
     jobs_max_files: int = Field(100_000, ge=1)

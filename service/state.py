@@ -1,8 +1,10 @@
-"""The service's lifecycle: load the registry, start the engine, warm up, report readiness.
+"""The service's lifecycle: load the registry, start the engine, warm up, report readiness, reload.
 
 Loading runs in the background after the server starts listening, so ``/healthz`` answers at
 once and ``/readyz`` says 503 until every model is loaded and warmed up (KServe's split of
-liveness and readiness).
+liveness and readiness). Once ready, new, changed and removed model folders are taken in
+without a restart (:mod:`service.reload`): on ``POST /v1/models/reload``, and every
+``models_watch_s`` seconds when the folders changed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from .engine import Engine
 from .errors import ModelNotReady
 from .metrics import Metrics
 from .registry import Registry
-from .repository import load_registry
+from .reload import reload_models
+from .repository import load_registry, repository_signatures
+from .schemas import ReloadReport
 from .settings import Settings
 from .warmup import warm_up
 
@@ -44,6 +48,10 @@ class ServiceState:
         self.ready = False
         self._failure: str | None = None
         self._task: asyncio.Task[None] | None = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._reload_lock = asyncio.Lock()
+        #: Each model folder's signature when last (re)loaded (see ``service.reload``).
+        self._signatures: dict[str, str] = {}
 
     def check(self) -> None:
         """Validate what needs the machine (the device) before serving.
@@ -64,6 +72,7 @@ class ServiceState:
     async def _load(self) -> None:
         s = self.settings
         try:
+            self._signatures = await asyncio.to_thread(repository_signatures, s.models_dir)
             registry = await asyncio.to_thread(
                 load_registry,
                 s.models_dir,
@@ -92,11 +101,43 @@ class ServiceState:
         self.ready = True
         self.metrics.ready.set(1)
         log.info("ready: %d model(s) on %s, properties %s", len(registry), self.device, registry.properties)
+        if s.models_watch_s > 0:
+            self._watch_task = asyncio.get_running_loop().create_task(self._watch(), name="models-watch")
+
+    async def reload(self) -> ReloadReport:
+        """Take in new, changed and removed model folders; the models being served serve on meanwhile.
+
+        Raises:
+            ModelNotReady: the first load has not finished.
+        """
+        async with self._reload_lock:
+            registry, engine = self.require_ready()
+            new, report, self._signatures = await reload_models(
+                self.settings, engine, registry, self._signatures, device=self.device, precision=self.precision
+            )
+            self.registry = new  # one assignment: requests under way keep the models they selected
+            self.metrics.models_loaded.set(len(new))
+            return report
+
+    async def _watch(self) -> None:
+        """Reload whenever a model folder appears, changes or goes (checked every ``models_watch_s``)."""
+        while True:
+            await asyncio.sleep(self.settings.models_watch_s)
+            try:
+                now = await asyncio.to_thread(repository_signatures, self.settings.models_dir)
+                if now != self._signatures:
+                    await self.reload()
+            except Exception:  # the watch never stops; the next look retries
+                log.exception("model reload failed")
 
     async def stop(self) -> None:
         """Not ready any more: stop loading and shut the engine down."""
         self.ready = False
         self.metrics.ready.set(0)
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

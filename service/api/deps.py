@@ -9,7 +9,7 @@ from fastapi import Depends, Header, Query, Request
 from pydantic import SecretStr
 
 from ..engine import Engine
-from ..errors import Unauthorized
+from ..errors import Forbidden, Unauthorized
 from ..metrics import Metrics
 from ..registry import Registry, Selection
 from ..state import ServiceState
@@ -24,6 +24,7 @@ __all__ = [
     "StrictDep",
     "MetricsDep",
     "require_api_key",
+    "require_admin",
     "OwnerDep",
 ]
 
@@ -121,6 +122,13 @@ async def require_api_key(
     if owner is None:
         raise Unauthorized("Send the service's API key in the X-API-Key header.")
     request.state.owner = owner
+
+
+def require_admin(request: Request, state: StateDep) -> None:
+    """Refuse (403 ``forbidden``) a key that is not in ``admin_keys``; without keys anyone may (loopback)."""
+    owner: str | None = getattr(request.state, "owner", None)
+    if owner is not None and owner not in state.settings.admin_keys:
+        raise Forbidden(f"API key {owner!r} may not reload the models; admin keys: CRYSTAL_ADMIN_KEYS.")
 
 
 def get_owner(request: Request) -> str | None:

@@ -1,6 +1,6 @@
 """The torch backend: the exported ``weights.pt`` in eval mode on a CPU or CUDA device.
 
-Every batch is padded (:mod:`service.backends._padding`) so that a structure gets the same
+Every batch is padded (:mod:`crystalgraph.padding`) so that a structure gets the same
 float32 answer alone or in any batch.
 """
 

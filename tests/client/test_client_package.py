@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -40,5 +41,15 @@ def test_the_client_runs_where_torch_cannot_be_imported(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, env={"PYTHONPATH": str(ROOT)}, capture_output=True, text=True
     )
+    assert done.returncode == 0, done.stderr
+    assert "crystal-predict" in done.stdout and "screen" in done.stdout
+
+
+def test_the_bin_shim_runs_the_client_from_anywhere(tmp_path: Path) -> None:
+    link = tmp_path / "crystal-predict"
+    link.symlink_to(ROOT / "bin" / "crystal-predict")  # as linked onto a PATH
+    # Without the checkout's .venv it falls back to the python3 on the PATH: here, the test's.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run([str(link), "--help"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "crystal-predict" in done.stdout and "screen" in done.stdout

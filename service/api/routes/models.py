@@ -1,12 +1,12 @@
-"""``GET /v1/models`` and ``GET /v1/models/{name}``: the registry."""
+"""``GET /v1/models``, ``GET /v1/models/{name}``: the registry; ``POST /v1/models/reload``: take in new models."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from ...catalog import model_info, model_list
-from ...schemas import ModelInfo, ModelList, Problem
-from ..deps import RegistryDep
+from ...schemas import ModelInfo, ModelList, Problem, ReloadReport
+from ..deps import RegistryDep, StateDep, require_admin
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
@@ -25,3 +25,22 @@ async def list_models(registry: RegistryDep) -> ModelList:
 async def get_model(name: str, registry: RegistryDep) -> ModelInfo:
     """One model (``name`` for its newest version, ``name@version`` for a given one)."""
     return model_info(registry, registry.get(name))
+
+
+@router.post(
+    "/reload",
+    summary="Load new, changed and removed model folders without a restart",
+    dependencies=[Depends(require_admin)],
+    responses={
+        403: {"model": Problem, "description": "forbidden: the API key is not an admin key"},
+        503: {"model": Problem, "description": "not_ready"},
+    },
+)
+async def reload_models(state: StateDep) -> ReloadReport:
+    """Compare the model folders with those loaded; load, check and warm up the new and changed ones.
+
+    They serve once they passed their checks (manifest, sha256, ONNX parity, warm-up), in one
+    swap: requests under way finish on the models they started with. A folder that fails is
+    listed in ``refused`` and the rest serve on.
+    """
+    return await state.reload()

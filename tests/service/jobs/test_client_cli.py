@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -83,7 +84,8 @@ def test_screen_retries_when_connections_drop(
     proxy = flaky_proxy(port, 3)  # the upload and its first two retries meet a dropped connection
     before = len(jobs_client.get("/v1/jobs", params={"limit": 500}).json()["jobs"])
     out = tmp_path / "results.csv"
-    done = _run("screen", str(tree), "--url", proxy.url, "--out", str(out), "--poll", "0.1")
+    # --new: the tree may have been submitted by another test (the same files would re-attach to that job)
+    done = _run("screen", str(tree), "--url", proxy.url, "--out", str(out), "--poll", "0.1", "--new")
     assert done.returncode == 0, done.stderr
     assert proxy.dropped == 3
     retries = [line for line in done.stderr.splitlines() if line.startswith("POST /v1/jobs: ")]
@@ -178,3 +180,62 @@ def test_progress_counts_are_integers_not_1e4() -> None:
         assert "ok=10000, failed=123456" in str(bar)
         bar.set_postfix(ok=10_000, refresh=False)
         assert "ok=1e+4" in str(bar), "tqdm's own number format, which progress_counts avoids"
+
+
+def _jobs(client: httpx.Client) -> list[dict[str, Any]]:
+    return client.get("/v1/jobs", params={"limit": 500}).json()["jobs"]
+
+
+def test_ctrl_c_then_the_same_command_re_attaches(
+    jobs_server: Any, jobs_client: httpx.Client, tmp_path: Path, many_cifs: Callable
+) -> None:
+    folder = tmp_path / "set"
+    for name, text in many_cifs(16).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    out = tmp_path / "results.csv"
+    command = [str(CLI), "screen", str(folder), "--url", jobs_server.url, "--out", str(out), "--poll", "0.1"]
+    before = len(_jobs(jobs_client))
+    first = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    seen = []
+    assert first.stderr is not None
+    while not any("submitted" in line for line in seen):
+        line = first.stderr.readline().decode()
+        assert line, "".join(seen)
+        seen.append(line)
+    job_id = seen[-1].split()[1]
+    first.send_signal(signal.SIGINT)
+    stderr = "".join(seen) + first.stderr.read().decode()
+    assert first.wait(timeout=60) == 130, stderr
+    assert f"job {job_id} goes on" in stderr and "Run the same command again" in stderr, stderr
+    assert f"crystal-predict cancel {job_id}" in stderr and "Traceback" not in stderr
+    assert json.loads((tmp_path / "results.csv.job.json").read_text())["job"] == job_id
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert f"re-attached to job {job_id}" in again.stderr and "packed" not in again.stderr, "no new upload"
+    assert len(out.read_text().splitlines()) == 1 + 16
+    assert len(_jobs(jobs_client)) == before + 1, "one job on the server"
+    assert not (tmp_path / "results.csv.job.json").exists(), "the state file goes once the results are complete"
+
+    # Without the state file the upload's key (a hash of the files and options) finds the same job;
+    # other options, or --new, make a new one.
+    again = _run(*command[1:])
+    assert again.returncode == 0 and f"re-attached to job {job_id}: the service already has" in again.stderr
+    assert len(_jobs(jobs_client)) == before + 1
+    (folder / "set" / "00000-nacl.cif").write_text(many_cifs(1)["set/00000-nacl.cif"] + "\n")  # one byte more
+    changed = _run(*command[1:])
+    assert changed.returncode == 0 and "submitted" in changed.stderr and job_id not in changed.stderr
+    assert _run(*command[1:], "--new").returncode == 0
+    assert len(_jobs(jobs_client)) == before + 3
+
+
+def test_cancel_a_job(jobs_server: Any, jobs_client: httpx.Client, many_cifs: Callable) -> None:
+    files = [("files", (name, text)) for name, text in many_cifs(2).items()]
+    job = jobs_client.post("/v1/jobs", files=files).json()
+    done = _run("cancel", job["id"], "--url", jobs_server.url)
+    assert done.returncode == 0, done.stderr
+    assert f"job {job['id']}" in done.stderr and "deleted" in done.stderr
+    assert jobs_client.get(f"/v1/jobs/{job['id']}").status_code == 404
+    again = _run("cancel", job["id"], "--url", jobs_server.url)
+    assert again.returncode == 1 and "job_not_found" in again.stderr
