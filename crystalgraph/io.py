@@ -139,13 +139,7 @@ def _has_structure_data(block: gemmi.cif.Block) -> bool:
     )
 
 
-def _read_cif(text: str, max_atoms: int | None) -> list[ReadBlock]:
-    try:
-        doc = gemmi.cif.read_string(text)
-    except (ValueError, RuntimeError) as exc:
-        if "data_" not in text.lower():  # not a CIF at all: say so rather than how a parser failed
-            raise InvalidCIFError("No 'data_' block found: this does not look like a CIF file.") from exc
-        return _read_cif_pymatgen(text, str(exc), max_atoms)
+def _blocks_of(doc: gemmi.cif.Document, max_atoms: int | None) -> list[ReadBlock]:
     out: list[ReadBlock] = []
     for block in doc:
         if not _has_structure_data(block):
@@ -156,10 +150,49 @@ def _read_cif(text: str, max_atoms: int | None) -> list[ReadBlock]:
             out.append(ReadBlock(block.name, None, (), exc))
         else:
             out.append(ReadBlock(block.name, structure, tuple(notices)))
+    return out
+
+
+def _read_cif(text: str, max_atoms: int | None) -> list[ReadBlock]:
+    try:
+        doc = gemmi.cif.read_string(text)
+    except (ValueError, RuntimeError) as exc:
+        if "data_" not in text.lower():  # not a CIF at all: say so rather than how a parser failed
+            raise InvalidCIFError("No 'data_' block found: this does not look like a CIF file.") from exc
+        return _read_cif_by_block(text, str(exc), max_atoms)
+    out = _blocks_of(doc, max_atoms)
     if not out:
         if len(doc) == 0:
             raise InvalidCIFError("No 'data_' block found: this does not look like a CIF file.")
         raise InvalidCIFError("The CIF has no block with a unit cell and atom sites.")
+    return out
+
+
+def _read_cif_by_block(text: str, reason: str, max_atoms: int | None) -> list[ReadBlock]:
+    """A file gemmi refuses, read one ``data_`` block at a time, so a broken block costs only itself.
+
+    Each block is given to gemmi alone (line numbers kept), then to pymatgen's lenient parser;
+    a block neither can read keeps its name and gets its own error. A file of one block is the
+    whole file: its error is the file's.
+    """
+    starts = [m.start() for m in _BLOCK_RE.finditer(text)]
+    if len(starts) <= 1:
+        return _read_cif_pymatgen(text, reason, max_atoms)
+    out: list[ReadBlock] = []
+    for start, end in zip(starts, [*starts[1:], len(text)], strict=True):
+        match = _BLOCK_RE.match(text, start)
+        name = match.group(1) if match else ""
+        chunk = "\n" * text.count("\n", 0, start) + text[start:end]  # keeps the parsers' line numbers
+        try:
+            try:
+                found = _blocks_of(gemmi.cif.read_string(chunk), max_atoms)
+            except (ValueError, RuntimeError) as exc:
+                found = _read_cif_pymatgen(chunk, str(exc), max_atoms, names=[name])
+        except StructureError as exc:
+            found = [ReadBlock(name, None, (), exc)]
+        out.extend(found)
+    if not out:
+        raise InvalidCIFError(f"The CIF is malformed ({reason}) and has no block with a unit cell and atom sites.")
     return out
 
 
@@ -171,8 +204,17 @@ def _pymatgen_notice(message: str) -> Notice:
     return Notice("parser_warning", f"pymatgen: {message}")
 
 
-def _read_cif_pymatgen(text: str, reason: str, max_atoms: int | None) -> list[ReadBlock]:
-    """Pymatgen's lenient parser for a CIF gemmi refuses; every warning it raises becomes a notice."""
+def _read_cif_pymatgen(
+    text: str, reason: str, max_atoms: int | None, names: list[str] | None = None
+) -> list[ReadBlock]:
+    """Pymatgen's lenient parser for a CIF gemmi refuses; every warning it raises becomes a notice.
+
+    Args:
+        text: The CIF text (one block, or the whole file).
+        reason: Why gemmi refused it (quoted in the notice and in errors).
+        max_atoms: Structures with more atoms are refused.
+        names: The block names, when the caller knows them (one block at a time).
+    """
     if len(text) > FALLBACK_MAX_BYTES:
         raise InvalidCIFError(f"The CIF is malformed: {reason}.")
     from pymatgen.io.cif import CifParser
@@ -193,7 +235,7 @@ def _read_cif_pymatgen(text: str, reason: str, max_atoms: int | None) -> list[Re
                 messages.append(line.strip())
     notices = [Notice("fallback_parser", f"The file is not well-formed CIF ({reason}); it was read leniently.")]
     notices += [_pymatgen_notice(m) for m in messages]
-    names = list(parser.as_dict())
+    names = names or list(parser.as_dict())
     if len(names) != len(structures):
         names = [f"block{i + 1}" for i in range(len(structures))]
     return [_checked(n, s, notices, max_atoms) for n, s in zip(names, structures, strict=True)]

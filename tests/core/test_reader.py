@@ -120,6 +120,37 @@ def test_a_malformed_cif_falls_back_to_pymatgen_with_its_warnings() -> None:
         read_structures(text.replace("Cu1 Cu 0 0 0", "Cu1 Cu 0 0 0\nCu2 Cu 0.5 0.5"))
 
 
+_BROKEN_BLOCK = (  # a row short of a value: gemmi refuses the whole file
+    "data_broken\n_cell_length_a 5\n_cell_length_b 5\n_cell_length_c 5\nloop_\n_atom_site_label\n"
+    "_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\nNa1 0 0 0\nCl1 0.5 0.5\n"
+)
+_DUPLICATE_TAG_BLOCK = (  # a tag given twice: gemmi refuses it, pymatgen reads it
+    "data_Cu\n_cell_length_a 3.61\n_cell_length_b 3.61\n_cell_length_c 3.61\n_cell_length_a 3.61\n"
+    "_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\n"
+    "_symmetry_space_group_name_H-M 'F m -3 m'\nloop_\n_atom_site_label\n_atom_site_type_symbol\n"
+    "_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\nCu1 Cu 0 0 0\n"
+)
+
+
+def test_a_broken_block_keeps_its_name_and_costs_only_itself(trap_cifs: dict) -> None:
+    text = trap_cifs["clean"] + _BROKEN_BLOCK + _DUPLICATE_TAG_BLOCK + trap_cifs["dotted_tag"]
+    blocks = read_structures(text)
+    assert [b.name for b in blocks] == ["NaCl", "broken", "Cu", "Ni"]
+    nacl, broken, cu, ni = blocks
+    assert nacl.structure is not None and len(nacl.structure) == 8 and nacl.notices == ()
+    assert broken.structure is None and broken.error is not None and broken.error.code == "invalid_cif"
+    first = text[: text.index("data_broken")].count("\n") + 1
+    line = int(str(broken.error).split("string:")[1].split(":")[0])
+    assert first <= line <= first + _BROKEN_BLOCK.count("\n")  # the line in the whole file, not the block
+    assert cu.structure is not None and cu.notices[0].code == "fallback_parser"
+    assert ni.structure is not None and len(ni.structure) == 4
+
+
+def test_a_file_of_one_broken_block_is_the_files_error() -> None:
+    with pytest.raises(InvalidCIFError, match="malformed"):
+        read_structures(_BROKEN_BLOCK)
+
+
 # -- the same structures as pymatgen on ordinary files -----------------------------------------
 
 
