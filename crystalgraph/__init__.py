@@ -37,7 +37,7 @@ from .features import FEATURE_SET, MAX_Z, element_feature_table, feature_hash, t
 from .graph import cif_to_graphs, neighbor_list, structure_to_graph
 from .graph_config import GraphConfig
 from .inference import predict_graphs, predict_packed
-from .io import FORMATS, ReadBlock, detect_format, read_structures
+from .io import FORMATS, OCCUPANCY_TOLERANCE, ReadBlock, detect_format, read_structures
 from .legacy import LegacyFormatError, import_legacy
 from .nets import (
     ARCHITECTURES,
@@ -73,6 +73,7 @@ __all__ = [
     "Notice",
     "NOTICE_CODES",
     "FORMATS",
+    "OCCUPANCY_TOLERANCE",
     "structure_to_graph",
     "cif_to_graphs",
     "neighbor_list",

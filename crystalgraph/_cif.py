@@ -21,9 +21,11 @@ from .checks import cell_volume, check_cell, check_coordinates, check_volume_per
 from .errors import InvalidCIFError, TooManyAtomsError
 from .notices import Notice
 
-__all__ = ["read_block"]
+__all__ = ["read_block", "OCCUPANCY_TOLERANCE"]
 
 _IDEAL_FRACTIONS = (1 / 3, 2 / 3)
+#: A site of one element whose occupancy is within this of 1 is read as fully occupied (with a notice).
+OCCUPANCY_TOLERANCE = 0.01
 _SITE_COLUMNS = ["label", "?type_symbol", "?fract_x", "?fract_y", "?fract_z", "?occupancy"]
 
 
@@ -112,8 +114,14 @@ def _site_table(block: gemmi.cif.Block) -> gemmi.cif.Table | None:
     return None
 
 
-def read_block(block: gemmi.cif.Block, max_atoms: int | None = None) -> tuple[Structure, list[Notice]]:
+def read_block(
+    block: gemmi.cif.Block, max_atoms: int | None = None, occupancy_tolerance: float = OCCUPANCY_TOLERANCE
+) -> tuple[Structure, list[Notice]]:
     """The expanded unit cell of one block, and the notices its checks raise.
+
+    A site of one element whose occupancy is within ``occupancy_tolerance`` of 1 (0.995) is
+    read as fully occupied, with an ``occupancy_rounded`` notice. Sites keep their CIF labels
+    (``site.label``), for the errors a later step may cite.
 
     Raises:
         InvalidCIFError: no cell or no atom sites.
@@ -165,7 +173,7 @@ def read_block(block: gemmi.cif.Block, max_atoms: int | None = None) -> tuple[St
     sym_notice = symmetry_notice(sym)
     if sym_notice is not None:
         notices.append(sym_notice)
-    structure = _expand(block.name, cell, rows, coords, sym, max_atoms, notices)
+    structure = _expand(block.name, cell, rows, coords, sym, max_atoms, notices, occupancy_tolerance)
     found: dict[str, float] = {}
     for site in structure:
         for el, amount in site.species.get_el_amt_dict().items():
@@ -176,6 +184,27 @@ def read_block(block: gemmi.cif.Block, max_atoms: int | None = None) -> tuple[St
     return structure, notices
 
 
+def _round_occupancies(
+    site_species: list[dict[str, float]], site_labels: list[str], tolerance: float, notices: list[Notice]
+) -> None:
+    """Sites of one element within ``tolerance`` of full occupancy become fully occupied (in place)."""
+    rounded = []
+    for species, label in zip(site_species, site_labels, strict=True):
+        if len(species) == 1:
+            ((el, amount),) = species.items()
+            if 1 - tolerance <= amount < 1:
+                species[el] = 1.0
+                rounded.append(f"'{label}' ({amount:g})")
+    if rounded:
+        notices.append(
+            Notice(
+                "occupancy_rounded",
+                f"Site(s) {', '.join(rounded[:5])}{' ...' if len(rounded) > 5 else ''} have an occupancy within "
+                f"the occupancy tolerance ({tolerance:g}) of 1 and were read as fully occupied.",
+            )
+        )
+
+
 def _expand(
     name: str,
     cell: tuple[float, ...],
@@ -184,6 +213,7 @@ def _expand(
     sym: Symmetry,
     max_atoms: int | None,
     notices: list[Notice],
+    occupancy_tolerance: float = OCCUPANCY_TOLERANCE,
 ) -> Structure:
     # Count the atoms first, from the rows and the symmetry operations (rows at one position,
     # merged below, can only lower the count): a huge cell is refused before it is built.
@@ -224,8 +254,8 @@ def _expand(
             site_labels.append(label)
         else:
             site_species[match][element] = site_species[match].get(element, 0.0) + amount
-            shared.append(f"'{site_labels[match]}' and '{label}'")
-            site_labels[match] = label
+            shared.append(f"'{site_labels[match].rsplit('/', 1)[-1]}' and '{label}'")
+            site_labels[match] = f"{site_labels[match]}/{label}"  # errors cite every row of the site
     if shared:
         notices.append(
             Notice(
@@ -234,6 +264,7 @@ def _expand(
                 "symmetry) and were read as one site, holding both rows' atoms.",
             )
         )
+    _round_occupancies(site_species, site_labels, occupancy_tolerance, notices)
     site_orbits = [row_orbits[k] for k in keys]
     estimate = sum(len(o) for o in site_orbits)
     check_volume_per_atom(cell_volume(cell), estimate)

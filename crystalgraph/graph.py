@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from pymatgen.core import Structure
@@ -21,16 +23,62 @@ from .parsing import parse_cif
 __all__ = ["structure_to_graph", "cif_to_graphs", "neighbor_list"]
 
 
+def _name(structure: Structure, i: int) -> str:
+    """How an error cites site ``i``: its CIF label (``'Cl1'``), else its index (``site 3``)."""
+    site = structure[i]
+    label = site.label
+    return f"'{label}'" if label and label != site.species_string else f"site {i}"
+
+
+def disorder_message(names: Sequence[str], species: Sequence[dict[str, float]]) -> tuple[str, float | None]:
+    """The sentence of a ``disordered_structure`` error, and the occupancy tolerance that would accept it.
+
+    Args:
+        names: How each disordered atom is cited (its CIF label, or ``site i``), one per atom of
+            the expanded cell: atoms generated from one listed site are counted once.
+        species: Each disordered atom's ``{element: occupancy}``.
+
+    Returns:
+        The message, and the smallest occupancy tolerance under which every disordered site
+        would read as fully occupied (``None`` when a site holds two elements or is far from 1).
+    """
+    listed: dict[str, list[object]] = {}
+    for name, occ in zip(names, species, strict=True):
+        entry = listed.setdefault(name, [occ, 0])
+        entry[1] = int(entry[1]) + 1  # type: ignore[call-overload]
+    shown = []
+    for name, (occ, count) in list(listed.items())[:5]:
+        text = " ".join(f"{el}{amount:g}" for el, amount in occ.items())  # type: ignore[attr-defined]
+        shown.append(f"{name} = {text}" + (f", {count} atoms in the cell" if count != 1 else ""))
+    more = " ..." if len(listed) > 5 else ""
+    n = len(listed)
+    message = (
+        f"The structure is disordered: {n} listed site{'s' if n != 1 else ''} "
+        f"{'have' if n != 1 else 'has'} partial occupancy or mixed species ({'; '.join(shown)}{more}); "
+        "only ordered structures can be predicted."
+    )
+    needed: float | None = None
+    if all(len(occ) == 1 for occ in species):
+        needed = max(1 - sum(occ.values()) for occ in species)
+        if 0 < needed <= 0.1:
+            message += (
+                f" The occupancy is within {needed:.3g} of 1: read with an occupancy tolerance of at least "
+                f"{needed:.3g}, it would count as fully occupied."
+            )
+        else:
+            needed = None
+    return message, needed
+
+
 def _check_species(structure: Structure) -> np.ndarray:
     if len(structure) == 0:
         raise EmptyStructureError("The structure has no atoms.")
     if not structure.is_ordered:
         sites = [i for i, s in enumerate(structure) if not s.is_ordered]
-        raise DisorderedStructureError(
-            f"The structure is disordered (partial occupancy on {len(sites)} site(s), "
-            f"first: site {sites[0]} = {structure[sites[0]].species}); only ordered structures "
-            "can be predicted."
+        message, needed = disorder_message(
+            [_name(structure, i) for i in sites], [structure[i].species.get_el_amt_dict() for i in sites]
         )
+        raise DisorderedStructureError(message, needed_tolerance=needed)
     numbers = []
     for site in structure:
         el = site.specie
@@ -107,7 +155,9 @@ def neighbor_list(structure: Structure, config: GraphConfig) -> tuple[np.ndarray
     center, neighbor, dist, counts = _select(n, center, neighbor, images, dist, k)
     if (counts == 0).any():
         i = int(np.flatnonzero(counts == 0)[0])
-        raise IsolatedAtomError(f"Atom {i} ({structure[i].specie}) has no neighbour within {config.cutoff} Å.")
+        raise IsolatedAtomError(
+            f"Atom {_name(structure, i)} ({structure[i].specie}) has no neighbour within {config.cutoff} Å."
+        )
     return center.astype(np.int64), neighbor.astype(np.int64), dist
 
 
@@ -116,10 +166,10 @@ def _check_overlap(
 ) -> None:
     if len(dist) and dist.min() < config.min_distance:
         k = int(np.argmin(dist))
+        i, j = int(center[k]), int(neighbor[k])
         raise OverlappingAtomsError(
-            f"Atoms {center[k]} ({structure[int(center[k])].specie}) and {neighbor[k]} "
-            f"({structure[int(neighbor[k])].specie}) are {dist[k]:.3f} Å apart, closer than "
-            f"{config.min_distance} Å."
+            f"Atoms {_name(structure, i)} ({structure[i].specie}) and {_name(structure, j)} "
+            f"({structure[j].specie}) are {dist[k]:.3f} Å apart, closer than {config.min_distance} Å."
         )
 
 

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 import gemmi
 from pymatgen.core import Structure
 
-from ._cif import read_block
+from ._cif import OCCUPANCY_TOLERANCE, read_block
 from ._formats import read_extxyz, read_json, read_poscar
 from .checks import check_coordinates, check_lattice, check_volume_per_atom
 from .errors import InvalidCIFError, InvalidStructureFileError, StructureError, TooManyAtomsError
 from .notices import Notice
 
-__all__ = ["FORMATS", "ReadBlock", "detect_format", "read_structures", "check_structure"]
+__all__ = ["FORMATS", "OCCUPANCY_TOLERANCE", "ReadBlock", "detect_format", "read_structures", "check_structure"]
 
 #: Formats :func:`read_structures` accepts.
 FORMATS = ("cif", "poscar", "extxyz", "pymatgen-json", "optimade-json")
@@ -139,13 +139,13 @@ def _has_structure_data(block: gemmi.cif.Block) -> bool:
     )
 
 
-def _blocks_of(doc: gemmi.cif.Document, max_atoms: int | None) -> list[ReadBlock]:
+def _blocks_of(doc: gemmi.cif.Document, max_atoms: int | None, occupancy_tolerance: float) -> list[ReadBlock]:
     out: list[ReadBlock] = []
     for block in doc:
         if not _has_structure_data(block):
             continue  # e.g. a data_global block with only publication details
         try:
-            structure, notices = read_block(block, max_atoms)
+            structure, notices = read_block(block, max_atoms, occupancy_tolerance)
         except StructureError as exc:
             out.append(ReadBlock(block.name, None, (), exc))
         else:
@@ -153,14 +153,14 @@ def _blocks_of(doc: gemmi.cif.Document, max_atoms: int | None) -> list[ReadBlock
     return out
 
 
-def _read_cif(text: str, max_atoms: int | None) -> list[ReadBlock]:
+def _read_cif(text: str, max_atoms: int | None, occupancy_tolerance: float) -> list[ReadBlock]:
     try:
         doc = gemmi.cif.read_string(text)
     except (ValueError, RuntimeError) as exc:
         if "data_" not in text.lower():  # not a CIF at all: say so rather than how a parser failed
             raise InvalidCIFError("No 'data_' block found: this does not look like a CIF file.") from exc
-        return _read_cif_by_block(text, str(exc), max_atoms)
-    out = _blocks_of(doc, max_atoms)
+        return _read_cif_by_block(text, str(exc), max_atoms, occupancy_tolerance)
+    out = _blocks_of(doc, max_atoms, occupancy_tolerance)
     if not out:
         if len(doc) == 0:
             raise InvalidCIFError("No 'data_' block found: this does not look like a CIF file.")
@@ -168,7 +168,7 @@ def _read_cif(text: str, max_atoms: int | None) -> list[ReadBlock]:
     return out
 
 
-def _read_cif_by_block(text: str, reason: str, max_atoms: int | None) -> list[ReadBlock]:
+def _read_cif_by_block(text: str, reason: str, max_atoms: int | None, occupancy_tolerance: float) -> list[ReadBlock]:
     """A file gemmi refuses, read one ``data_`` block at a time, so a broken block costs only itself.
 
     Each block is given to gemmi alone (line numbers kept), then to pymatgen's lenient parser;
@@ -185,7 +185,7 @@ def _read_cif_by_block(text: str, reason: str, max_atoms: int | None) -> list[Re
         chunk = "\n" * text.count("\n", 0, start) + text[start:end]  # keeps the parsers' line numbers
         try:
             try:
-                found = _blocks_of(gemmi.cif.read_string(chunk), max_atoms)
+                found = _blocks_of(gemmi.cif.read_string(chunk), max_atoms, occupancy_tolerance)
             except (ValueError, RuntimeError) as exc:
                 found = _read_cif_pymatgen(chunk, str(exc), max_atoms, names=[name])
         except StructureError as exc:
@@ -242,7 +242,12 @@ def _read_cif_pymatgen(
 
 
 def read_structures(
-    data: str | bytes, *, filename: str | None = None, fmt: str | None = None, max_atoms: int | None = None
+    data: str | bytes,
+    *,
+    filename: str | None = None,
+    fmt: str | None = None,
+    max_atoms: int | None = None,
+    occupancy_tolerance: float = OCCUPANCY_TOLERANCE,
 ) -> list[ReadBlock]:
     """Every structure of a file, in file order, each with its notices or its error.
 
@@ -252,6 +257,8 @@ def read_structures(
         fmt: One of :data:`FORMATS` (or ``json``) to skip detection.
         max_atoms: Structures with more atoms are refused (``too_many_atoms``), CIFs before
             their symmetry expansion is built.
+        occupancy_tolerance: A CIF site of one element whose occupancy is within this of 1 is
+            read as fully occupied (an ``occupancy_rounded`` notice says so).
 
     Returns:
         At least one :class:`ReadBlock`.
@@ -265,7 +272,7 @@ def read_structures(
     if fmt == "json":
         fmt = _json_kind(text)
     if fmt == "cif":
-        return _read_cif(text, max_atoms)
+        return _read_cif(text, max_atoms, occupancy_tolerance)
     if fmt not in FORMATS:
         raise InvalidStructureFileError(f"Unknown format {fmt!r}: use one of {', '.join(FORMATS)}.")
     readers = {"poscar": read_poscar, "extxyz": read_extxyz, "pymatgen-json": read_json, "optimade-json": read_json}
