@@ -13,11 +13,12 @@ from typing import Any, NamedTuple
 
 import gemmi
 import numpy as np
-from pymatgen.core import Composition, Element, Lattice, Structure
+from pymatgen.core import Composition, Element
 
 from ._cif_checks import composition_notice, is_element, label_notice, number, parse_symbol, symmetry_notice
 from ._symmetry import SITE_TOLERANCE, Symmetry, images, merge_orbits, orbit_sizes, orbits, resolve_symmetry
 from .checks import cell_volume, check_cell, check_coordinates, check_volume_per_atom
+from .crystal import Crystal, lattice_from_parameters
 from .errors import InvalidCIFError, TooManyAtomsError
 from .notices import Notice
 
@@ -116,12 +117,12 @@ def _site_table(block: gemmi.cif.Block) -> gemmi.cif.Table | None:
 
 def read_block(
     block: gemmi.cif.Block, max_atoms: int | None = None, occupancy_tolerance: float = OCCUPANCY_TOLERANCE
-) -> tuple[Structure, list[Notice]]:
-    """The expanded unit cell of one block, and the notices its checks raise.
+) -> tuple[Crystal, list[Notice]]:
+    """The expanded unit cell of one block (as arrays), and the notices its checks raise.
 
     A site of one element whose occupancy is within ``occupancy_tolerance`` of 1 (0.995) is
     read as fully occupied, with an ``occupancy_rounded`` notice. Sites keep their CIF labels
-    (``site.label``), for the errors a later step may cite.
+    (``Crystal.labels``), for the errors a later step may cite.
 
     Raises:
         InvalidCIFError: no cell or no atom sites.
@@ -173,15 +174,15 @@ def read_block(
     sym_notice = symmetry_notice(sym)
     if sym_notice is not None:
         notices.append(sym_notice)
-    structure = _expand(block.name, cell, rows, coords, sym, max_atoms, notices, occupancy_tolerance)
+    crystal = _expand(block.name, cell, rows, coords, sym, max_atoms, notices, occupancy_tolerance)
     found: dict[str, float] = {}
-    for site in structure:
-        for el, amount in site.species.get_el_amt_dict().items():
+    for site in crystal.species:
+        for el, amount in site.items():
             found[el] = found.get(el, 0.0) + amount
     comp_notice = composition_notice(block, found)
     if comp_notice is not None:
         notices.append(comp_notice)
-    return structure, notices
+    return crystal, notices
 
 
 def _round_occupancies(
@@ -214,7 +215,7 @@ def _expand(
     max_atoms: int | None,
     notices: list[Notice],
     occupancy_tolerance: float = OCCUPANCY_TOLERANCE,
-) -> Structure:
+) -> Crystal:
     # Count the atoms first, from the rows and the symmetry operations (rows at one position,
     # merged below, can only lower the count): a huge cell is refused before it is built.
     upper = len(rows) * sym.n_ops
@@ -296,6 +297,5 @@ def _expand(
                 "once: the file may list symmetry-equivalent sites twice.",
             )
         )
-    lattice = Lattice.from_parameters(*cell)
     frac = np.concatenate(all_coords)
-    return Structure(lattice, species, frac, labels=labels)
+    return Crystal(lattice_from_parameters(*cell), frac, tuple(species), tuple(labels))

@@ -14,6 +14,7 @@ import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import gemmi
 from pymatgen.core import Structure
@@ -21,6 +22,7 @@ from pymatgen.core import Structure
 from ._cif import OCCUPANCY_TOLERANCE, read_block
 from ._formats import read_extxyz, read_json, read_poscar
 from .checks import check_coordinates, check_lattice, check_volume_per_atom
+from .crystal import Crystal
 from .errors import InvalidCIFError, InvalidStructureFileError, StructureError, TooManyAtomsError
 from .notices import Notice
 
@@ -46,15 +48,26 @@ class ReadBlock:
 
     Attributes:
         name: Block name (CIF), ``frameN`` (XYZ), or the format's name for one-structure files.
-        structure: The structure, ``None`` when ``error`` is set.
+        value: What the reader built: a :class:`Crystal` (arrays; the gemmi CIF reader) or a
+            pymatgen ``Structure`` (other formats, the fallback parser); ``None`` with ``error``.
         notices: Warnings about how it was read.
         error: Why this block gave no structure.
     """
 
     name: str
-    structure: Structure | None
+    value: Structure | Crystal | None
     notices: tuple[Notice, ...] = ()
     error: StructureError | None = None
+
+    @cached_property
+    def structure(self) -> Structure | None:
+        """The pymatgen ``Structure`` (built on first use from a :class:`Crystal`)."""
+        return self.value.to_structure() if isinstance(self.value, Crystal) else self.value
+
+    @cached_property
+    def crystal(self) -> Crystal | None:
+        """The structure as arrays (converted on first use from a ``Structure``)."""
+        return Crystal.from_structure(self.value) if isinstance(self.value, Structure) else self.value
 
 
 def _decode(data: str | bytes) -> str:
@@ -145,11 +158,11 @@ def _blocks_of(doc: gemmi.cif.Document, max_atoms: int | None, occupancy_toleran
         if not _has_structure_data(block):
             continue  # e.g. a data_global block with only publication details
         try:
-            structure, notices = read_block(block, max_atoms, occupancy_tolerance)
+            crystal, notices = read_block(block, max_atoms, occupancy_tolerance)
         except StructureError as exc:
             out.append(ReadBlock(block.name, None, (), exc))
         else:
-            out.append(ReadBlock(block.name, structure, tuple(notices)))
+            out.append(ReadBlock(block.name, crystal, tuple(notices)))
     return out
 
 

@@ -14,15 +14,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-from pymatgen.core import Structure
+from pymatgen.core import Composition, Structure
 
 from crystalgraph import (
     OCCUPANCY_TOLERANCE,
+    Crystal,
     DisorderedStructureError,
     GraphArrays,
     GraphConfig,
     ReadBlock,
     StructureError,
+    crystal_graph,
     read_structures,
     structure_to_graph,
 )
@@ -67,26 +69,33 @@ def init_worker(torch_threads: int = 1, nice: int = 0) -> None:
     import gemmi  # noqa: F401 - imported here so the first request does not pay for it
 
 
-def _formula(structure: Structure) -> str:
+def _formula(composition: Composition) -> str:
     """``Na4 Cl4`` -> ``Na4Cl4``; ``Na1 Cl1`` -> ``NaCl``."""
     parts = []
-    for token in structure.composition.formula.split():
+    for token in composition.formula.split():
         match = _TOKEN_RE.match(token)
         symbol, amount = (match.group(1), match.group(2)) if match else (token, "")
         parts.append(symbol if amount == "1" else symbol + amount)
     return "".join(parts)
 
 
-def summarize(structure: Structure, block: str) -> StructureInfo:
-    """What the answer says about the structure it predicted."""
+def summarize(structure: Structure | Crystal, block: str) -> StructureInfo:
+    """What the answer says about the structure it predicted (a ``Structure`` or the reader's arrays)."""
+    composition = structure.composition
     return StructureInfo(
         block=block,
-        formula=_formula(structure),
-        reduced_formula=structure.composition.reduced_formula,
+        formula=_formula(composition),
+        reduced_formula=composition.reduced_formula,
         n_sites=len(structure),
         volume=round(float(structure.volume), 4),
-        elements=sorted({el.symbol for el in structure.composition.elements if hasattr(el, "symbol")}),
+        elements=sorted({el.symbol for el in composition.elements if hasattr(el, "symbol")}),
     )
+
+
+def _graph(structure: Structure | Crystal, config: GraphConfig) -> GraphArrays:
+    if isinstance(structure, Crystal):  # the CIF reader's arrays: no Structure, no torch Data
+        return crystal_graph(structure, config)
+    return GraphArrays.from_data(structure_to_graph(structure, config))
 
 
 def strict_error(notices: Sequence[tuple[str, str]]) -> tuple[str, str]:
@@ -117,7 +126,7 @@ def _featurize_block(
     notices = tuple((n.code, n.detail) for n in read.notices)
     if read.error is not None:
         return Featurized(block=block, error=(read.error.code, str(read.error)), warnings=notices)
-    structure = read.structure
+    structure = read.value
     assert structure is not None
     try:
         info = summarize(structure, block)
@@ -133,7 +142,7 @@ def _featurize_block(
         for config in configs:
             fingerprint = config.fingerprint
             if fingerprint not in graphs:
-                graphs[fingerprint] = GraphArrays.from_data(structure_to_graph(structure, config))
+                graphs[fingerprint] = _graph(structure, config)
     except StructureError as exc:
         return Featurized(
             block=block, structure=info, error=(exc.code, _error_detail(exc, occupancy_tolerance)), warnings=notices
