@@ -30,12 +30,23 @@ OCCUPANCY_TOLERANCE = 0.01
 _SITE_COLUMNS = ["label", "?type_symbol", "?fract_x", "?fract_y", "?fract_z", "?occupancy"]
 
 
-def _ideal(value: float) -> float:
-    """Pymatgen's correction of finite-precision thirds (``0.6667`` -> ``2/3``)."""
+def _ideal_all(coords: np.ndarray) -> np.ndarray:
+    """Pymatgen's correction of finite-precision thirds (``0.6667`` -> ``2/3``), on every coordinate."""
     for frac in _IDEAL_FRACTIONS:
-        if math.isclose(value / frac, 1, abs_tol=1e-4, rel_tol=0):
-            return frac
-    return value
+        coords[np.abs(coords / frac - 1) <= 1e-4] = frac
+    return coords
+
+
+@lru_cache(maxsize=4096)
+def _symbol(text: str) -> str | None:
+    """The element a type symbol or label names (``None``: none), cached: files repeat labels."""
+    element = parse_symbol(text)
+    return element if element is not None and is_element(element) else None
+
+
+@lru_cache(maxsize=4096)
+def _label_notice(label: str, type_symbol: str | None, element: str) -> Notice | None:
+    return label_notice(label, type_symbol, element)
 
 
 @total_ordering
@@ -142,18 +153,21 @@ def read_block(
             f"The structure has at least {len(table)} atoms ({len(table)} atom sites); the limit is {max_atoms}."
         )
     has_type = table.has_column(1)
+    has_occ = table.has_column(5)
+    has_y, has_z = table.has_column(3), table.has_column(4)
+    is_null = gemmi.cif.is_null
     rows: list[tuple[str, str, tuple[float, float, float], float]] = []
     dropped: list[str] = []
     for row in table:
         label = row.str(0)
-        type_symbol = row.str(1) if has_type and row.has(1) and not gemmi.cif.is_null(row[1]) else None
-        element = parse_symbol(type_symbol if type_symbol is not None else label)
-        xyz = tuple(number(row[i]) if row.has(i) else math.nan for i in (2, 3, 4))
-        if element is None or not is_element(element) or any(math.isnan(v) for v in xyz):
+        type_symbol = row.str(1) if has_type and row.has(1) and not is_null(row[1]) else None
+        element = _symbol(type_symbol if type_symbol is not None else label)
+        xyz = (number(row[2]), number(row[3]) if has_y else math.nan, number(row[4]) if has_z else math.nan)
+        if element is None or math.isnan(xyz[0] + xyz[1] + xyz[2]):
             dropped.append(label)
             continue
-        occ = number(row[5]) if table.has_column(5) and row.has(5) else 1.0
-        notice = label_notice(label, type_symbol, element)
+        occ = number(row[5]) if has_occ and row.has(5) else 1.0
+        notice = _label_notice(label, type_symbol, element)
         if notice is not None:
             notices.append(notice)
         rows.append((label, element, xyz, 1.0 if math.isnan(occ) else occ))  # type: ignore[arg-type]
@@ -168,7 +182,7 @@ def read_block(
         )
     if not rows:
         raise InvalidCIFError(f"Data block '{block.name}' has no atom site with an element and coordinates.")
-    coords = np.array([[_ideal(v) for v in xyz] for _, _, xyz, _ in rows])
+    coords = _ideal_all(np.array([xyz for _, _, xyz, _ in rows], dtype=np.float64))
     check_coordinates(coords)
     sym = resolve_symmetry(block)
     sym_notice = symmetry_notice(sym)
