@@ -211,6 +211,29 @@ def _offline_throughput(
     return len(cifs) / seconds, cpu / len(cifs) * 1000
 
 
+def _breakdown(models: Sequence[cg.CrystalGraphNet], cifs: list[bytes]) -> dict[str, float]:
+    """CPU ms per CIF of each step, in this process, one core: parse (gemmi -> arrays), graph, inference."""
+    import torch
+
+    config = models[0].config.graph
+    t0 = time.process_time()
+    crystals = [
+        b.value for data in cifs for b in cg.read_structures(data, fmt="cif") if isinstance(b.value, cg.Crystal)
+    ]
+    t1 = time.process_time()
+    graphs = []
+    for crystal in crystals:
+        with contextlib.suppress(cg.StructureError):
+            graphs.append(cg.crystal_graph(crystal, config).to_data())
+    t2 = time.process_time()
+    with torch.inference_mode():
+        for model in models:
+            cg.predict_graphs(model, graphs, batch_size=64)
+    t3 = time.process_time()
+    n = len(cifs) / 1000
+    return {"parse": (t1 - t0) / n, "graph": (t2 - t1) / n, "inference": (t3 - t2) / n}
+
+
 def _default_models(models: Path) -> list[cg.CrystalGraphNet]:
     """The models the service answers with by default, loaded for the offline pipeline."""
     from service.repository import load_registry
@@ -231,6 +254,7 @@ def run(args: argparse.Namespace) -> None:
     single_path, single = _twenty_atom_cif(paths)
     http: list[tuple[float, float]] = []
     offline: list[tuple[float, float]] = []
+    steps: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         models = _models_or_stand_ins(Path(args.models), Path(tmp))
         import torch
@@ -248,6 +272,7 @@ def run(args: argparse.Namespace) -> None:
                     rate, cpu, n_ok, n_failed = _batch_throughput(url, pid, batch)
                     http.append((rate, cpu))
                     offline.append(_offline_throughput(pool, offline_models, [c for _, c in batch]))
+                    steps.append(_breakdown(offline_models, [c for _, c in batch]))
         with _server(models, CRYSTAL_PRECISION="float64") as (url, pid):
             rate64, cpu64, _, _ = _batch_throughput(url, pid, batch)
 
@@ -276,6 +301,15 @@ def run(args: argparse.Namespace) -> None:
             + ")",
         ),
     ]
+    step = {k: float(np.median([s[k] for s in steps])) for k in steps[0]}
+    rest = http_cpu - sum(step.values())
+    rows.append(
+        (
+            "breakdown, CPU ms per structure",
+            f"parse {step['parse']:.2f}, graph {step['graph']:.2f}, inference {step['inference']:.2f} (torch, "
+            f"in-process, every default model), HTTP and serving the rest {rest:.2f} (server CPU minus those)",
+        )
+    )
     width = max(len(r[0]) for r in rows)
     for name, value in rows:
         print(f"{name:<{width}}  {value}")

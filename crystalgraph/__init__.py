@@ -35,6 +35,7 @@ from .checkpoint import (
     verify_manifest,
     write_manifest,
 )
+from .crystal import Crystal
 from .errors import (
     DisorderedStructureError,
     EmptyStructureError,
@@ -48,10 +49,10 @@ from .errors import (
     UnsupportedElementError,
 )
 from .features import FEATURE_SET, MAX_Z, element_feature_table, feature_hash, table_hash
-from .graph import cif_to_graphs, neighbor_list, structure_to_graph
+from .graph import cif_to_graphs, crystal_graph, neighbor_list, structure_to_graph
 from .graph_config import GraphConfig
 from .inference import predict_graphs, predict_packed
-from .io import FORMATS, ReadBlock, detect_format, read_structures
+from .io import FORMATS, OCCUPANCY_TOLERANCE, ReadBlock, detect_format, read_structures
 from .legacy import LegacyFormatError, import_legacy
 from .nets import (
     ARCHITECTURES,
@@ -99,7 +100,10 @@ __all__ = [
     "Notice",
     "NOTICE_CODES",
     "FORMATS",
+    "OCCUPANCY_TOLERANCE",
     "structure_to_graph",
+    "Crystal",
+    "crystal_graph",
     "cif_to_graphs",
     "neighbor_list",
     "predict_graphs",

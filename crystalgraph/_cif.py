@@ -13,26 +13,40 @@ from typing import Any, NamedTuple
 
 import gemmi
 import numpy as np
-from pymatgen.core import Composition, Element, Lattice, Structure
+from pymatgen.core import Composition, Element
 
 from ._cif_checks import composition_notice, is_element, label_notice, number, parse_symbol, symmetry_notice
 from ._symmetry import SITE_TOLERANCE, Symmetry, images, merge_orbits, orbit_sizes, orbits, resolve_symmetry
 from .checks import cell_volume, check_cell, check_coordinates, check_volume_per_atom
+from .crystal import Crystal, lattice_from_parameters
 from .errors import InvalidCIFError, TooManyAtomsError
 from .notices import Notice
 
-__all__ = ["read_block"]
+__all__ = ["read_block", "OCCUPANCY_TOLERANCE"]
 
 _IDEAL_FRACTIONS = (1 / 3, 2 / 3)
+#: A site of one element whose occupancy is within this of 1 is read as fully occupied (with a notice).
+OCCUPANCY_TOLERANCE = 0.01
 _SITE_COLUMNS = ["label", "?type_symbol", "?fract_x", "?fract_y", "?fract_z", "?occupancy"]
 
 
-def _ideal(value: float) -> float:
-    """Pymatgen's correction of finite-precision thirds (``0.6667`` -> ``2/3``)."""
+def _ideal_all(coords: np.ndarray) -> np.ndarray:
+    """Pymatgen's correction of finite-precision thirds (``0.6667`` -> ``2/3``), on every coordinate."""
     for frac in _IDEAL_FRACTIONS:
-        if math.isclose(value / frac, 1, abs_tol=1e-4, rel_tol=0):
-            return frac
-    return value
+        coords[np.abs(coords / frac - 1) <= 1e-4] = frac
+    return coords
+
+
+@lru_cache(maxsize=4096)
+def _symbol(text: str) -> str | None:
+    """The element a type symbol or label names (``None``: none), cached: files repeat labels."""
+    element = parse_symbol(text)
+    return element if element is not None and is_element(element) else None
+
+
+@lru_cache(maxsize=4096)
+def _label_notice(label: str, type_symbol: str | None, element: str) -> Notice | None:
+    return label_notice(label, type_symbol, element)
 
 
 @total_ordering
@@ -112,8 +126,14 @@ def _site_table(block: gemmi.cif.Block) -> gemmi.cif.Table | None:
     return None
 
 
-def read_block(block: gemmi.cif.Block, max_atoms: int | None = None) -> tuple[Structure, list[Notice]]:
-    """The expanded unit cell of one block, and the notices its checks raise.
+def read_block(
+    block: gemmi.cif.Block, max_atoms: int | None = None, occupancy_tolerance: float = OCCUPANCY_TOLERANCE
+) -> tuple[Crystal, list[Notice]]:
+    """The expanded unit cell of one block (as arrays), and the notices its checks raise.
+
+    A site of one element whose occupancy is within ``occupancy_tolerance`` of 1 (0.995) is
+    read as fully occupied, with an ``occupancy_rounded`` notice. Sites keep their CIF labels
+    (``Crystal.labels``), for the errors a later step may cite.
 
     Raises:
         InvalidCIFError: no cell or no atom sites.
@@ -133,18 +153,21 @@ def read_block(block: gemmi.cif.Block, max_atoms: int | None = None) -> tuple[St
             f"The structure has at least {len(table)} atoms ({len(table)} atom sites); the limit is {max_atoms}."
         )
     has_type = table.has_column(1)
+    has_occ = table.has_column(5)
+    has_y, has_z = table.has_column(3), table.has_column(4)
+    is_null = gemmi.cif.is_null
     rows: list[tuple[str, str, tuple[float, float, float], float]] = []
     dropped: list[str] = []
     for row in table:
         label = row.str(0)
-        type_symbol = row.str(1) if has_type and row.has(1) and not gemmi.cif.is_null(row[1]) else None
-        element = parse_symbol(type_symbol if type_symbol is not None else label)
-        xyz = tuple(number(row[i]) if row.has(i) else math.nan for i in (2, 3, 4))
-        if element is None or not is_element(element) or any(math.isnan(v) for v in xyz):
+        type_symbol = row.str(1) if has_type and row.has(1) and not is_null(row[1]) else None
+        element = _symbol(type_symbol if type_symbol is not None else label)
+        xyz = (number(row[2]), number(row[3]) if has_y else math.nan, number(row[4]) if has_z else math.nan)
+        if element is None or math.isnan(xyz[0] + xyz[1] + xyz[2]):
             dropped.append(label)
             continue
-        occ = number(row[5]) if table.has_column(5) and row.has(5) else 1.0
-        notice = label_notice(label, type_symbol, element)
+        occ = number(row[5]) if has_occ and row.has(5) else 1.0
+        notice = _label_notice(label, type_symbol, element)
         if notice is not None:
             notices.append(notice)
         rows.append((label, element, xyz, 1.0 if math.isnan(occ) else occ))  # type: ignore[arg-type]
@@ -159,21 +182,42 @@ def read_block(block: gemmi.cif.Block, max_atoms: int | None = None) -> tuple[St
         )
     if not rows:
         raise InvalidCIFError(f"Data block '{block.name}' has no atom site with an element and coordinates.")
-    coords = np.array([[_ideal(v) for v in xyz] for _, _, xyz, _ in rows])
+    coords = _ideal_all(np.array([xyz for _, _, xyz, _ in rows], dtype=np.float64))
     check_coordinates(coords)
     sym = resolve_symmetry(block)
     sym_notice = symmetry_notice(sym)
     if sym_notice is not None:
         notices.append(sym_notice)
-    structure = _expand(block.name, cell, rows, coords, sym, max_atoms, notices)
+    crystal = _expand(block.name, cell, rows, coords, sym, max_atoms, notices, occupancy_tolerance)
     found: dict[str, float] = {}
-    for site in structure:
-        for el, amount in site.species.get_el_amt_dict().items():
+    for site in crystal.species:
+        for el, amount in site.items():
             found[el] = found.get(el, 0.0) + amount
     comp_notice = composition_notice(block, found)
     if comp_notice is not None:
         notices.append(comp_notice)
-    return structure, notices
+    return crystal, notices
+
+
+def _round_occupancies(
+    site_species: list[dict[str, float]], site_labels: list[str], tolerance: float, notices: list[Notice]
+) -> None:
+    """Sites of one element within ``tolerance`` of full occupancy become fully occupied (in place)."""
+    rounded = []
+    for species, label in zip(site_species, site_labels, strict=True):
+        if len(species) == 1:
+            ((el, amount),) = species.items()
+            if 1 - tolerance <= amount < 1:
+                species[el] = 1.0
+                rounded.append(f"'{label}' ({amount:g})")
+    if rounded:
+        notices.append(
+            Notice(
+                "occupancy_rounded",
+                f"Site(s) {', '.join(rounded[:5])}{' ...' if len(rounded) > 5 else ''} have an occupancy within "
+                f"the occupancy tolerance ({tolerance:g}) of 1 and were read as fully occupied.",
+            )
+        )
 
 
 def _expand(
@@ -184,7 +228,8 @@ def _expand(
     sym: Symmetry,
     max_atoms: int | None,
     notices: list[Notice],
-) -> Structure:
+    occupancy_tolerance: float = OCCUPANCY_TOLERANCE,
+) -> Crystal:
     # Count the atoms first, from the rows and the symmetry operations (rows at one position,
     # merged below, can only lower the count): a huge cell is refused before it is built.
     upper = len(rows) * sym.n_ops
@@ -224,8 +269,8 @@ def _expand(
             site_labels.append(label)
         else:
             site_species[match][element] = site_species[match].get(element, 0.0) + amount
-            shared.append(f"'{site_labels[match]}' and '{label}'")
-            site_labels[match] = label
+            shared.append(f"'{site_labels[match].rsplit('/', 1)[-1]}' and '{label}'")
+            site_labels[match] = f"{site_labels[match]}/{label}"  # errors cite every row of the site
     if shared:
         notices.append(
             Notice(
@@ -234,6 +279,7 @@ def _expand(
                 "symmetry) and were read as one site, holding both rows' atoms.",
             )
         )
+    _round_occupancies(site_species, site_labels, occupancy_tolerance, notices)
     site_orbits = [row_orbits[k] for k in keys]
     estimate = sum(len(o) for o in site_orbits)
     check_volume_per_atom(cell_volume(cell), estimate)
@@ -265,6 +311,5 @@ def _expand(
                 "once: the file may list symmetry-equivalent sites twice.",
             )
         )
-    lattice = Lattice.from_parameters(*cell)
     frac = np.concatenate(all_coords)
-    return Structure(lattice, species, frac, labels=labels)
+    return Crystal(lattice_from_parameters(*cell), frac, tuple(species), tuple(labels))

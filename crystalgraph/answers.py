@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from pymatgen.core import Structure
 
+from .crystal import Crystal
 from .graph_config import GraphConfig
 from .nets import TargetSpec
 from .notices import Notice
@@ -158,7 +159,7 @@ def training_elements(metadata: Mapping[str, Any]) -> frozenset[str] | None:
     return None
 
 
-def _formula(structure: Structure) -> str:
+def _formula(structure: Structure | Crystal) -> str:
     """``Na4 Cl4`` -> ``Na4Cl4``; ``Na1 Cl1`` -> ``NaCl``."""
     parts = []
     for token in structure.composition.formula.split():
@@ -168,8 +169,8 @@ def _formula(structure: Structure) -> str:
     return "".join(parts)
 
 
-def summarize_structure(structure: Structure, block: str | None) -> StructureSummary:
-    """Formula, sites, volume and elements of a structure (its ``block`` name as read)."""
+def summarize_structure(structure: Structure | Crystal, block: str | None) -> StructureSummary:
+    """Formula, sites, volume and elements of a structure or the reader's arrays (its ``block`` name as read)."""
     return StructureSummary(
         block=block,
         formula=_formula(structure),

@@ -57,9 +57,18 @@ class EmptyStructureError(StructureError):
 
 
 class DisorderedStructureError(StructureError):
-    """A site has partial occupancy or mixed species."""
+    """A site has partial occupancy or mixed species.
+
+    Attributes:
+        needed_tolerance: The smallest occupancy tolerance under which every disordered site
+            would have been read as fully occupied; ``None`` when no small one would.
+    """
 
     code = "disordered_structure"
+
+    def __init__(self, message: str, needed_tolerance: float | None = None) -> None:
+        super().__init__(message)
+        self.needed_tolerance = needed_tolerance
 
 
 class UnsupportedElementError(StructureError):

@@ -14,17 +14,19 @@ import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import gemmi
 from pymatgen.core import Structure
 
-from ._cif import read_block
+from ._cif import OCCUPANCY_TOLERANCE, read_block
 from ._formats import read_extxyz, read_json, read_poscar
 from .checks import check_coordinates, check_lattice, check_volume_per_atom
+from .crystal import Crystal
 from .errors import InvalidCIFError, InvalidStructureFileError, StructureError, TooManyAtomsError
 from .notices import Notice
 
-__all__ = ["FORMATS", "ReadBlock", "detect_format", "read_structures", "check_structure"]
+__all__ = ["FORMATS", "OCCUPANCY_TOLERANCE", "ReadBlock", "detect_format", "read_structures", "check_structure"]
 
 #: Formats :func:`read_structures` accepts.
 FORMATS = ("cif", "poscar", "extxyz", "pymatgen-json", "optimade-json")
@@ -46,15 +48,26 @@ class ReadBlock:
 
     Attributes:
         name: Block name (CIF), ``frameN`` (XYZ), or the format's name for one-structure files.
-        structure: The structure, ``None`` when ``error`` is set.
+        value: What the reader built: a :class:`Crystal` (arrays; the gemmi CIF reader) or a
+            pymatgen ``Structure`` (other formats, the fallback parser); ``None`` with ``error``.
         notices: Warnings about how it was read.
         error: Why this block gave no structure.
     """
 
     name: str
-    structure: Structure | None
+    value: Structure | Crystal | None
     notices: tuple[Notice, ...] = ()
     error: StructureError | None = None
+
+    @cached_property
+    def structure(self) -> Structure | None:
+        """The pymatgen ``Structure`` (built on first use from a :class:`Crystal`)."""
+        return self.value.to_structure() if isinstance(self.value, Crystal) else self.value
+
+    @cached_property
+    def crystal(self) -> Crystal | None:
+        """The structure as arrays (converted on first use from a ``Structure``)."""
+        return Crystal.from_structure(self.value) if isinstance(self.value, Structure) else self.value
 
 
 def _decode(data: str | bytes) -> str:
@@ -139,27 +152,60 @@ def _has_structure_data(block: gemmi.cif.Block) -> bool:
     )
 
 
-def _read_cif(text: str, max_atoms: int | None) -> list[ReadBlock]:
-    try:
-        doc = gemmi.cif.read_string(text)
-    except (ValueError, RuntimeError) as exc:
-        if "data_" not in text.lower():  # not a CIF at all: say so rather than how a parser failed
-            raise InvalidCIFError("No 'data_' block found: this does not look like a CIF file.") from exc
-        return _read_cif_pymatgen(text, str(exc), max_atoms)
+def _blocks_of(doc: gemmi.cif.Document, max_atoms: int | None, occupancy_tolerance: float) -> list[ReadBlock]:
     out: list[ReadBlock] = []
     for block in doc:
         if not _has_structure_data(block):
             continue  # e.g. a data_global block with only publication details
         try:
-            structure, notices = read_block(block, max_atoms)
+            crystal, notices = read_block(block, max_atoms, occupancy_tolerance)
         except StructureError as exc:
             out.append(ReadBlock(block.name, None, (), exc))
         else:
-            out.append(ReadBlock(block.name, structure, tuple(notices)))
+            out.append(ReadBlock(block.name, crystal, tuple(notices)))
+    return out
+
+
+def _read_cif(text: str, max_atoms: int | None, occupancy_tolerance: float) -> list[ReadBlock]:
+    try:
+        doc = gemmi.cif.read_string(text)
+    except (ValueError, RuntimeError) as exc:
+        if "data_" not in text.lower():  # not a CIF at all: say so rather than how a parser failed
+            raise InvalidCIFError("No 'data_' block found: this does not look like a CIF file.") from exc
+        return _read_cif_by_block(text, str(exc), max_atoms, occupancy_tolerance)
+    out = _blocks_of(doc, max_atoms, occupancy_tolerance)
     if not out:
         if len(doc) == 0:
             raise InvalidCIFError("No 'data_' block found: this does not look like a CIF file.")
         raise InvalidCIFError("The CIF has no block with a unit cell and atom sites.")
+    return out
+
+
+def _read_cif_by_block(text: str, reason: str, max_atoms: int | None, occupancy_tolerance: float) -> list[ReadBlock]:
+    """A file gemmi refuses, read one ``data_`` block at a time, so a broken block costs only itself.
+
+    Each block is given to gemmi alone (line numbers kept), then to pymatgen's lenient parser;
+    a block neither can read keeps its name and gets its own error. A file of one block is the
+    whole file: its error is the file's.
+    """
+    starts = [m.start() for m in _BLOCK_RE.finditer(text)]
+    if len(starts) <= 1:
+        return _read_cif_pymatgen(text, reason, max_atoms)
+    out: list[ReadBlock] = []
+    for start, end in zip(starts, [*starts[1:], len(text)], strict=True):
+        match = _BLOCK_RE.match(text, start)
+        name = match.group(1) if match else ""
+        chunk = "\n" * text.count("\n", 0, start) + text[start:end]  # keeps the parsers' line numbers
+        try:
+            try:
+                found = _blocks_of(gemmi.cif.read_string(chunk), max_atoms, occupancy_tolerance)
+            except (ValueError, RuntimeError) as exc:
+                found = _read_cif_pymatgen(chunk, str(exc), max_atoms, names=[name])
+        except StructureError as exc:
+            found = [ReadBlock(name, None, (), exc)]
+        out.extend(found)
+    if not out:
+        raise InvalidCIFError(f"The CIF is malformed ({reason}) and has no block with a unit cell and atom sites.")
     return out
 
 
@@ -171,8 +217,17 @@ def _pymatgen_notice(message: str) -> Notice:
     return Notice("parser_warning", f"pymatgen: {message}")
 
 
-def _read_cif_pymatgen(text: str, reason: str, max_atoms: int | None) -> list[ReadBlock]:
-    """Pymatgen's lenient parser for a CIF gemmi refuses; every warning it raises becomes a notice."""
+def _read_cif_pymatgen(
+    text: str, reason: str, max_atoms: int | None, names: list[str] | None = None
+) -> list[ReadBlock]:
+    """Pymatgen's lenient parser for a CIF gemmi refuses; every warning it raises becomes a notice.
+
+    Args:
+        text: The CIF text (one block, or the whole file).
+        reason: Why gemmi refused it (quoted in the notice and in errors).
+        max_atoms: Structures with more atoms are refused.
+        names: The block names, when the caller knows them (one block at a time).
+    """
     if len(text) > FALLBACK_MAX_BYTES:
         raise InvalidCIFError(f"The CIF is malformed: {reason}.")
     from pymatgen.io.cif import CifParser
@@ -193,14 +248,19 @@ def _read_cif_pymatgen(text: str, reason: str, max_atoms: int | None) -> list[Re
                 messages.append(line.strip())
     notices = [Notice("fallback_parser", f"The file is not well-formed CIF ({reason}); it was read leniently.")]
     notices += [_pymatgen_notice(m) for m in messages]
-    names = list(parser.as_dict())
+    names = names or list(parser.as_dict())
     if len(names) != len(structures):
         names = [f"block{i + 1}" for i in range(len(structures))]
     return [_checked(n, s, notices, max_atoms) for n, s in zip(names, structures, strict=True)]
 
 
 def read_structures(
-    data: str | bytes, *, filename: str | None = None, fmt: str | None = None, max_atoms: int | None = None
+    data: str | bytes,
+    *,
+    filename: str | None = None,
+    fmt: str | None = None,
+    max_atoms: int | None = None,
+    occupancy_tolerance: float = OCCUPANCY_TOLERANCE,
 ) -> list[ReadBlock]:
     """Every structure of a file, in file order, each with its notices or its error.
 
@@ -210,6 +270,8 @@ def read_structures(
         fmt: One of :data:`FORMATS` (or ``json``) to skip detection.
         max_atoms: Structures with more atoms are refused (``too_many_atoms``), CIFs before
             their symmetry expansion is built.
+        occupancy_tolerance: A CIF site of one element whose occupancy is within this of 1 is
+            read as fully occupied (an ``occupancy_rounded`` notice says so).
 
     Returns:
         At least one :class:`ReadBlock`.
@@ -223,7 +285,7 @@ def read_structures(
     if fmt == "json":
         fmt = _json_kind(text)
     if fmt == "cif":
-        return _read_cif(text, max_atoms)
+        return _read_cif(text, max_atoms, occupancy_tolerance)
     if fmt not in FORMATS:
         raise InvalidStructureFileError(f"Unknown format {fmt!r}: use one of {', '.join(FORMATS)}.")
     readers = {"poscar": read_poscar, "extxyz": read_extxyz, "pymatgen-json": read_json, "optimade-json": read_json}

@@ -17,6 +17,7 @@ NOTICE_CODES: dict[str, str] = {
     "sites_dropped": "atom-site rows that gave no atom (no element, or a missing coordinate)",
     "sites_merged": "atoms generated from different rows fell on one position and were counted once",
     "label_as_element": "an element read from a label, or a label naming another element than its type symbol",
+    "occupancy_rounded": "a site's occupancy within the occupancy tolerance of 1 was read as 1 (fully occupied)",
     "fallback_parser": "the file is not well-formed CIF: it was read by pymatgen's more lenient parser",
     "parser_warning": "a warning of the fallback parser (pymatgen), passed on as it was written",
     "multiple_blocks": "a file with several structures, of which one answer was given",

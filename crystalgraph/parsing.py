@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pymatgen.core import Structure
 
-from .io import read_structures
+from .io import ReadBlock, read_structures
 
 __all__ = ["parse_cif"]
 
@@ -26,8 +26,17 @@ def parse_cif(data: str | bytes, max_atoms: int | None = None) -> list[tuple[str
         StructureError: the input is empty, binary, or has no parseable structure
             (``InvalidCIFError``); or its first unreadable block's error when none can be read.
     """
+    return [(b.name, b.structure) for b in read_blocks(data, max_atoms)]  # type: ignore[misc]
+
+
+def read_blocks(data: str | bytes, max_atoms: int | None = None) -> list[ReadBlock]:
+    """The readable blocks of a CIF (see :func:`parse_cif`), as the reader returned them.
+
+    Raises:
+        StructureError: as :func:`parse_cif`.
+    """
     blocks = read_structures(data, fmt="cif", max_atoms=max_atoms)
-    good = [(b.name, b.structure) for b in blocks if b.structure is not None]
+    good = [b for b in blocks if b.value is not None]
     if not good:
         error = blocks[0].error
         raise error if error is not None else ValueError("no structure")

@@ -160,7 +160,13 @@ class Engine:
         try:
             for _ in range(2):
                 outcome = await self._pool(bulk).run(
-                    featurize, data, tuple(configs), self.settings.max_atoms, filename, strict
+                    featurize,
+                    data,
+                    tuple(configs),
+                    self.settings.max_atoms,
+                    filename,
+                    strict,
+                    self.settings.occupancy_tolerance,
                 )
                 if outcome.status == "ok":
                     feats: list[Featurized] = outcome.value

@@ -16,10 +16,14 @@ import torch
 from pymatgen.core import Structure
 
 from crystalgraph import (
+    OCCUPANCY_TOLERANCE,
+    Crystal,
+    DisorderedStructureError,
     GraphArrays,
     GraphConfig,
     ReadBlock,
     StructureError,
+    crystal_graph,
     read_structures,
     structure_to_graph,
     summarize_structure,
@@ -63,9 +67,15 @@ def init_worker(torch_threads: int = 1, nice: int = 0) -> None:
     import gemmi  # noqa: F401 - imported here so the first request does not pay for it
 
 
-def summarize(structure: Structure, block: str) -> StructureInfo:
+def summarize(structure: Structure | Crystal, block: str) -> StructureInfo:
     """What the answer says about the structure it predicted (:func:`crystalgraph.summarize_structure`)."""
     return StructureInfo(**asdict(summarize_structure(structure, block)))
+
+
+def _graph(structure: Structure | Crystal, config: GraphConfig) -> GraphArrays:
+    if isinstance(structure, Crystal):  # the CIF reader's arrays: no Structure, no torch Data
+        return crystal_graph(structure, config)
+    return GraphArrays.from_data(structure_to_graph(structure, config))
 
 
 def strict_error(notices: Sequence[tuple[str, str]]) -> tuple[str, str]:
@@ -76,14 +86,27 @@ def strict_error(notices: Sequence[tuple[str, str]]) -> tuple[str, str]:
     return code, f"Refused in strict mode: {detail}{more}"
 
 
+def _error_detail(exc: StructureError, occupancy_tolerance: float) -> str:
+    """The error's sentence, plus what the ``occupancy_tolerance`` setting could do about it."""
+    detail = str(exc)
+    needed = exc.needed_tolerance if isinstance(exc, DisorderedStructureError) else None
+    if needed is not None and needed > occupancy_tolerance:
+        detail += f" This service's tolerance is {occupancy_tolerance:g} (setting CRYSTAL_OCCUPANCY_TOLERANCE)."
+    return detail
+
+
 def _featurize_block(
-    read: ReadBlock, configs: Sequence[GraphConfig], max_atoms: int, strict: bool = False
+    read: ReadBlock,
+    configs: Sequence[GraphConfig],
+    max_atoms: int,
+    strict: bool = False,
+    occupancy_tolerance: float = 0.0,
 ) -> Featurized:
     block = read.name
     notices = tuple((n.code, n.detail) for n in read.notices)
     if read.error is not None:
         return Featurized(block=block, error=(read.error.code, str(read.error)), warnings=notices)
-    structure = read.structure
+    structure = read.value
     assert structure is not None
     try:
         info = summarize(structure, block)
@@ -99,9 +122,11 @@ def _featurize_block(
         for config in configs:
             fingerprint = config.fingerprint
             if fingerprint not in graphs:
-                graphs[fingerprint] = GraphArrays.from_data(structure_to_graph(structure, config))
+                graphs[fingerprint] = _graph(structure, config)
     except StructureError as exc:
-        return Featurized(block=block, structure=info, error=(exc.code, str(exc)), warnings=notices)
+        return Featurized(
+            block=block, structure=info, error=(exc.code, _error_detail(exc, occupancy_tolerance)), warnings=notices
+        )
     except Exception as exc:  # noqa: BLE001 - a pymatgen failure on one block must not lose the rest
         return Featurized(
             block=block,
@@ -118,6 +143,7 @@ def featurize(
     max_atoms: int,
     filename: str | None = None,
     strict: bool = False,
+    occupancy_tolerance: float = OCCUPANCY_TOLERANCE,
 ) -> list[Featurized]:
     """Read a structure file and build, for each structure, one graph per distinct graph fingerprint.
 
@@ -128,6 +154,8 @@ def featurize(
             symmetry expansion is built.
         filename: Helps find the format (``.cif``, ``POSCAR``, ``.xyz``, ``.json``...).
         strict: A block with reader warnings becomes an error (the first warning's code).
+        occupancy_tolerance: A CIF site of one element within this of full occupancy is read
+            as fully occupied (``occupancy_rounded`` warning).
 
     Returns:
         One :class:`Featurized` per structure in file order, or a single one with
@@ -135,9 +163,9 @@ def featurize(
         cannot be read.
     """
     try:
-        blocks = read_structures(data, filename=filename, max_atoms=max_atoms)
+        blocks = read_structures(data, filename=filename, max_atoms=max_atoms, occupancy_tolerance=occupancy_tolerance)
     except StructureError as exc:
         return [Featurized(block=None, error=(exc.code, str(exc)))]
     except Exception as exc:  # noqa: BLE001 - the reader wraps its parsers, but never crash the worker
         return [Featurized(block=None, error=("invalid_cif", f"The file could not be parsed: {exc}"))]
-    return [_featurize_block(read, configs, max_atoms, strict) for read in blocks]
+    return [_featurize_block(read, configs, max_atoms, strict, occupancy_tolerance) for read in blocks]

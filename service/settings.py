@@ -72,7 +72,11 @@ class Settings(BaseSettings):
         strict: Refuse (422, the warning's code) a structure the reader has warnings about
             (``composition_mismatch``, ``symmetry_fallback``, ``sites_dropped``...) instead of
             answering with the warnings; the ``strict`` query parameter overrides it per request.
-            Batch jobs follow this setting.
+            Batch jobs follow this setting unless the job says otherwise (``strict`` on ``POST /v1/jobs``).
+        occupancy_tolerance: A CIF site of one element whose occupancy is within this of 1
+            (``0.995`` with the default 0.01) is read as fully occupied, with an
+            ``occupancy_rounded`` warning; further from 1 it is a partial occupancy, refused
+            (``disordered_structure``) with a sentence saying which tolerance would have accepted it.
         parse_timeout_s: Longest one file may take in a parse worker (parsing and graph building,
             every data block); past it the worker is killed and replaced and the file fails with
             ``parse_timeout``.
@@ -150,6 +154,7 @@ class Settings(BaseSettings):
     bulk_nice: int = Field(10, ge=0, le=19)
     max_atoms: int = Field(500, ge=1)
     strict: bool = False
+    occupancy_tolerance: float = Field(0.01, ge=0, le=0.1)
     parse_timeout_s: float = Field(10.0, gt=0, le=3600)
     parse_max_memory_bytes: int = Field(2048 * MIB, ge=0)
     max_file_bytes: int = Field(2 * MIB, ge=1)

@@ -9,18 +9,22 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifWriter
 
 from crystalgraph import (
+    Crystal,
     DisorderedStructureError,
     EmptyStructureError,
     GraphConfig,
     InvalidCIFError,
     IsolatedAtomError,
     OverlappingAtomsError,
+    StructureError,
     UnsupportedElementError,
     cif_to_graphs,
     collate,
+    crystal_graph,
     element_feature_table,
     feature_hash,
     parse_cif,
+    read_structures,
     structure_to_graph,
 )
 from crystalgraph.features import FEATURE_BLOCKS
@@ -159,3 +163,35 @@ def test_feature_table_is_deterministic_and_documented():
     assert feature_hash() == feature_hash() and len(feature_hash()) == 16
     assert GraphConfig().feature_hash == feature_hash()
     assert GraphConfig().num_gaussians == 41
+
+
+def test_the_array_path_gives_the_structure_paths_graph(nacl, triclinic, perovskite, cu_primitive):
+    for structure in (nacl, triclinic, perovskite, cu_primitive):
+        [block] = read_structures(str(CifWriter(structure)))
+        assert isinstance(block.value, Crystal)  # the gemmi reader builds no Structure ...
+        fast = crystal_graph(block.value)
+        slow = structure_to_graph(block.structure)  # ... until one is asked for
+        assert np.array_equal(fast.z, slow.z.numpy())
+        assert np.array_equal(fast.edge_index, slow.edge_index.numpy())
+        assert np.array_equal(fast.edge_dist, slow.edge_dist.numpy())
+        back = Crystal.from_structure(block.structure)  # and any Structure converts back
+        assert np.array_equal(crystal_graph(back).edge_index, fast.edge_index)
+    triclinic_graph = crystal_graph(Crystal.from_structure(triclinic), GraphConfig(cutoff=6.0))
+    for i, ref in enumerate(_brute_force(triclinic, 6.0, 12)):
+        got = triclinic_graph.edge_dist[triclinic_graph.edge_index[1] == i].astype(np.float64)
+        np.testing.assert_allclose(np.sort(got), ref, atol=1e-5)
+
+
+def test_the_array_path_refuses_what_the_structure_path_refuses():
+    cases = {
+        "disordered": Structure(Lattice.cubic(4.0), [{"Fe": 0.5, "Ni": 0.5}, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+        "overlapping": Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.05, 0, 0]]),
+        "isolated": Structure(Lattice.cubic(20.0), ["Na", "Cl", "Ar"], [[0, 0, 0], [0.12, 0, 0], [0.5, 0.5, 0.5]]),
+        "unsupported": Structure(Lattice.cubic(4.0), ["Md", "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]),
+    }
+    for name, structure in cases.items():
+        with pytest.raises(StructureError) as slow:
+            structure_to_graph(structure)
+        with pytest.raises(StructureError) as fast:
+            crystal_graph(Crystal.from_structure(structure))
+        assert fast.value.code == slow.value.code, name

@@ -13,10 +13,12 @@ from pymatgen.core import Lattice, Structure
 from pymatgen.io.cif import CifParser, CifWriter
 
 from crystalgraph import (
+    DisorderedStructureError,
     GraphConfig,
     InvalidCellError,
     InvalidCIFError,
     InvalidStructureFileError,
+    OverlappingAtomsError,
     TooManyAtomsError,
     cif_to_graphs,
     detect_format,
@@ -118,6 +120,37 @@ def test_a_malformed_cif_falls_back_to_pymatgen_with_its_warnings() -> None:
     # pymatgen cannot read it either: an error, never silence
     with pytest.raises(InvalidCIFError, match="malformed"):
         read_structures(text.replace("Cu1 Cu 0 0 0", "Cu1 Cu 0 0 0\nCu2 Cu 0.5 0.5"))
+
+
+_BROKEN_BLOCK = (  # a row short of a value: gemmi refuses the whole file
+    "data_broken\n_cell_length_a 5\n_cell_length_b 5\n_cell_length_c 5\nloop_\n_atom_site_label\n"
+    "_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\nNa1 0 0 0\nCl1 0.5 0.5\n"
+)
+_DUPLICATE_TAG_BLOCK = (  # a tag given twice: gemmi refuses it, pymatgen reads it
+    "data_Cu\n_cell_length_a 3.61\n_cell_length_b 3.61\n_cell_length_c 3.61\n_cell_length_a 3.61\n"
+    "_cell_angle_alpha 90\n_cell_angle_beta 90\n_cell_angle_gamma 90\n"
+    "_symmetry_space_group_name_H-M 'F m -3 m'\nloop_\n_atom_site_label\n_atom_site_type_symbol\n"
+    "_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\nCu1 Cu 0 0 0\n"
+)
+
+
+def test_a_broken_block_keeps_its_name_and_costs_only_itself(trap_cifs: dict) -> None:
+    text = trap_cifs["clean"] + _BROKEN_BLOCK + _DUPLICATE_TAG_BLOCK + trap_cifs["dotted_tag"]
+    blocks = read_structures(text)
+    assert [b.name for b in blocks] == ["NaCl", "broken", "Cu", "Ni"]
+    nacl, broken, cu, ni = blocks
+    assert nacl.structure is not None and len(nacl.structure) == 8 and nacl.notices == ()
+    assert broken.structure is None and broken.error is not None and broken.error.code == "invalid_cif"
+    first = text[: text.index("data_broken")].count("\n") + 1
+    line = int(str(broken.error).split("string:")[1].split(":")[0])
+    assert first <= line <= first + _BROKEN_BLOCK.count("\n")  # the line in the whole file, not the block
+    assert cu.structure is not None and cu.notices[0].code == "fallback_parser"
+    assert ni.structure is not None and len(ni.structure) == 4
+
+
+def test_a_file_of_one_broken_block_is_the_files_error() -> None:
+    with pytest.raises(InvalidCIFError, match="malformed"):
+        read_structures(_BROKEN_BLOCK)
 
 
 # -- the same structures as pymatgen on ordinary files -----------------------------------------
@@ -255,3 +288,46 @@ def test_newline_floods_fail_fast() -> None:
     with pytest.raises(InvalidCIFError):
         read_structures("data_x\n" + "'x " * 30_000)  # malformed and too large for the fallback
     assert time.perf_counter() - start < 5  # 101 s and 32 s with the old reader
+
+
+# -- occupancies, and errors that cite the file's labels ---------------------------------------
+
+
+def _nacl(cl_rows: str) -> str:
+    head = (
+        "data_NaCl\n_cell_length_a 5.64\n_cell_length_b 5.64\n_cell_length_c 5.64\n_cell_angle_alpha 90\n"
+        "_cell_angle_beta 90\n_cell_angle_gamma 90\n_symmetry_space_group_name_H-M 'F m -3 m'\nloop_\n"
+        "_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n"
+        "_atom_site_occupancy\nNa1 Na 0 0 0 1\n"
+    )
+    return head + cl_rows
+
+
+def test_an_occupancy_near_1_is_read_as_1_with_a_notice() -> None:
+    block = _one(_nacl("Cl1 Cl 0.5 0.5 0.5 0.995\n"))
+    assert block.structure is not None and block.structure.is_ordered and len(block.structure) == 8
+    assert _codes(block) == ["occupancy_rounded"] and "'Cl1' (0.995)" in block.notices[0].detail
+    assert structure_to_graph(block.structure).num_nodes == 8
+
+
+def test_a_partial_occupancy_cites_the_label_and_the_listed_site_count() -> None:
+    block = _one(_nacl("Cl1 Cl 0.5 0.5 0.5 0.995\n"), occupancy_tolerance=0.001)
+    assert _codes(block) == []
+    with pytest.raises(DisorderedStructureError) as exc:
+        structure_to_graph(block.structure)
+    message = str(exc.value)
+    assert "1 listed site has" in message and "'Cl1' = Cl0.995, 4 atoms in the cell" in message
+    assert "site 0" not in message and "tolerance of at least 0.005" in message
+    assert exc.value.needed_tolerance == pytest.approx(0.005)
+    # two elements on one site: no tolerance helps, and both rows are cited
+    block = _one(_nacl("Cl1 Cl 0.5 0.5 0.5 0.5\nBr1 Br 0.5 0.5 0.5 0.5\n"))
+    with pytest.raises(DisorderedStructureError) as exc:
+        structure_to_graph(block.structure)
+    assert "'Cl1/Br1' = Cl0.5 Br0.5" in str(exc.value) and exc.value.needed_tolerance is None
+    assert "tolerance" not in str(exc.value)
+
+
+def test_overlapping_atoms_are_cited_by_label() -> None:
+    block = _one(_nacl("Cl1 Cl 0.5 0.5 0.5 1\nCl2 Cl 0.52 0.5 0.5 1\n"))
+    with pytest.raises(OverlappingAtomsError, match="Atoms 'Cl1' \\(Cl\\) and 'Cl2' \\(Cl\\) are 0.113 Å apart"):
+        structure_to_graph(block.structure)

@@ -63,3 +63,19 @@ def test_too_many_atoms_is_checked_before_the_structure_is_built(cifs: dict) -> 
     assert feat.error is not None and feat.error[0] == "too_many_atoms"
     assert "64 atom" in feat.error[1] and "limit is 63" in feat.error[1]
     assert feat.structure is None and feat.graphs == {}
+
+
+def test_the_occupancy_tolerance_setting_is_named_when_it_would_have_helped() -> None:
+    text = (
+        b"data_NaCl\n_cell_length_a 5.64\n_cell_length_b 5.64\n_cell_length_c 5.64\n_cell_angle_alpha 90\n"
+        b"_cell_angle_beta 90\n_cell_angle_gamma 90\n_symmetry_space_group_name_H-M 'F m -3 m'\nloop_\n"
+        b"_atom_site_label\n_atom_site_type_symbol\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n"
+        b"_atom_site_occupancy\nNa1 Na 0 0 0 1\nCl1 Cl 0.5 0.5 0.5 0.995\n"
+    )
+    [feat] = featurize(text, [CONFIG], max_atoms=500)  # the default tolerance, 0.01
+    assert feat.error is None and [c for c, _ in feat.warnings] == ["occupancy_rounded"]
+    [feat] = featurize(text, [CONFIG], max_atoms=500, occupancy_tolerance=0.001)
+    assert feat.error is not None and feat.error[0] == "disordered_structure"
+    assert "'Cl1'" in feat.error[1] and "CRYSTAL_OCCUPANCY_TOLERANCE" in feat.error[1] and "0.005" in feat.error[1]
+    [feat] = featurize(text, [CONFIG], max_atoms=500, strict=True)  # strict: a rounded occupancy is a doubt
+    assert feat.error is not None and feat.error[0] == "occupancy_rounded"

@@ -112,3 +112,21 @@ def test_every_format_gets_the_prediction_of_its_cif(client: httpx.Client, cifs:
     assert all({k: v["value"] for k, v in i["predictions"].items()} == expected for i in body["results"])
     r = client.post("/v1/predict", files={"file": ("POSCAR", "not a poscar\n")})
     assert r.status_code == 422 and r.json()["code"] == "invalid_structure_file" and "poscar" in r.json()["detail"]
+
+
+_BROKEN_BLOCK = (  # a row short of a value: gemmi refuses the whole file
+    "data_broken\n_cell_length_a 5\n_cell_length_b 5\n_cell_length_c 5\nloop_\n_atom_site_label\n"
+    "_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\nNa1 0 0 0\nCl1 0.5 0.5\n"
+)
+
+
+def test_blocks_keep_their_names_and_a_broken_block_gets_its_own_row(client: httpx.Client, trap_cifs: dict) -> None:
+    text = trap_cifs["clean"] + _BROKEN_BLOCK + trap_cifs["dotted_tag"]
+    body = client.post("/v1/predict/batch", files=[("files", ("multi.cif", text))]).json()
+    rows = {i["filename"]: i for i in body["results"]}
+    assert list(rows) == ["multi.cif#NaCl", "multi.cif#broken", "multi.cif#Ni"]
+    assert rows["multi.cif#NaCl"]["ok"] and rows["multi.cif#Ni"]["structure"]["n_sites"] == 4
+    assert not rows["multi.cif#broken"]["ok"] and rows["multi.cif#broken"]["error"]["code"] == "invalid_cif"
+    single = client.post("/v1/predict", files={"file": ("multi.cif", text)}).json()
+    assert single["structure"]["block"] == "NaCl"
+    assert "'broken'" in single["warnings"][0]["detail"]
