@@ -218,7 +218,7 @@ async def screen(
                 started = True
             pending = [InputRow(first + i, u.filename, 0, len(u.data)) for i, u in enumerate(batch)]
             results = []
-            async for result in executor.run(selection, pending, batch):
+            async for result in executor.run(selection, pending, batch, strict=settings.strict):
                 results.append(result)
                 bar.update(1)
             results.sort(key=lambda r: r.idx)

@@ -56,9 +56,11 @@ class JobExecutor(Protocol):
         """Let go of it (files in flight are dropped: their jobs resume from the store)."""
 
     def run(
-        self, selection: Selection, pending: Sequence[InputRow], files: Sequence[Upload]
+        self, selection: Selection, pending: Sequence[InputRow], files: Sequence[Upload], *, strict: bool
     ) -> AsyncGenerator[FileResult, None]:
         """The results of ``files`` (``pending[i]`` is ``files[i]``'s row), in the order they finish.
+
+        ``strict``: the job's; a structure the reader has warnings about is a failed row.
 
         Cancelling the iteration (closing it) stops the files still running.
         """
@@ -88,12 +90,14 @@ class InProcessExecutor:
         """Nothing to let go of."""
 
     async def run(
-        self, selection: Selection, pending: Sequence[InputRow], files: Sequence[Upload]
+        self, selection: Selection, pending: Sequence[InputRow], files: Sequence[Upload], *, strict: bool
     ) -> AsyncGenerator[FileResult, None]:
         """Each file through :meth:`Engine.iter_files` (``bulk``), yielding to interactive requests."""
         _, engine = self.state.require_ready()
         gate = JobParseGate(self.settings.jobs_parsing, self.traffic)
-        async with contextlib.aclosing(engine.iter_files(files, selection, gate=gate, bulk=True)) as done:
+        async with contextlib.aclosing(
+            engine.iter_files(files, selection, gate=gate, bulk=True, strict=strict)
+        ) as done:
             async for position, items in done:
                 yield file_result(pending[position], items)
 

@@ -140,13 +140,13 @@ class RayExecutor:
             positions, parsed if not isinstance(parsed, list) else None, actor.predict.remote(spec, rows, parsed)
         )
 
-    def _parse_task(self, items: list[ParseItem], configs: Sequence[object], *, single: bool) -> Any:
+    def _parse_task(self, items: list[ParseItem], configs: Sequence[object], *, single: bool, strict: bool) -> Any:
         s = self.settings
         task = self._parse.options(max_retries=_SINGLE_RETRIES) if single else self._parse
-        return task.remote(items, configs, s.max_atoms, s.strict, s.parse_timeout_s)
+        return task.remote(items, configs, s.max_atoms, strict, s.parse_timeout_s)
 
     async def run(
-        self, selection: Selection, pending: Sequence[InputRow], files: Sequence[Upload]
+        self, selection: Selection, pending: Sequence[InputRow], files: Sequence[Upload], *, strict: bool
     ) -> AsyncGenerator[FileResult, None]:
         """Each file's results, in the order they come back from the cluster."""
         import ray
@@ -159,7 +159,7 @@ class RayExecutor:
             return f.filename, f.data, (f.error.code, f.error.detail) if f.error is not None else None
 
         def launch(positions: list[int], *, single: bool = False) -> _Flight:
-            parse = self._parse_task([item(i) for i in positions], configs, single=single)
+            parse = self._parse_task([item(i) for i in positions], configs, single=single, strict=strict)
             return self._submit(spec, positions, pending, parse)
 
         step = self.settings.ray_parse_batch

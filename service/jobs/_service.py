@@ -164,6 +164,7 @@ class JobService:
             expires=_time(row.finished + self.settings.jobs_ttl_s if row.finished is not None else None),
             error=Notice(code=row.error_code, detail=row.error_detail or "") if row.error_code else None,
             executor=row.executor,  # inprocess | ray, as stored
+            strict=self._strict(row),
             queue_position=queue_position if row.state == "queued" else None,
             links=JobLinks(self=base, results=f"{base}/results"),
         )
@@ -175,6 +176,7 @@ class JobService:
         *,
         idempotency_key: str | None = None,
         owner: str | None = None,
+        strict: bool = False,
     ) -> tuple[JobStatus, bool]:
         """Store the files, compressed, as a new queued job.
 
@@ -183,6 +185,7 @@ class JobService:
             selection: The models the job runs.
             idempotency_key: A client's key for this submission: the same key returns the same job.
             owner: The name of the API key that submits it; only that key sees the job.
+            strict: Refuse (as failed rows) structures the reader has warnings about.
 
         Returns:
             The job, and whether it is new (``False``: the idempotency key named an existing job).
@@ -233,6 +236,7 @@ class JobService:
                     idempotency_key=idempotency_key,
                     owner=owner,
                     input_codec=_CODEC,
+                    strict=strict,
                 )
             except sqlite3.IntegrityError:  # the same key, submitted twice at once
                 await asyncio.to_thread(shutil.rmtree, folder, True)
@@ -414,13 +418,19 @@ class JobService:
         with fh:
             if pending := await self._db(self.store.pending, row.id, self.settings.jobs_chunk):
                 files = await asyncio.to_thread(_read_files, fh, pending, row.input_codec, self.settings.max_file_bytes)
-                await self._run_chunk(row.id, selection, pending, files)
+                await self._run_chunk(row.id, selection, pending, files, self._strict(row))
                 if await self._db(self.store.pending, row.id, 1):
                     return  # its next chunk runs in its next turn
         await self._db(self.store.finish, row.id, "done", time.time())
         log.info("job %s done", row.id)
 
-    async def _run_chunk(self, job_id: str, selection: Selection, pending: list[InputRow], files: list[Upload]) -> None:
+    def _strict(self, row: JobRow) -> bool:
+        """The job's ``strict``; a job stored before the option follows the setting."""
+        return self.settings.strict if row.strict is None else row.strict
+
+    async def _run_chunk(
+        self, job_id: str, selection: Selection, pending: list[InputRow], files: list[Upload], strict: bool
+    ) -> None:
         """Run files through the executor and commit their results as they come."""
         buffer: list[FileResult] = []
 
@@ -432,7 +442,7 @@ class JobService:
 
         last_flush = time.monotonic()
         try:
-            async with contextlib.aclosing(self.executor.run(selection, pending, files)) as done:
+            async with contextlib.aclosing(self.executor.run(selection, pending, files, strict=strict)) as done:
                 async for result in done:
                     buffer.append(result)
                     if len(buffer) >= _FLUSH_FILES or time.monotonic() - last_flush >= _FLUSH_SECONDS:

@@ -79,10 +79,15 @@ CREATE INDEX IF NOT EXISTS results_by_job ON results(job_id, seq);
 
 _JOB_COLUMNS = (
     "id, state, created, started, finished, total, done, n_ok, n_failed, models, properties, "
-    "input_bytes, result_bytes, error_code, error_detail, owner, input_codec, executor"
+    "input_bytes, result_bytes, error_code, error_detail, owner, input_codec, executor, strict"
 )
 #: Columns added after the first release, with their definitions (added to older databases on open).
-_ADDED_COLUMNS = {"owner": "TEXT", "input_codec": "TEXT NOT NULL DEFAULT 'raw'", "executor": "TEXT"}
+_ADDED_COLUMNS = {
+    "owner": "TEXT",
+    "input_codec": "TEXT NOT NULL DEFAULT 'raw'",
+    "executor": "TEXT",
+    "strict": "INTEGER",
+}
 
 
 @dataclass(frozen=True)
@@ -107,12 +112,14 @@ class JobRow:
     owner: str | None = None
     input_codec: str = "raw"
     executor: str | None = None  # what ran it last: ``inprocess`` or ``ray`` (``None``: not started)
+    strict: bool | None = None  # reader warnings refuse a structure (``None``: a job stored before the option)
 
     @classmethod
     def from_sql(cls, row: Sequence[object]) -> JobRow:
         values = list(row)
         values[9] = json.loads(str(values[9]))
         values[10] = json.loads(str(values[10]))
+        values[18] = None if values[18] is None else bool(values[18])
         return cls(*values)  # type: ignore[arg-type]
 
 
@@ -229,6 +236,7 @@ class JobStore:
         idempotency_key: str | None,
         owner: str | None = None,
         input_codec: str = "raw",
+        strict: bool = False,
     ) -> None:
         """Insert a queued job and its inputs in one transaction.
 
@@ -242,11 +250,12 @@ class JobStore:
             input_bytes: Bytes its inputs take on disk (what is charged to the storage budget).
             owner: The API key name that created it (``None`` without keys).
             input_codec: How each input is stored in ``inputs.bin``: ``raw`` or ``zlib``.
+            strict: Whether the reader's warnings refuse a structure (the job's ``strict``).
         """
         with self._transaction() as db:
             db.execute(
                 "INSERT INTO jobs (id, state, created, total, models, properties, input_bytes, idempotency_key, "
-                "owner, input_codec) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+                "owner, input_codec, strict) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job_id,
                     created,
@@ -257,6 +266,7 @@ class JobStore:
                     idempotency_key,
                     owner,
                     input_codec,
+                    int(strict),
                 ),
             )
             db.executemany(

@@ -59,6 +59,9 @@ class JobStatus(BaseModel):
         None,
         description="What ran the job: this process (``inprocess``) or a Ray cluster (``ray``); null until it starts.",
     )
+    strict: bool = Field(
+        False, description="Structures the reader has warnings about are failed rows (the warning's code)."
+    )
     links: JobLinks
 
 

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from ...jobs import JobList, JobService, JobStatus, read_job_files
 from ...schemas import Problem
-from ..deps import OwnerDep, SelectionDep
+from ..deps import OwnerDep, SelectionDep, StrictDep
 from ..openapi import FILES_UPLOAD_BODY
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -50,6 +50,7 @@ async def create_job(
     jobs: JobsDep,
     selection: SelectionDep,
     owner: OwnerDep,
+    strict: StrictDep,
     idempotency_key: Annotated[
         str | None,
         Header(max_length=200, description="Retrying a submission with the same key returns the first job."),
@@ -61,7 +62,7 @@ async def create_job(
     becomes a failed row, never a failed job.
     """
     files = await read_job_files(request, jobs.settings)
-    status, created = await jobs.create(files, selection, idempotency_key=idempotency_key, owner=owner)
+    status, created = await jobs.create(files, selection, idempotency_key=idempotency_key, owner=owner, strict=strict)
     response.status_code = 202 if created else 200
     response.headers["Location"] = status.links.self
     return status

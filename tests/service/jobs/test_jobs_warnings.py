@@ -45,3 +45,19 @@ def test_job_rows_keep_block_names_and_a_broken_block_gets_its_own_row(
         ("multi.cif#Ni", True),
     ]
     assert items[1]["error"]["code"] == "invalid_cif"
+
+
+def test_a_strict_job_fails_the_rows_the_reader_has_warnings_about(
+    jobs_client: httpx.Client, trap_cifs: dict, wait_job: Callable[..., dict[str, Any]]
+) -> None:
+    files = [("files", ("unknown.cif", trap_cifs["unknown_group"])), ("files", ("clean.cif", trap_cifs["clean"]))]
+    r = jobs_client.post("/v1/jobs", files=files, params={"strict": "true"})
+    assert r.status_code == 202, r.text
+    assert r.json()["strict"] is True
+    status = wait_job(jobs_client, r.json()["id"])
+    assert status["strict"] is True
+    assert status["counts"] == {"total": 2, "done": 2, "ok": 1, "failed": 1}, status
+    items = {i["filename"]: i for i in map(json.loads, jobs_client.get(status["links"]["results"]).text.splitlines())}
+    assert items["unknown.cif"]["ok"] is False
+    assert items["unknown.cif"]["error"]["code"] == "symmetry_fallback"
+    assert items["clean.cif"]["ok"] is True
