@@ -170,7 +170,7 @@ def read_block(
         notice = _label_notice(label, type_symbol, element)
         if notice is not None:
             notices.append(notice)
-        rows.append((label, element, xyz, 1.0 if math.isnan(occ) else occ))  # type: ignore[arg-type]
+        rows.append((label, element, xyz, 1.0 if math.isnan(occ) else occ))
     if dropped:
         shown = ", ".join(repr(x) for x in dropped[:5]) + (" ..." if len(dropped) > 5 else "")
         notices.append(
