@@ -59,6 +59,7 @@ from .notices import NOTICE_CODES, Notice
 from .onnx_export import check_parity, export_onnx, export_onnx_checked, parity_batches
 from .onnx_predictor import OnnxError, OnnxParityError, OnnxPredictor, OnnxProviderError
 from .parsing import parse_cif
+from .uncertainty import EmbeddingUncertainty, centroid_score, density_g_cm3, kmeans, monotone_fit
 
 __version__ = "0.1.0"
 
@@ -137,4 +138,10 @@ __all__ = [
     "OnnxError",
     "OnnxParityError",
     "OnnxProviderError",
+    # uncertainty
+    "EmbeddingUncertainty",
+    "centroid_score",
+    "density_g_cm3",
+    "kmeans",
+    "monotone_fit",
 ]
