@@ -41,6 +41,7 @@ from .parse_pool import ParsePool
 from .registry import ModelEntry, Selection
 from .schemas import BatchError, BatchItem, BatchResponse, BatchResult, Notice, Prediction, PredictResponse
 from .settings import Settings
+from .uncertainty import split_row
 from .uploads import Upload
 
 __all__ = ["Engine"]
@@ -209,10 +210,16 @@ class Engine:
         )
         predictions: dict[str, Prediction] = {}
         alternatives: dict[str, list[Prediction]] = {}
+        domain: list[Notice] = []
         for entry, row in zip(selection.entries, rows, strict=True):
-            values = row.tolist()
+            values, embedding = split_row(row.tolist(), len(entry.targets))
             if not all(math.isfinite(v) for v in values):
                 raise InferenceFailed(f"Model {entry.ref} gave a non-finite value.")
+            sigmas: dict[str, float] = {}
+            if entry.uncertainty is not None and embedding is not None:
+                score, sigmas = entry.uncertainty.sigmas(embedding)
+                z = feat.graphs[entry.fingerprint].z
+                domain.extend(entry.uncertainty.notices(entry.ref, score, feat.structure, z))
             gated = entry.gated
             for target, value in zip(entry.targets, values, strict=True):
                 if target.is_probability:
@@ -223,6 +230,7 @@ class Engine:
                     model=entry.name,
                     version=entry.version,
                     p_metal=round(values[gated[target.name]], 6) if target.name in gated else None,
+                    sigma=sigmas.get(target.name),
                 )
                 if selection.primary.get(target.name) is entry:
                     predictions[target.name] = pred
@@ -240,6 +248,7 @@ class Engine:
                         "its prediction is an extrapolation.",
                     )
                 )
+        warnings.extend(domain)
         self.metrics.structures.labels("ok").inc()
         return PredictResponse(
             structure=feat.structure,

@@ -19,6 +19,7 @@ from crystalgraph import GraphConfig, ModelConfig, TargetSpec
 
 from .backends import Predictor
 from .errors import ModelNotFound
+from .uncertainty import ModelUncertainty
 
 __all__ = ["ModelEntry", "RefusedModel", "Selection", "Registry", "version_key"]
 
@@ -43,6 +44,7 @@ class ModelEntry:
         predictor: The backend object that runs it.
         parameters: ``{"total", "conv"}`` parameter counts.
         fingerprint: The graph settings' fingerprint (computed once).
+        uncertainty: Calibrated sigma and domain checks, when the folder ships them.
     """
 
     name: str
@@ -53,6 +55,7 @@ class ModelEntry:
     predictor: Predictor
     parameters: dict[str, int]
     fingerprint: str = ""
+    uncertainty: ModelUncertainty | None = None
 
     def __post_init__(self) -> None:
         # GraphConfig.fingerprint hashes JSON on every access; requests need it per structure.
