@@ -10,6 +10,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -258,3 +260,26 @@ def test_job_csv_and_ndjson_carry_sigma_alternatives_and_provenance(trust_client
         assert item["predictions"]["band_gap"]["sigma"] is not None
         assert item["alternatives"]["formation_energy_per_atom"][0]["sigma"] is not None
         assert "cg-fe@1" in item["provenance"]
+
+
+def test_client_cli_result_files_and_output_carry_sigma(trust_client: httpx.Client, tmp_path: Path) -> None:
+    cli = Path(sys.executable).parent / "crystal-predict"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "nacl.cif").write_text(_cif(_rocksalt("Na", "Cl", 5.64)))
+    url = str(trust_client.base_url)
+    for out in (tmp_path / "r.csv", tmp_path / "r.ndjson"):
+        done = subprocess.run(
+            [str(cli), "screen", str(folder), "--url", url, "--out", str(out), "--poll", "0.1"],
+            capture_output=True, text=True, timeout=180,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    (row,) = list(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text())))
+    assert float(row["band_gap_sigma"]) > 0 and len(row["band_gap_weights_sha256"]) == 64
+    (item,) = [json.loads(line) for line in (tmp_path / "r.ndjson").read_text().splitlines()]
+    assert item["predictions"]["formation_energy_per_atom"]["sigma"] > 0 and item["provenance"]
+    shown = subprocess.run(
+        [str(cli), "predict", str(folder / "nacl.cif"), "--url", url], capture_output=True, text=True, timeout=120
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "±" in shown.stdout
