@@ -59,7 +59,14 @@ from .notices import NOTICE_CODES, Notice
 from .onnx_export import check_parity, export_onnx, export_onnx_checked, parity_batches
 from .onnx_predictor import OnnxError, OnnxParityError, OnnxPredictor, OnnxProviderError
 from .parsing import parse_cif
-from .uncertainty import EmbeddingUncertainty, centroid_score, density_g_cm3, kmeans, monotone_fit
+from .uncertainty import (
+    EmbeddingUncertainty,
+    centroid_score,
+    combined_score,
+    density_g_cm3,
+    kmeans,
+    monotone_fit,
+)
 
 __version__ = "0.1.0"
 
@@ -141,6 +148,7 @@ __all__ = [
     # uncertainty
     "EmbeddingUncertainty",
     "centroid_score",
+    "combined_score",
     "density_g_cm3",
     "kmeans",
     "monotone_fit",

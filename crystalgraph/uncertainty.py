@@ -14,7 +14,7 @@ training set.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import numpy as np
 
 from .features import MAX_Z
 
-__all__ = ["EmbeddingUncertainty", "kmeans", "centroid_score", "monotone_fit", "density_g_cm3"]
+__all__ = ["EmbeddingUncertainty", "kmeans", "centroid_score", "combined_score", "monotone_fit", "density_g_cm3"]
 
 #: g/mol per Å^3 -> g/cm^3 (1 / (N_A * 1e-24)).
 _AMU_PER_A3 = 1.66053907
@@ -115,6 +115,14 @@ def monotone_fit(score: np.ndarray, abs_err: np.ndarray, n_bins: int = 12) -> tu
     return xs, np.maximum(ys, 1e-6)
 
 
+def combined_score(score: np.ndarray, spread: np.ndarray, spread_scale: float, distance_scale: float) -> np.ndarray:
+    """Ensemble spread and embedding distance, each in units of its validation median, combined.
+
+    Returns ``hypot(spread / spread_scale, score / distance_scale)``.
+    """
+    return np.hypot(np.asarray(spread) / spread_scale, np.asarray(score) / distance_scale)
+
+
 @dataclass(frozen=True)
 class EmbeddingUncertainty:
     """The shipped uncertainty of one model: embedding standardisation, centroids and maps.
@@ -125,6 +133,9 @@ class EmbeddingUncertainty:
         k: Centroids averaged in the score.
         knots: Property -> ``(score_knots, sigma_knots)`` of its monotone map.
         ood_threshold: Score above which a crystal is out of the training domain.
+        ensemble: Property -> ``(score_knots, sigma_knots, spread_scale, distance_scale)``: the
+            map used when a second model's prediction of the property is at hand (a 2-member
+            ensemble); its score is ``hypot(|a - b| / spread_scale, d / distance_scale)``.
     """
 
     mean: np.ndarray
@@ -133,6 +144,7 @@ class EmbeddingUncertainty:
     k: int
     knots: dict[str, tuple[np.ndarray, np.ndarray]]
     ood_threshold: float
+    ensemble: dict[str, tuple[np.ndarray, np.ndarray, float, float]] = field(default_factory=dict)
 
     def score(self, embedding: np.ndarray) -> np.ndarray:
         """Distance scores, ``[n, D]`` embeddings -> ``[n]``."""
@@ -143,6 +155,11 @@ class EmbeddingUncertainty:
         """Calibrated one-sigma uncertainty of ``prop`` at these scores (flat beyond the knots)."""
         xs, ys = self.knots[prop]
         return np.interp(score, xs, ys)
+
+    def sigma_ensemble(self, prop: str, score: np.ndarray, spread: np.ndarray) -> np.ndarray:
+        """Sigma from the distance score and the ensemble spread ``|a - b|`` (see ``ensemble``)."""
+        xs, ys, s_scale, d_scale = self.ensemble[prop]
+        return np.interp(combined_score(score, spread, s_scale, d_scale), xs, ys)
 
     def save(self, path: Path) -> None:
         """Write the ``.npz`` artifact (float16 centroids)."""
@@ -157,6 +174,11 @@ class EmbeddingUncertainty:
         for prop, (xs, ys) in self.knots.items():
             arrays[f"score_knots/{prop}"] = xs
             arrays[f"sigma_knots/{prop}"] = ys
+        arrays["ensemble_properties"] = np.array(sorted(self.ensemble), dtype=str)
+        for prop, (xs, ys, s_scale, d_scale) in self.ensemble.items():
+            arrays[f"ensemble_score_knots/{prop}"] = xs
+            arrays[f"ensemble_sigma_knots/{prop}"] = ys
+            arrays[f"ensemble_scales/{prop}"] = np.array([s_scale, d_scale])
         with open(path, "wb") as fh:
             np.savez(fh, **arrays)
 
@@ -170,7 +192,18 @@ class EmbeddingUncertainty:
         try:
             with np.load(path, allow_pickle=False) as z:
                 props = [str(p) for p in z["properties"]]
+                ens = [str(p) for p in z["ensemble_properties"]] if "ensemble_properties" in z else []
+                ensemble = {
+                    p: (
+                        z[f"ensemble_score_knots/{p}"],
+                        z[f"ensemble_sigma_knots/{p}"],
+                        float(z[f"ensemble_scales/{p}"][0]),
+                        float(z[f"ensemble_scales/{p}"][1]),
+                    )
+                    for p in ens
+                }
                 return cls(
+                    ensemble=ensemble,
                     mean=z["mean"].astype(np.float32),
                     std=z["std"].astype(np.float32),
                     centroids=z["centroids"].astype(np.float32),

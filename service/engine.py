@@ -53,6 +53,26 @@ def _structure_error(code: str, detail: str) -> ServiceError:
     return TooManyAtoms(detail) if code == TooManyAtoms.code else InvalidStructure(detail, code=code)
 
 
+def _ensemble_pairs(
+    entry: ModelEntry,
+    values: list[float],
+    answered: dict[str, ModelEntry],
+    outputs: dict[ModelEntry, tuple[list[float], object]],
+) -> dict[str, tuple[float, float]]:
+    """Property -> ``(entry's value, its ensemble partner's value)`` where the partner ran."""
+    if entry.uncertainty is None:
+        return {}
+    names = [t.name for t in entry.targets]
+    pairs = {}
+    for prop, (ref, _) in entry.uncertainty.partners.items():
+        partner = answered.get(ref)
+        if partner is not None and prop in names:
+            partner_names = [t.name for t in partner.targets]
+            if prop in partner_names:
+                pairs[prop] = (values[names.index(prop)], outputs[partner][0][partner_names.index(prop)])
+    return pairs
+
+
 class Engine:
     """Parse pool plus one inference worker per device.
 
@@ -206,18 +226,22 @@ class Engine:
             self.metrics.parse_failures.labels(code).inc()
             raise _structure_error(code, detail)
         rows = await asyncio.gather(
-            *(self.worker(e).predict(e, feat.graphs[e.fingerprint], bulk=bulk) for e in selection.entries)
+            *(self.worker(e).predict(e, feat.graphs[e.fingerprint], bulk=bulk) for e in selection.runs)
         )
+        outputs = {e: split_row(row.tolist(), len(e.targets)) for e, row in zip(selection.runs, rows, strict=True)}
+        for e, (values, _) in outputs.items():
+            if not all(math.isfinite(v) for v in values):
+                raise InferenceFailed(f"Model {e.ref} gave a non-finite value.")
+        answered = {e.ref: e for e in selection.runs}
         predictions: dict[str, Prediction] = {}
         alternatives: dict[str, list[Prediction]] = {}
         domain: list[Notice] = []
-        for entry, row in zip(selection.entries, rows, strict=True):
-            values, embedding = split_row(row.tolist(), len(entry.targets))
-            if not all(math.isfinite(v) for v in values):
-                raise InferenceFailed(f"Model {entry.ref} gave a non-finite value.")
+        for entry in selection.entries:
+            values, embedding = outputs[entry]
             sigmas: dict[str, float] = {}
             if entry.uncertainty is not None and embedding is not None:
-                score, sigmas = entry.uncertainty.sigmas(embedding)
+                pairs = _ensemble_pairs(entry, values, answered, outputs)
+                score, sigmas = entry.uncertainty.sigmas(embedding, pairs)
                 z = feat.graphs[entry.fingerprint].z
                 domain.extend(entry.uncertainty.notices(entry.ref, score, feat.structure, z))
             gated = entry.gated
@@ -255,7 +279,7 @@ class Engine:
             predictions={p: predictions[p] for p in selection.primary if p in predictions},
             alternatives=alternatives,
             warnings=warnings,
-            provenance={e.ref: provenance(e) for e in selection.entries},
+            provenance={e.ref: provenance(e) for e in selection.runs},
         )
 
     async def predict_one(self, upload: Upload, selection: Selection, *, strict: bool | None = None) -> PredictResponse:

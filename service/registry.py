@@ -135,17 +135,25 @@ class Selection:
         primary: For each property, the model whose answer goes in ``predictions``.
         alternatives: Whether the other models' answers for a property are returned (in
             ``alternatives``): when models were named, not for the defaults.
+        companions: Models run only for the uncertainty of the others (the second member of a
+            property's 2-model ensemble); their answers are not returned.
     """
 
     entries: tuple[ModelEntry, ...]
     primary: dict[str, ModelEntry]
     alternatives: bool = False
+    companions: tuple[ModelEntry, ...] = ()
+
+    @property
+    def runs(self) -> tuple[ModelEntry, ...]:
+        """Every model to run: the entries, then the companions."""
+        return self.entries + self.companions
 
     @cached_property
     def graph_configs(self) -> tuple[GraphConfig, ...]:
-        """One graph config per distinct graph fingerprint among the entries."""
+        """One graph config per distinct graph fingerprint among the models to run."""
         seen: dict[str, GraphConfig] = {}
-        for entry in self.entries:
+        for entry in self.runs:
             seen.setdefault(entry.fingerprint, entry.graph)
         return tuple(seen.values())
 
@@ -235,13 +243,25 @@ class Registry:
         if not refs:
             # a multi-task default answers only the properties it is the default for
             defaults = tuple(dict.fromkeys(self.defaults[prop] for prop in self.properties))
-            return Selection(entries=defaults, primary=dict(self.defaults))
+            return Selection(entries=defaults, primary=dict(self.defaults), companions=self._companions(defaults))
         entries = tuple(dict.fromkeys(self.get(ref) for ref in refs))
         primary: dict[str, ModelEntry] = {}
         for entry in entries:
             for prop in entry.properties:
                 primary.setdefault(prop, entry)
-        return Selection(entries=entries, primary=primary, alternatives=True)
+        return Selection(entries=entries, primary=primary, alternatives=True, companions=self._companions(entries))
+
+    def _companions(self, entries: Sequence[ModelEntry]) -> tuple[ModelEntry, ...]:
+        """The ensemble partners the entries' uncertainties name that are loaded (same weights) and not run yet."""
+        out: dict[ModelEntry, None] = {}
+        for entry in entries:
+            if entry.uncertainty is None:
+                continue
+            for ref, sha in entry.uncertainty.partners.values():
+                partner = self._find(ref)
+                if partner is not None and partner.weights_sha256 == sha and partner not in entries:
+                    out[partner] = None
+        return tuple(out)
 
     def without(self, refused: Mapping[ModelEntry, str]) -> Registry:
         """A registry without the given models, each listed as refused with its reason."""

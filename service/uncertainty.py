@@ -66,10 +66,35 @@ class ModelUncertainty:
         d = self.info.get("domain")
         return d if isinstance(d, dict) else {}
 
-    def sigmas(self, embedding: np.ndarray) -> tuple[float, dict[str, float]]:
-        """The distance score and each property's sigma for one crystal embedding ``[D]``."""
+    @property
+    def partners(self) -> dict[str, tuple[str, str]]:
+        """Property -> ``(name@version, weights sha256)`` of its ensemble partner."""
+        raw = self.info.get("partners")
+        if not isinstance(raw, dict):
+            return {}
+        return {
+            str(p): (str(v["model"]), str(v["weights_sha256"]))
+            for p, v in raw.items()
+            if isinstance(v, dict) and "model" in v and "weights_sha256" in v and p in self.estimator.ensemble
+        }
+
+    def sigmas(self, embedding: np.ndarray, pairs: dict[str, tuple[float, float]]) -> tuple[float, dict[str, float]]:
+        """The distance score and each property's sigma for one crystal embedding ``[D]``.
+
+        Args:
+            embedding: The crystal's pooled embedding.
+            pairs: Property -> ``(this model's value, its ensemble partner's value)`` where the
+                partner ran: those properties get the combined map, the others distance alone.
+        """
         score = self.estimator.score(np.asarray(embedding, np.float32)[None, :])
-        return float(score[0]), {p: round(float(self.estimator.sigma(p, score)[0]), 6) for p in self.estimator.knots}
+        out = {}
+        for p in self.estimator.knots:
+            if p in pairs and p in self.estimator.ensemble:
+                spread = np.array([abs(pairs[p][0] - pairs[p][1])])
+                out[p] = round(float(self.estimator.sigma_ensemble(p, score, spread)[0]), 6)
+            else:
+                out[p] = round(float(self.estimator.sigma(p, score)[0]), 6)
+        return float(score[0]), out
 
     def notices(self, ref: str, score: float, structure: StructureInfo, z: np.ndarray) -> list[Notice]:
         """Domain warnings beyond the element check (which :mod:`service.engine` makes for every model)."""

@@ -28,7 +28,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from crystalgraph import EmbeddingUncertainty, centroid_score, kmeans, monotone_fit, read_manifest, sha256_file
+from crystalgraph import (
+    EmbeddingUncertainty,
+    centroid_score,
+    combined_score,
+    kmeans,
+    monotone_fit,
+    read_manifest,
+    sha256_file,
+)
 
 from .graph_cache import default_cache_dir
 from .pipeline import prepare
@@ -74,6 +82,13 @@ def _partner(p: ModelPass, passes: list[ModelPass], prop: str) -> ModelPass | No
     return next((q for q in passes if q is not p and prop in q.targets and q.ids == p.ids), None)
 
 
+def _score_of(chosen: dict, sv, st, ens, spread) -> np.ndarray:
+    """The test scores the chosen map reads (distance alone, or combined with the spread)."""
+    if ens is None:
+        return st
+    return combined_score(st, spread["test"], ens[2], ens[3])
+
+
 def _fit_and_measure(score_val, err_val, score_test=None, err_test=None) -> dict:
     xs, ys = monotone_fit(score_val, np.abs(err_val))
     out = {"knots": (xs, ys), "val": calibration_metrics(np.interp(score_val, xs, ys), err_val)}
@@ -101,40 +116,55 @@ def calibrate_model(
     centroid_score(z["val"], centroids, K_NEAREST)
     centroid_ms = (time.perf_counter() - t0) / len(z["val"]) * 1e3
     ood = float(np.quantile(score["val"], OOD_QUANTILE))
-    knots, props, comparison = {}, {}, {}
+    knots, ensemble, partners, props, comparison = {}, {}, {}, {}, {}
     for t, prop in enumerate(p.targets):
         if prop == "p_metal":
             continue
         err = {s: p.pred[s][:, t] - p.labels[s][:, t] for s in ("val", "test")}
         ok = {s: np.isfinite(err[s]) for s in err}
-        chosen = _fit_and_measure(
-            score["val"][ok["val"]], err["val"][ok["val"]], score["test"][ok["test"]], err["test"][ok["test"]]
-        )
-        knots[prop] = chosen["knots"]
+        sv, st = score["val"][ok["val"]], score["test"][ok["test"]]
+        ev, et = err["val"][ok["val"]], err["test"][ok["test"]]
+        distance = _fit_and_measure(sv, ev, st, et)
+        knots[prop] = distance["knots"]
         methods = {
-            f"embedding distance, {K_CENTROIDS} centroids (shipped)": chosen["val"],
-            "embedding distance, exact kNN over the training set": _fit_and_measure(
-                exact_val[ok["val"]], err["val"][ok["val"]]
-            )["val"],
+            f"embedding distance, {K_CENTROIDS} centroids": distance["val"],
+            "embedding distance, exact kNN over the training set": _fit_and_measure(exact_val[ok["val"]], ev)["val"],
         }
+        chosen, how = distance, "embedding distance"
         partner = _partner(p, passes, prop)
         if partner is not None:
-            spread = np.abs(p.pred["val"][:, t] - partner.pred["val"][:, partner.targets.index(prop)])
-            methods[f"ensemble spread |{p.name} - {partner.name}|"] = _fit_and_measure(
-                spread[ok["val"]], err["val"][ok["val"]]
-            )["val"]
+            col = partner.targets.index(prop)
+            spread = {s: np.abs(p.pred[s][:, t] - partner.pred[s][:, col])[ok[s]] for s in ("val", "test")}
+            methods[f"ensemble spread |{p.name} - {partner.name}|"] = _fit_and_measure(spread["val"], ev)["val"]
+            s_scale = float(np.median(spread["val"])) + 1e-6
+            d_scale = float(np.median(sv))
+            combined = _fit_and_measure(
+                combined_score(sv, spread["val"], s_scale, d_scale),
+                ev,
+                combined_score(st, spread["test"], s_scale, d_scale),
+                et,
+            )
+            methods["ensemble spread and embedding distance, combined"] = combined["val"]
+            ensemble[prop] = (*combined["knots"], s_scale, d_scale)
+            partners[prop] = {"model": f"{partner.name}@{partner.version}", "weights_sha256": partner.sha256}
+            chosen, how = combined, "ensemble spread and embedding distance, combined"
         comparison[prop] = methods
-        test_sigma = np.interp(score["test"][ok["test"]], *chosen["knots"])
-        png = plot_calibration(test_sigma, err["test"][ok["test"]], plots, p.name, prop)
+        png = plot_calibration(
+            np.interp(_score_of(chosen, sv, st, ensemble.get(prop), spread if partner else None), *chosen["knots"]),
+            et,
+            plots,
+            p.name,
+            prop,
+        )
         props[prop] = {
-            "score_knots": [round(float(v), 5) for v in chosen["knots"][0]],
-            "sigma_knots": [round(float(v), 6) for v in chosen["knots"][1]],
+            "shipped": how,
             "val": chosen["val"],
             "test": chosen["test"],
+            "distance_only": {"val": distance["val"], "test": distance["test"]},
             "plots": png,
         }
-        log(f"[{p.name}] {prop}: val {chosen['val']}, test {chosen['test']}")
-    unc = EmbeddingUncertainty(mean, std, centroids, K_NEAREST, knots, ood)
+        log(f"[{p.name}] {prop} ({how}): val {chosen['val']}, test {chosen['test']}")
+    unc = EmbeddingUncertainty(mean, std, centroids, K_NEAREST, knots, ood, ensemble)
     flags = {**flags, "out_of_domain": score["test"] > ood}
     warned = np.zeros(len(score["test"]), bool)
     for code, mask in flags.items():
@@ -144,7 +174,7 @@ def calibrate_model(
     test_flags["any_new_warning"] = int(warned.sum())
     test_flags["of"] = len(warned)
     info = {
-        "method": "embedding_distance",
+        "method": "ensemble_and_embedding_distance" if ensemble else "embedding_distance",
         "how": (
             f"sigma = g(d): d is the mean Euclidean distance of the crystal's pooled embedding (standardised "
             f"with the training set's mean and std per dimension) to its {K_NEAREST} nearest of {K_CENTROIDS} "
@@ -154,6 +184,12 @@ def calibrate_model(
             "the end knots). sigma is one standard deviation in the property's unit."
         ),
         "model": {"name": p.name, "version": p.version, "weights_sha256": p.sha256},
+        "partners": partners,
+        "ensemble_how": (
+            "When the service also runs the partner model of a property (another architecture trained on the same "
+            "split: a 2-member ensemble), sigma = g2(hypot(|a - b| / s, d / t)), s and t the validation medians of "
+            "the spread and of d, g2 fitted on validation the same way; without the partner, sigma = g(d)."
+        ),
         "k_centroids": K_CENTROIDS,
         "k_nearest": K_NEAREST,
         "ood_threshold": round(ood, 5),
@@ -179,10 +215,10 @@ def write_artifacts(folder: Path, estimator: EmbeddingUncertainty, info: dict) -
     """Write ``uncertainty.npz`` and ``uncertainty.json`` into a model folder and list them in its manifest."""
     estimator.save(folder / NPZ)
     (folder / JSON).write_text(json.dumps(info, indent=1) + "\n")
-    _list_in_manifest(folder)
+    _list_in_manifest(folder, str(info.get("method", "embedding_distance")))
 
 
-def _list_in_manifest(folder: Path) -> None:
+def _list_in_manifest(folder: Path, method: str) -> None:
     """Add the two files (sha256, size) and a pointer to them to ``manifest.json``.
 
     ``config`` and ``metadata`` are left untouched, so :func:`crystalgraph.verify_manifest` still
@@ -193,7 +229,7 @@ def _list_in_manifest(folder: Path) -> None:
     for key, name in (("uncertainty", NPZ), ("uncertainty_info", JSON)):
         f = folder / name
         manifest["files"][key] = {"path": name, "sha256": sha256_file(f), "bytes": f.stat().st_size}
-    manifest["uncertainty"] = {"method": "embedding_distance", "artifact": NPZ, "description": JSON}
+    manifest["uncertainty"] = {"method": method, "artifact": NPZ, "description": JSON}
     path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
 
 

@@ -74,8 +74,11 @@ def _export(root: Path, name: str, model: cg.CrystalGraphNet, seed: int) -> Path
     return cg.export_model(model.eval(), root, name, "1", meta)
 
 
-def _calibrate(folder: Path, structures: list[Structure]) -> None:
-    """Artifacts as ``training.uncertainty`` writes them, from these structures' embeddings."""
+def _calibrate(folder: Path, structures: list[Structure], partner: Path | None = None) -> None:
+    """Artifacts as ``training.uncertainty`` writes them, from these structures' embeddings.
+
+    With ``partner`` (another model folder of the same property), a combined ensemble map too.
+    """
     model = cg.load_exported(folder).model
     graphs = [cg.structure_to_graph(s, model.config.graph) for s in structures]
     with torch.inference_mode():
@@ -86,7 +89,13 @@ def _calibrate(folder: Path, structures: list[Structure]) -> None:
     score = est.score(emb)
     props = [t.name for t in model.config.targets if not t.is_probability]
     knots = {p: (np.array([0.0, float(score.max()) * 2]), np.array([0.05, 0.5])) for p in props}
-    est = cg.EmbeddingUncertainty(mean, std, centroids, 2, knots, float(score.max()) * 1.5)
+    ensemble, partners = {}, {}
+    if partner is not None:
+        m = cg.read_manifest(partner)
+        partners = {p: {"model": f"{m['name']}@{m['version']}", "weights_sha256": m["files"]["weights"]["sha256"]}
+                    for p in props}  # fmt: skip
+        ensemble = {p: (np.array([0.0, 10.0]), np.array([0.07, 0.7]), 0.1, float(np.median(score))) for p in props}
+    est = cg.EmbeddingUncertainty(mean, std, centroids, 2, knots, float(score.max()) * 1.5, ensemble)
     counts: dict[str, int] = {}
     for s in structures:
         for e in {el.symbol for el in s.composition}:
@@ -94,6 +103,7 @@ def _calibrate(folder: Path, structures: list[Structure]) -> None:
     info = {
         "method": "embedding_distance",
         "how": "test calibration",
+        "partners": partners,
         "properties": {p: {"val": {"within_1_sigma": 0.68, "n": 16}} for p in props},
         "domain": {
             "element_counts": counts,
@@ -109,15 +119,25 @@ def _calibrate(folder: Path, structures: list[Structure]) -> None:
 def trust_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("trust-models")
     structures = _training_like()
-    for i, (name, model) in enumerate(
-        [
-            ("cg-fe", cg.build_model(cg.CGCNNConfig(targets=(FE,), **SMALL))),
-            ("sr-fe", cg.build_model(cg.SRCGCNNConfig(targets=(FE,), **SMALL))),
-            ("mt-bg", cg.build_model(cg.CGCNNConfig(targets=(BG, P_METAL), **SMALL))),
-        ]
-    ):
-        _calibrate(_export(root, name, model, seed=i), structures)
+    cg_fe = _export(root, "cg-fe", cg.build_model(cg.CGCNNConfig(targets=(FE,), **SMALL)), seed=0)
+    sr_fe = _export(root, "sr-fe", cg.build_model(cg.SRCGCNNConfig(targets=(FE,), **SMALL)), seed=1)
+    mt_bg = _export(root, "mt-bg", cg.build_model(cg.CGCNNConfig(targets=(BG, P_METAL), **SMALL)), seed=2)
+    _calibrate(cg_fe, structures, partner=sr_fe)  # a 2-member ensemble for the formation energy
+    _calibrate(sr_fe, structures, partner=cg_fe)
+    _calibrate(mt_bg, structures)  # distance alone
     return root
+
+
+def test_the_ensemble_partner_runs_for_sigma_and_is_in_the_provenance(trust_client: httpx.Client) -> None:
+    nacl = _cif(_rocksalt("Na", "Cl", 5.64))
+    body = trust_client.post("/v1/predict", files={"file": ("nacl.cif", nacl)}).json()
+    fe = body["predictions"]["formation_energy_per_atom"]
+    assert fe["model"] == "cg-fe" and body["alternatives"] == {}
+    assert "sr-fe@1" in body["provenance"]  # its value went into sigma
+    # the combined map's floor (0.07) is above the distance-only map's at this score
+    assert fe["sigma"] >= 0.07
+    alone = trust_client.post("/v1/predict", files={"file": ("nacl.cif", nacl)}, params={"models": "cg-fe"}).json()
+    assert "sr-fe@1" in alone["provenance"]  # named alone, its partner still runs for sigma
 
 
 @pytest.fixture(scope="module")
