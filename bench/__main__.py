@@ -11,7 +11,7 @@ import importlib
 import time
 from pathlib import Path
 
-SECTIONS = ["graphs", "reader", "training", "service", "onnx", "jobs", "load"]
+SECTIONS = ["graphs", "reader", "training", "service", "onnx", "uncertainty", "jobs", "load"]
 
 
 def main() -> None:
