@@ -234,8 +234,10 @@ class Registry:
         """The properties this model is the default for."""
         return [prop for prop, e in self.defaults.items() if e is entry]
 
-    def select(self, refs: Sequence[str] | None = None) -> Selection:
+    def select(self, refs: Sequence[str] | None = None, *, ensemble: bool = False) -> Selection:
         """The models to run: those named (in that order), else the default of each property.
+
+        With ``ensemble``, each model's uncertainty partner runs too (see :attr:`Selection.companions`).
 
         Raises:
             ModelNotFound: a name that is not loaded.
@@ -243,13 +245,15 @@ class Registry:
         if not refs:
             # a multi-task default answers only the properties it is the default for
             defaults = tuple(dict.fromkeys(self.defaults[prop] for prop in self.properties))
-            return Selection(entries=defaults, primary=dict(self.defaults), companions=self._companions(defaults))
+            companions = self._companions(defaults) if ensemble else ()
+            return Selection(entries=defaults, primary=dict(self.defaults), companions=companions)
         entries = tuple(dict.fromkeys(self.get(ref) for ref in refs))
         primary: dict[str, ModelEntry] = {}
         for entry in entries:
             for prop in entry.properties:
                 primary.setdefault(prop, entry)
-        return Selection(entries=entries, primary=primary, alternatives=True, companions=self._companions(entries))
+        companions = self._companions(entries) if ensemble else ()
+        return Selection(entries=entries, primary=primary, alternatives=True, companions=companions)
 
     def _companions(self, entries: Sequence[ModelEntry]) -> tuple[ModelEntry, ...]:
         """The ensemble partners the entries' uncertainties name that are loaded (same weights) and not run yet."""

@@ -75,8 +75,9 @@ class Prediction(BaseModel):
         None,
         description="Calibrated uncertainty: one standard deviation, in the property's unit (about 68% of "
         "validation errors lie within 1 sigma, 90% or more within 2). From the distance of the crystal's "
-        "embedding to the model's training crystals, calibrated on the validation split; `null` when the "
-        "model ships no uncertainty (see `uncertainty` in /v1/models).",
+        "embedding to the model's training crystals and, where its partner model of the other architecture is "
+        "loaded, the spread of the two; calibrated on the validation split. `null` when the model ships no "
+        "uncertainty (see `uncertainty` in /v1/models).",
         examples=[0.04],
     )
 

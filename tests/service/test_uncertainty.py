@@ -128,16 +128,24 @@ def trust_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_the_ensemble_partner_runs_for_sigma_and_is_in_the_provenance(trust_client: httpx.Client) -> None:
+def test_the_ensemble_partner_runs_only_when_asked_and_is_in_the_provenance(trust_client: httpx.Client) -> None:
     nacl = _cif(_rocksalt("Na", "Cl", 5.64))
     body = trust_client.post("/v1/predict", files={"file": ("nacl.cif", nacl)}).json()
     fe = body["predictions"]["formation_energy_per_atom"]
+    assert fe["model"] == "cg-fe" and "sr-fe@1" not in body["provenance"]
+    distance_sigma = fe["sigma"]
+    asked = {"uncertainty": "ensemble"}
+    body = trust_client.post("/v1/predict", files={"file": ("nacl.cif", nacl)}, params=asked).json()
+    fe = body["predictions"]["formation_energy_per_atom"]
     assert fe["model"] == "cg-fe" and body["alternatives"] == {}
     assert "sr-fe@1" in body["provenance"]  # its value went into sigma
-    # the combined map's floor (0.07) is above the distance-only map's at this score
-    assert fe["sigma"] >= 0.07
-    alone = trust_client.post("/v1/predict", files={"file": ("nacl.cif", nacl)}, params={"models": "cg-fe"}).json()
+    assert fe["sigma"] >= 0.07 and fe["sigma"] != distance_sigma  # the combined map (its floor: 0.07)
+    alone = trust_client.post(
+        "/v1/predict", files={"file": ("nacl.cif", nacl)}, params={"models": "cg-fe", **asked}
+    ).json()
     assert "sr-fe@1" in alone["provenance"]  # named alone, its partner still runs for sigma
+    r = trust_client.post("/v1/predict", files={"file": ("nacl.cif", nacl)}, params={"uncertainty": "maybe"})
+    assert r.status_code == 422
 
 
 @pytest.fixture(scope="module")
