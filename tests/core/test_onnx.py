@@ -124,7 +124,8 @@ def test_exported_embedding_equals_torch_pool(exported, name: str) -> None:
     with torch.inference_mode():
         ref = model.pool(*inputs).numpy()
         ref_y = model.denormalize(model.readout(model.pool(*inputs))).numpy()
-    np.testing.assert_allclose(emb, ref, atol=1e-4)
+    # the parity gate's tolerance, relative to the embedding's scale (its values are not normalised)
+    np.testing.assert_allclose(emb, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())))
     np.testing.assert_allclose(y, predictor.predict(*inputs), atol=0)
     np.testing.assert_allclose(y, ref_y, atol=1e-4)
 
