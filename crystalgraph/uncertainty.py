@@ -80,19 +80,20 @@ def centroid_score(z: np.ndarray, centroids: np.ndarray, k: int) -> np.ndarray:
     d2 = (z**2).sum(1, keepdims=True) - 2 * z @ c.T + (c**2).sum(1)
     k = min(k, c.shape[0])
     near = np.partition(np.maximum(d2, 0.0), k - 1, axis=1)[:, :k]
-    return np.sqrt(near).mean(1)
+    out: np.ndarray = np.sqrt(near).mean(1)
+    return out
 
 
 def _isotonic(y: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Pool-adjacent-violators: the non-decreasing sequence closest to ``y`` (weights ``w``)."""
-    blocks: list[list[float]] = []  # [value, weight, count]
+    blocks: list[tuple[float, float, int]] = []  # (value, weight, count)
     for v, wt in zip(y, w, strict=True):
-        blocks.append([float(v), float(wt), 1])
+        blocks.append((float(v), float(wt), 1))
         while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
             v2, w2, n2 = blocks.pop()
             v1, w1, n1 = blocks.pop()
-            blocks.append([(v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
-    return np.concatenate([[b[0]] * b[2] for b in blocks])
+            blocks.append(((v1 * w1 + v2 * w2) / (w1 + w2), w1 + w2, n1 + n2))
+    return np.concatenate([np.full(n, v) for v, _, n in blocks])
 
 
 def monotone_fit(score: np.ndarray, abs_err: np.ndarray, n_bins: int = 12) -> tuple[np.ndarray, np.ndarray]:
@@ -154,16 +155,18 @@ class EmbeddingUncertainty:
     def sigma(self, prop: str, score: np.ndarray) -> np.ndarray:
         """Calibrated one-sigma uncertainty of ``prop`` at these scores (flat beyond the knots)."""
         xs, ys = self.knots[prop]
-        return np.interp(score, xs, ys)
+        out: np.ndarray = np.interp(score, xs, ys)
+        return out
 
     def sigma_ensemble(self, prop: str, score: np.ndarray, spread: np.ndarray) -> np.ndarray:
         """Sigma from the distance score and the ensemble spread ``|a - b|`` (see ``ensemble``)."""
         xs, ys, s_scale, d_scale = self.ensemble[prop]
-        return np.interp(combined_score(score, spread, s_scale, d_scale), xs, ys)
+        out: np.ndarray = np.interp(combined_score(score, spread, s_scale, d_scale), xs, ys)
+        return out
 
     def save(self, path: Path) -> None:
         """Write the ``.npz`` artifact (float16 centroids)."""
-        arrays = {
+        arrays: dict[str, np.ndarray] = {
             "mean": self.mean.astype(np.float32),
             "std": self.std.astype(np.float32),
             "centroids": self.centroids.astype(np.float16),
@@ -180,7 +183,7 @@ class EmbeddingUncertainty:
             arrays[f"ensemble_sigma_knots/{prop}"] = ys
             arrays[f"ensemble_scales/{prop}"] = np.array([s_scale, d_scale])
         with open(path, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, path: Path) -> EmbeddingUncertainty:

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 
 from crystalgraph import GraphConfig
@@ -57,7 +57,7 @@ def _ensemble_pairs(
     entry: ModelEntry,
     values: list[float],
     answered: dict[str, ModelEntry],
-    outputs: dict[ModelEntry, tuple[list[float], object]],
+    outputs: Mapping[ModelEntry, tuple[list[float], object]],
 ) -> dict[str, tuple[float, float]]:
     """Property -> ``(entry's value, its ensemble partner's value)`` where the partner ran."""
     if entry.uncertainty is None:
