@@ -11,7 +11,7 @@ import importlib
 import time
 from pathlib import Path
 
-SECTIONS = ["graphs", "reader", "training", "service", "onnx", "jobs", "ray", "load"]
+SECTIONS = ["graphs", "reader", "training", "service", "onnx", "uncertainty", "jobs", "ray", "load"]
 
 
 def main() -> None:

@@ -1,6 +1,8 @@
 """Where ``screen`` writes a job's results: CSV, NDJSON or JSON, chosen by ``--out``'s suffix.
 
-``.csv`` gets the service's CSV; ``.ndjson``
+``.csv`` gets the service's CSV as it is (per property the value, ``<property>_sigma``, the band
+gap's ``band_gap_p_metal``, provenance columns and a column per other named model; then
+``warnings``: see ``service/jobs/_export.py``); ``.ndjson``
 or ``.jsonl`` one JSON object per line (the ``/v1/predict/batch`` items, warnings and
 alternatives included); ``.json`` one JSON array of those objects. Any other suffix is refused
 before anything is uploaded, rather than writing CSV under a misleading name.

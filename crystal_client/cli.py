@@ -248,7 +248,8 @@ def _print_answer(name: str, result: dict[str, Any]) -> None:
     print(f"{name}: {structure['reduced_formula']} ({structure['n_sites']} sites)")
     width = max((len(prop) for prop in result["predictions"]), default=0)
     for prop, pred in result["predictions"].items():
-        print(f"  {prop:<{width}}  {pred['value']:>10.4f} {pred['unit']:<8} ({pred['model']}@{pred['version']})")
+        sigma = f" ± {pred['sigma']:.4f}" if pred.get("sigma") is not None else ""
+        print(f"  {prop:<{width}}  {pred['value']:>10.4f}{sigma} {pred['unit']:<8} ({pred['model']}@{pred['version']})")
     for warning in result.get("warnings", []):
         print(f"  warning {warning['code']}: {warning['detail']}")
 

@@ -86,6 +86,14 @@ from .repository import (
     validation_mae,
     version_key,
 )
+from .uncertainty import (
+    EmbeddingUncertainty,
+    centroid_score,
+    combined_score,
+    density_g_cm3,
+    kmeans,
+    monotone_fit,
+)
 
 __version__ = "0.1.0"
 
@@ -195,4 +203,11 @@ __all__ = [
     "validation_mae",
     "choose_defaults",
     "select_models",
+    # uncertainty
+    "EmbeddingUncertainty",
+    "centroid_score",
+    "combined_score",
+    "density_g_cm3",
+    "kmeans",
+    "monotone_fit",
 ]

@@ -186,6 +186,7 @@ def model_predictions(
     rows: Sequence[Sequence[float]],
     primary: Mapping[str, AnswerModel],
     alternatives: bool,
+    sigmas: Sequence[Mapping[str, float]] | None = None,
 ) -> tuple[dict[str, Prediction], dict[str, list[Prediction]]]:
     """Each property's prediction, and the other models' answers for it.
 
@@ -194,6 +195,7 @@ def model_predictions(
         rows: Each model's outputs for the structure, in the order of its targets (finite).
         primary: For each property, the model whose value is the prediction.
         alternatives: Whether the other models' values are kept (models were named).
+        sigmas: Each model's calibrated standard deviation per property, where it has one.
 
     Returns:
         ``{property: prediction}`` in the order of ``primary``, and ``{property: [others]}``.
@@ -201,8 +203,9 @@ def model_predictions(
     """
     predictions: dict[str, Prediction] = {}
     others: dict[str, list[Prediction]] = {}
-    for model, row in zip(models, rows, strict=True):
+    for i, (model, row) in enumerate(zip(models, rows, strict=True)):
         values = [float(v) for v in row]
+        sigma = sigmas[i] if sigmas is not None else {}
         gated = model.gated
         for target, value in zip(model.targets, values, strict=True):
             if target.is_probability:
@@ -213,6 +216,7 @@ def model_predictions(
                 model=model.name,
                 version=model.version,
                 p_metal=round(values[gated[target.name]], 6) if target.name in gated else None,
+                sigma=sigma.get(target.name),
             )
             if primary.get(target.name) is model:
                 predictions[target.name] = pred

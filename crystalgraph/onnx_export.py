@@ -35,7 +35,7 @@ from .batch import ModelInputs, collate
 from .graph import structure_to_graph
 from .graph_config import GraphConfig
 from .nets import CrystalGraphNet
-from .onnx_predictor import INPUT_NAMES, OnnxError, OnnxParityError, OnnxPredictor
+from .onnx_predictor import INPUT_NAMES, OUTPUT_NAMES, OnnxError, OnnxParityError, OnnxPredictor
 
 __all__ = [
     "ONNX_FILE",
@@ -49,14 +49,21 @@ ONNX_FILE = "model.onnx"
 
 
 class _Predict(nn.Module):
-    """``predict`` as ``forward``, so that the exported graph returns physical units."""
+    """``predict`` as ``forward``, so that the exported graph returns physical units.
+
+    A second output, ``embedding``, is the pooled crystal embedding the heads read
+    (:meth:`CrystalGraphNet.pool`), which the uncertainty estimate measures distances in.
+    """
 
     def __init__(self, model: CrystalGraphNet) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, z: Tensor, edge_index: Tensor, edge_dist: Tensor, batch: Tensor, num_atoms: Tensor) -> Tensor:
-        return self.model.predict(z, edge_index, edge_dist, batch, num_atoms)
+    def forward(
+        self, z: Tensor, edge_index: Tensor, edge_dist: Tensor, batch: Tensor, num_atoms: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        crys = self.model.pool(z, edge_index, edge_dist, batch, num_atoms)
+        return self.model.denormalize(self.model.readout(crys)), crys
 
 
 @contextlib.contextmanager
@@ -94,7 +101,8 @@ def export_onnx(model: CrystalGraphNet, path: Path, opset: int = 18, fast: bool 
 
     Shapes:
         The graph maps ``z: [N]`` int64, ``edge_index: [2, E]`` int64, ``edge_dist: [E]``
-        float32, ``batch: [N]`` int64, ``num_atoms: [B]`` int64 to ``y: [B, T]`` float32.
+        float32, ``batch: [N]`` int64, ``num_atoms: [B]`` int64 to ``y: [B, T]`` float32 and
+        ``embedding: [B, atom_fea_len]`` float32.
     """
     if opset < 18:
         raise ValueError(f"opset {opset} < 18")
@@ -115,7 +123,7 @@ def export_onnx(model: CrystalGraphNet, path: Path, opset: int = 18, fast: bool 
                 dynamo=True,
                 opset_version=opset,
                 input_names=list(INPUT_NAMES),
-                output_names=["y"],
+                output_names=list(OUTPUT_NAMES),
                 dynamic_shapes=dynamic,
                 verbose=False,
                 custom_translation_table={torch.ops.aten.softplus.default: softplus} if fast else None,
@@ -254,4 +262,10 @@ def check_parity(model: CrystalGraphNet, onnx_path: Path, tol: float = 1e-4) -> 
             if not diff <= tol:
                 raise OnnxParityError(f"{name}: max |torch - onnxruntime| = {diff:.3g} > tolerance {tol:g}")
             worst = max(worst, diff)
+            if predictor.has_embedding:  # relative to the embedding's scale
+                emb_ref = model.pool(*inputs.to(device)).cpu().numpy()
+                emb = predictor.predict_embedded(*inputs)[1]
+                scale = max(1.0, float(np.max(np.abs(emb_ref))))
+                if emb.shape != emb_ref.shape or not float(np.max(np.abs(emb - emb_ref))) <= tol * scale:
+                    raise OnnxParityError(f"{name}: the embedding output differs from torch's beyond {tol:g}")
     return worst

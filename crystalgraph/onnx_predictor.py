@@ -30,6 +30,7 @@ from torch import Tensor
 
 __all__ = [
     "INPUT_NAMES",
+    "OUTPUT_NAMES",
     "OnnxError",
     "OnnxParityError",
     "OnnxProviderError",
@@ -39,6 +40,9 @@ __all__ = [
 ]
 
 INPUT_NAMES = ("z", "edge_index", "edge_dist", "batch", "num_atoms")
+#: The outputs of an exported model: predictions, then the pooled crystal embedding (files
+#: exported before the embedding existed have only ``y``).
+OUTPUT_NAMES = ("y", "embedding")
 _INPUT_DTYPES = (np.int64, np.int64, np.float32, np.int64, np.int64)
 
 
@@ -134,6 +138,8 @@ class OnnxPredictor:
         names = tuple(i.name for i in self._session.get_inputs())
         if names != INPUT_NAMES:
             raise OnnxError(f"{self.path}: inputs {names} are not {INPUT_NAMES}")
+        #: Whether the file also returns the pooled crystal embedding (:meth:`predict_embedded`).
+        self.has_embedding = tuple(o.name for o in self._session.get_outputs())[:2] == OUTPUT_NAMES
         meta = self._session.get_modelmeta().custom_metadata_map
         targets = json.loads(meta.get("targets", "[]"))
         self.target_names = [t["name"] for t in targets]
@@ -156,15 +162,40 @@ class OnnxPredictor:
             ``z: [N]``, ``edge_index: [2, E]``, ``edge_dist: [E]``, ``batch: [N]``,
             ``num_atoms: [B]`` -> ``[B, T]`` float32 numpy.
         """
+        return self._run(self._feeds(z, edge_index, edge_dist, batch, num_atoms))[0]
+
+    def predict_embedded(
+        self,
+        z: Tensor | np.ndarray,
+        edge_index: Tensor | np.ndarray,
+        edge_dist: Tensor | np.ndarray,
+        batch: Tensor | np.ndarray,
+        num_atoms: Tensor | np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` plus the pooled crystal embedding (files exported with one).
+
+        Shapes:
+            as :meth:`predict` -> ``([B, T], [B, D])`` float32 numpy.
+
+        Raises:
+            OnnxError: the file has no ``embedding`` output (exported before it existed).
+        """
+        if not self.has_embedding:
+            raise OnnxError(f"{self.path}: no embedding output (re-export with `python -m training export-onnx`)")
+        outputs = self._run(self._feeds(z, edge_index, edge_dist, batch, num_atoms))
+        return outputs[0], outputs[1]
+
+    def _feeds(self, *inputs: Tensor | np.ndarray) -> dict[str, np.ndarray]:
         feeds = {}
-        for name, value, dtype in zip(
-            INPUT_NAMES, (z, edge_index, edge_dist, batch, num_atoms), _INPUT_DTYPES, strict=True
-        ):
+        for name, value, dtype in zip(INPUT_NAMES, inputs, _INPUT_DTYPES, strict=True):
             array = value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
             feeds[name] = np.ascontiguousarray(array, dtype=dtype)
+        return feeds
+
+    def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         try:
             outputs: list[np.ndarray] = self._session.run(None, feeds)
-            return outputs[0]
+            return outputs
         except Exception:
             self._check_provider()  # raises OnnxProviderError if the session left its device
             raise

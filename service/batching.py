@@ -103,7 +103,7 @@ class InferenceWorker:
             self._executor = None
 
     async def predict(self, entry: ModelEntry, graph: GraphArrays, *, bulk: bool = False) -> np.ndarray:
-        """One structure's predictions, ``[T]`` in the order of ``entry.targets``.
+        """One structure's predictions, ``[T]`` in the order of ``entry.targets`` (``[T + D]``: see ``_infer``).
 
         Args:
             entry: The model to run.
@@ -216,14 +216,23 @@ class InferenceWorker:
         return groups
 
     def _infer(self, entry: ModelEntry, jobs: list[_Job], collated: dict[tuple[int, ...], ModelInputs]) -> np.ndarray:
-        """Collate (or reuse the same graphs' batch) and predict on the worker thread; ``[B, T]``."""
+        """Collate (or reuse the same graphs' batch) and predict on the worker thread.
+
+        Returns ``[B, T]``, or ``[B, T + D]`` for a model with an uncertainty: its ``D`` embedding
+        columns follow the targets (``service.uncertainty.split_row``).
+        """
         start = time.perf_counter()
         key = tuple(id(job.graph) for job in jobs)
         inputs = collated.get(key)
         if inputs is None:
             inputs = collated[key] = collate([job.graph for job in jobs])
-        out = np.asarray(entry.predictor.predict(inputs))
-        expected = (len(jobs), len(entry.targets))
+        if entry.uncertainty is not None:  # the embedding rides along after the targets: [B, T + D]
+            values, embedding = entry.predictor.predict_embedded(inputs)  # type: ignore[attr-defined]
+            out = np.concatenate([np.asarray(values), np.asarray(embedding, dtype=np.asarray(values).dtype)], axis=1)
+            expected = (len(jobs), len(entry.targets) + np.asarray(embedding).shape[1])
+        else:
+            out = np.asarray(entry.predictor.predict(inputs))
+            expected = (len(jobs), len(entry.targets))
         if out.shape != expected:
             raise ValueError(f"predictor returned shape {out.shape}, expected {expected}")
         self.metrics.inference_seconds.labels(entry.ref).observe(time.perf_counter() - start)

@@ -16,6 +16,7 @@ from .schemas import (
     Provenance,
     RefusedModelInfo,
     TrainingSet,
+    UncertaintyInfo,
 )
 
 __all__ = ["model_info", "model_list", "provenance", "graph_settings"]
@@ -83,7 +84,12 @@ def model_info(registry: Registry, entry: ModelEntry) -> ModelInfo:
         latest=registry.latest.get(entry.name) is entry,
         architecture=entry.config.model_type,
         properties=[
-            PropertyInfo(name=t.name, unit=t.unit, p_metal=t.name in entry.gated)
+            PropertyInfo(
+                name=t.name,
+                unit=t.unit,
+                p_metal=t.name in entry.gated,
+                sigma=entry.uncertainty is not None and t.name in entry.uncertainty.estimator.knots,
+            )
             for t in entry.targets
             if not t.is_probability
         ],
@@ -101,6 +107,41 @@ def model_info(registry: Registry, entry: ModelEntry) -> ModelInfo:
         batch_invariant=registry.batch_invariant.get(entry),
         sha256=entry.weights_sha256,
         created=str(entry.manifest["created"]) if entry.manifest.get("created") else None,
+        uncertainty=uncertainty_info(entry),
+    )
+
+
+def _numbers(values: Any) -> dict[str, float]:
+    if not isinstance(values, dict):
+        return {}
+    return {
+        str(k): float(v)
+        for k, v in values.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
+
+
+def uncertainty_info(entry: ModelEntry) -> UncertaintyInfo | None:
+    """What ``/v1/models`` says of the model's sigma (``None``: it has none)."""
+    unc = entry.uncertainty
+    if unc is None:
+        return None
+    props = unc.info.get("properties", {})
+    calibration = {
+        str(p): {split: _numbers(v.get(split)) for split in ("val", "test") if v.get(split)}
+        for p, v in (props.items() if isinstance(props, dict) else [])
+        if isinstance(v, dict)
+    }
+    d = unc.domain
+    dens = d.get("density_g_cm3")
+    return UncertaintyInfo(
+        method=unc.method,
+        how=unc.how,
+        calibration=calibration,
+        ood_threshold=unc.estimator.ood_threshold,
+        max_atoms=d.get("max_atoms") if isinstance(d.get("max_atoms"), int) else None,
+        density_g_cm3=[float(x) for x in dens] if isinstance(dens, list) else None,
+        rare_below=d.get("rare_below") if isinstance(d.get("rare_below"), int) else None,
     )
 
 

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict
 
@@ -42,6 +42,7 @@ from .parse_pool import ParsePool
 from .registry import ModelEntry, Selection
 from .schemas import BatchError, BatchItem, BatchResponse, BatchResult, Notice, Prediction, PredictResponse
 from .settings import Settings
+from .uncertainty import split_row
 from .uploads import Upload
 
 __all__ = ["Engine"]
@@ -51,6 +52,26 @@ log = logging.getLogger("service.engine")
 
 def _structure_error(code: str, detail: str) -> ServiceError:
     return TooManyAtoms(detail) if code == TooManyAtoms.code else InvalidStructure(detail, code=code)
+
+
+def _ensemble_pairs(
+    entry: ModelEntry,
+    values: list[float],
+    answered: dict[str, ModelEntry],
+    outputs: Mapping[ModelEntry, tuple[list[float], object]],
+) -> dict[str, tuple[float, float]]:
+    """Property -> ``(entry's value, its ensemble partner's value)`` where the partner ran."""
+    if entry.uncertainty is None:
+        return {}
+    names = [t.name for t in entry.targets]
+    pairs = {}
+    for prop, (ref, _) in entry.uncertainty.partners.items():
+        partner = answered.get(ref)
+        if partner is not None and prop in names:
+            partner_names = [t.name for t in partner.targets]
+            if prop in partner_names:
+                pairs[prop] = (values[names.index(prop)], outputs[partner][0][partner_names.index(prop)])
+    return pairs
 
 
 class Engine:
@@ -213,26 +234,42 @@ class Engine:
             self.metrics.parse_failures.labels(code).inc()
             raise _structure_error(code, detail)
         rows = await asyncio.gather(
-            *(self.worker(e).predict(e, feat.graphs[e.fingerprint], bulk=bulk) for e in selection.entries)
+            *(self.worker(e).predict(e, feat.graphs[e.fingerprint], bulk=bulk) for e in selection.runs)
         )
-        outputs: list[list[float]] = [row.tolist() for row in rows]
-        for entry, values in zip(selection.entries, outputs, strict=True):
+        outputs = {e: split_row(row.tolist(), len(e.targets)) for e, row in zip(selection.runs, rows, strict=True)}
+        for e, (values, _) in outputs.items():
             if not all(math.isfinite(v) for v in values):
-                raise InferenceFailed(f"Model {entry.ref} gave a non-finite value.")
+                raise InferenceFailed(f"Model {e.ref} gave a non-finite value.")
+        answered = {e.ref: e for e in selection.runs}
+        sigmas: list[dict[str, float]] = []
+        domain: list[Notice] = []
+        for entry in selection.entries:
+            values, embedding = outputs[entry]
+            sigma: dict[str, float] = {}
+            if entry.uncertainty is not None and embedding is not None:
+                pairs = _ensemble_pairs(entry, values, answered, outputs)
+                score, sigma = entry.uncertainty.sigmas(embedding, pairs)
+                z = feat.graphs[entry.fingerprint].z
+                domain.extend(entry.uncertainty.notices(entry.ref, score, feat.structure, z))
+            sigmas.append(sigma)
         # the answer's rules are the core's (crystalgraph.answers), shared with the offline Predictor
-        found, others = model_predictions(selection.entries, outputs, selection.primary, selection.alternatives)
+        values_of = [outputs[e][0] for e in selection.entries]
+        found, others = model_predictions(
+            selection.entries, values_of, selection.primary, selection.alternatives, sigmas
+        )
         predictions = {p: Prediction(**asdict(pred)) for p, pred in found.items()}
         alternatives = {p: [Prediction(**asdict(pred)) for pred in preds] for p, preds in others.items()}
         warnings = [Notice(code=code, detail=detail) for code, detail in feat.warnings]
         unseen = element_warnings(selection.entries, feat.structure.elements)
         warnings += [Notice(code=n.code, detail=n.detail) for n in unseen]
+        warnings.extend(domain)
         self.metrics.structures.labels("ok").inc()
         return PredictResponse(
             structure=feat.structure,
             predictions=predictions,
             alternatives=alternatives,
             warnings=warnings,
-            provenance={e.ref: provenance(e) for e in selection.entries},
+            provenance={e.ref: provenance(e) for e in selection.runs},
         )
 
     async def predict_one(self, upload: Upload, selection: Selection, *, strict: bool | None = None) -> PredictResponse:

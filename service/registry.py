@@ -29,6 +29,7 @@ from crystalgraph import (
 
 from .backends import Predictor
 from .errors import ModelNotFound
+from .uncertainty import ModelUncertainty
 
 __all__ = ["ModelEntry", "RefusedModel", "Selection", "Registry", "version_key"]
 
@@ -48,6 +49,7 @@ class ModelEntry:
         predictor: The backend object that runs it.
         parameters: ``{"total", "conv"}`` parameter counts.
         fingerprint: The graph settings' fingerprint (computed once).
+        uncertainty: Calibrated sigma and domain checks, when the folder ships them.
     """
 
     name: str
@@ -58,6 +60,7 @@ class ModelEntry:
     predictor: Predictor
     parameters: dict[str, int]
     fingerprint: str = ""
+    uncertainty: ModelUncertainty | None = None
 
     def __post_init__(self) -> None:
         # GraphConfig.fingerprint hashes JSON on every access; requests need it per structure.
@@ -133,17 +136,25 @@ class Selection:
         primary: For each property, the model whose answer goes in ``predictions``.
         alternatives: Whether the other models' answers for a property are returned (in
             ``alternatives``): when models were named, not for the defaults.
+        companions: Models run only for the uncertainty of the others (the second member of a
+            property's 2-model ensemble); their answers are not returned.
     """
 
     entries: tuple[ModelEntry, ...]
     primary: dict[str, ModelEntry]
     alternatives: bool = False
+    companions: tuple[ModelEntry, ...] = ()
+
+    @property
+    def runs(self) -> tuple[ModelEntry, ...]:
+        """Every model to run: the entries, then the companions."""
+        return self.entries + self.companions
 
     @cached_property
     def graph_configs(self) -> tuple[GraphConfig, ...]:
-        """One graph config per distinct graph fingerprint among the entries."""
+        """One graph config per distinct graph fingerprint among the models to run."""
         seen: dict[str, GraphConfig] = {}
-        for entry in self.entries:
+        for entry in self.runs:
             seen.setdefault(entry.fingerprint, entry.graph)
         return tuple(seen.values())
 
@@ -207,16 +218,30 @@ class Registry:
         """The properties this model is the default for."""
         return [prop for prop, e in self.defaults.items() if e is entry]
 
-    def select(self, refs: Sequence[str] | None = None) -> Selection:
+    def select(self, refs: Sequence[str] | None = None, *, ensemble: bool = False) -> Selection:
         """The models to run: those named (in that order), else the default of each property.
 
         ``default`` among the names stands for the default models, ``name@latest`` for ``name``.
+        With ``ensemble``, each model's uncertainty partner runs too (see :attr:`Selection.companions`).
 
         Raises:
             ModelNotFound: a name that is not loaded.
         """
         entries, primary, alternatives = select_models(refs, self.defaults, self.get)
-        return Selection(entries=entries, primary=primary, alternatives=alternatives)
+        companions = self._companions(entries) if ensemble else ()
+        return Selection(entries=entries, primary=primary, alternatives=alternatives, companions=companions)
+
+    def _companions(self, entries: Sequence[ModelEntry]) -> tuple[ModelEntry, ...]:
+        """The ensemble partners the entries' uncertainties name that are loaded (same weights) and not run yet."""
+        out: dict[ModelEntry, None] = {}
+        for entry in entries:
+            if entry.uncertainty is None:
+                continue
+            for ref, sha in entry.uncertainty.partners.values():
+                partner = self._find(ref)
+                if partner is not None and partner.weights_sha256 == sha and partner not in entries:
+                    out[partner] = None
+        return tuple(out)
 
     def without(self, refused: Mapping[ModelEntry, str]) -> Registry:
         """A registry without the given models, each listed as refused with its reason."""

@@ -16,6 +16,7 @@ from crystalgraph import build_model, model_folders, read_manifest, verify_manif
 
 from .backends import create_predictor, resolve_backend
 from .registry import ModelEntry, RefusedModel, Registry
+from .uncertainty import embeds, load_uncertainty
 
 __all__ = ["load_registry", "load_folders", "folder_signature", "repository_signatures"]
 
@@ -47,7 +48,12 @@ def _load_entry(folder: Path, backend: str, device: str, precision: str) -> Mode
     parameters = meta.get("parameters") if isinstance(meta, dict) else None
     if not (isinstance(parameters, dict) and {"total", "conv"} <= parameters.keys()):
         parameters = build_model(config).count_parameters()
+    uncertainty = load_uncertainty(folder, manifest)
+    if uncertainty is not None and not embeds(predictor):
+        log.warning("%s: its %s backend gives no embedding: served without sigma", folder, predictor.backend)
+        uncertainty = None
     return ModelEntry(
+        uncertainty=uncertainty,
         name=name,
         version=version,
         folder=folder,

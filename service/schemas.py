@@ -72,6 +72,15 @@ class Prediction(BaseModel):
         "metal (gap 0). The gap is reported as 0 where it exceeds the model's threshold (tuned on validation).",
         examples=[0.03],
     )
+    sigma: float | None = Field(
+        None,
+        description="Calibrated uncertainty: one standard deviation, in the property's unit (about 68% of "
+        "validation errors lie within 1 sigma, 90% or more within 2). From the distance of the crystal's "
+        "embedding to the model's training crystals and, where its partner model of the other architecture is "
+        "loaded, the spread of the two; calibrated on the validation split. `null` when the model ships no "
+        "uncertainty (see `uncertainty` in /v1/models).",
+        examples=[0.04],
+    )
 
 
 class PredictRequest(BaseModel):
@@ -154,6 +163,7 @@ class PropertyInfo(BaseModel):
     name: str = Field(examples=["band_gap"])
     unit: str = Field(examples=["eV"])
     p_metal: bool = Field(False, description="Its predictions carry the metal probability ``p_metal``.")
+    sigma: bool = Field(False, description="Its predictions carry a calibrated ``sigma``.")
 
 
 class ParameterCounts(BaseModel):
@@ -201,6 +211,21 @@ class TrainingSet(BaseModel):
     split_seed: int | None = None
 
 
+class UncertaintyInfo(BaseModel):
+    """How a model's ``sigma`` is made and calibrated, and its applicability domain."""
+
+    method: str = Field(examples=["embedding_distance"])
+    how: str = Field(description="How sigma is made and calibrated, in words.")
+    calibration: dict[str, dict[str, dict[str, float]]] = Field(
+        description="Per property, per split (val: fitted there; test: read once): within_1_sigma, "
+        "within_2_sigma, spearman, mae_top10_sigma, mae_rest, mean_sigma, n."
+    )
+    ood_threshold: float = Field(description="Embedding distance above which `out_of_domain` is raised.")
+    max_atoms: int | None = Field(None, description="Most atoms in a training cell (`too_many_atoms` above).")
+    density_g_cm3: list[float] | None = Field(None, description="Training density range (`density_out_of_range`).")
+    rare_below: int | None = Field(None, description="`element_rare_in_training_set` below this many crystals.")
+
+
 class ModelInfo(BaseModel):
     """One model version of the registry."""
 
@@ -228,6 +253,7 @@ class ModelInfo(BaseModel):
     )
     sha256: str | None = Field(None, description="sha256 of the weights file.")
     created: str | None = None
+    uncertainty: UncertaintyInfo | None = Field(None, description="How its sigma is made; null: no sigma.")
 
 
 class RefusedModelInfo(BaseModel):

@@ -23,6 +23,7 @@ from .graph_cache import default_cache_dir
 from .pipeline import evaluate_model, export_run, prepare, run_training, target_labels
 from .split import make_split, save_split
 from .trainer import TrainConfig
+from .uncertainty_report import uncertainty_section
 
 ARCHS = ("cgcnn", "sr-cgcnn")
 TARGETS = ("formation_energy_per_atom", "band_gap")
@@ -239,6 +240,7 @@ def _report(args: argparse.Namespace) -> None:
         split_hash=ds.get("split_hash"),
         train_config=_train_configs(rows),
         plots="\n".join(f"![{p}]({p})" for p in pngs),
+        uncertainty=uncertainty_section(shipped(args.models)),
     )
     (args.models / "REPORT.md").write_text(text)
     print(text)
@@ -287,6 +289,7 @@ SR-CGCNN 0.0986 eV/atom and 0.4346 vs 0.4503 eV, with 34.5% of the convolution p
 ## Against the targets
 {bars}
 
+{uncertainty}
 ## Reproduce
 ```bash
 make train-defaults      # the v3 protocol: both multi-task models side by side, resuming where they stopped
@@ -298,6 +301,7 @@ make train-defaults EPOCHS=12 VERSION=1 RECIPE="--loss l1 --batch-size 64 --lr 1
     ONLY="cgcnn-mp-band-gap sr-cgcnn-mp-band-gap"
 make evaluate-defaults   # re-evaluates the shipped models on the test split and prints the table
 make report              # rewrites this file from the manifests
+python -m training.uncertainty   # re-fits sigma and the domain checks of the shipped models (then make report)
 ```
 
 ## Plots

@@ -84,10 +84,28 @@ class CrystalGraphNet(nn.Module):
             ``z: [N]``, ``edge_index: [2, E]``, ``edge_dist: [E]``, ``batch: [N]``,
             ``num_atoms: [B]`` -> ``[B, T]``.
         """
+        return self.readout(self.pool(z, edge_index, edge_dist, batch, num_atoms))
+
+    def pool(self, z: Tensor, edge_index: Tensor, edge_dist: Tensor, batch: Tensor, num_atoms: Tensor) -> Tensor:
+        """The crystal embedding: atom features after the convolutions, averaged per crystal.
+
+        What the heads read (:meth:`readout`); the uncertainty estimate measures distances in
+        this space. Arguments as in :meth:`forward`.
+
+        Shapes:
+            ``z: [N]`` ... ``num_atoms: [B]`` -> ``[B, atom_fea_len]``.
+        """
         emb = F.linear(self.atom_features, self.embedding.weight, self.embedding.bias)
         x = emb.index_select(0, z)
         x = self.convs(x, self.expansion(edge_dist), edge_index[0], edge_index[1])
-        crys = scatter_sum(x, batch, num_atoms.shape[0]) / num_atoms.unsqueeze(1).to(x.dtype)
+        return scatter_sum(x, batch, num_atoms.shape[0]) / num_atoms.unsqueeze(1).to(x.dtype)
+
+    def readout(self, crys: Tensor) -> Tensor:
+        """Normalised predictions from crystal embeddings (:meth:`pool`).
+
+        Shapes:
+            ``[B, atom_fea_len]`` -> ``[B, T]``.
+        """
         return torch.cat([head(crys) for head in self.heads], dim=1)
 
     def denormalize(self, out: Tensor) -> Tensor:

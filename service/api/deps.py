@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Depends, Header, Query, Request
 from pydantic import SecretStr
@@ -69,10 +69,18 @@ def get_selection(
             examples=["cgcnn-formation-energy,sr-cgcnn-band-gap"],
         ),
     ] = None,
+    uncertainty: Annotated[
+        Literal["distance", "ensemble"],
+        Query(
+            description="How sigma is made: ``distance`` (default: embedding distance to the training crystals, "
+            "nearly free) or ``ensemble`` (also runs each model's partner of the other architecture and combines "
+            "their spread with the distance: sharper sigma, about twice the model cost).",
+        ),
+    ] = "distance",
 ) -> Selection:
     registry, _ = state.require_ready()
     refs = [ref.strip() for ref in (models or "").split(",") if ref.strip()]
-    return registry.select(refs or None)
+    return registry.select(refs or None, ensemble=uncertainty == "ensemble")
 
 
 SelectionDep = Annotated[Selection, Depends(get_selection)]

@@ -51,5 +51,14 @@ class OnnxBackendPredictor:
         """Predictions in physical units, ``[B, T]`` (band gaps clipped at 0)."""
         return self.session.predict(*inputs)
 
+    @property
+    def has_embedding(self) -> bool:
+        """Whether ``model.onnx`` also returns the pooled crystal embedding (files exported since it does)."""
+        return bool(self.session.has_embedding)
+
+    def predict_embedded(self, inputs: ModelInputs) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` and the pooled crystal embeddings, ``([B, T], [B, D])``, in one run."""
+        return self.session.predict_embedded(*inputs)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.session!r})"

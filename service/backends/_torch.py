@@ -55,5 +55,16 @@ class TorchPredictor:
             out = self.model.predict(*padded)
         return out[:n_crystals].cpu().numpy()
 
+    #: :meth:`predict_embedded` is available (every crystalgraph model pools an embedding).
+    has_embedding = True
+
+    def predict_embedded(self, inputs: ModelInputs) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict` and the pooled crystal embeddings, ``([B, T], [B, D])``, in one pass."""
+        padded, n_crystals = self._pad(inputs)
+        with torch.inference_mode():
+            crys = self.model.pool(*padded)
+            out = self.model.denormalize(self.model.readout(crys))
+        return out[:n_crystals].cpu().numpy(), crys[:n_crystals].float().cpu().numpy()
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.model.config.model_type}, device={self.device}, {self.precision})"

@@ -134,6 +134,19 @@ class JobService:
             self._executor.shutdown(wait=True)
             self._executor = None
 
+    def _alternative_columns(self, models: list[str]) -> dict[str, list[str]]:
+        """Property -> the refs of the job's other named models that answer it (a CSV column each)."""
+        if len(models) < 2:
+            return {}
+        try:
+            selection = self.state.require_ready()[0].select(models)
+        except ServiceError:  # not ready, or a model unloaded since: no alternative columns
+            return {}
+        return {
+            prop: [e.ref for e in selection.entries if prop in e.properties and e is not primary]
+            for prop, primary in selection.primary.items()
+        }
+
     async def _db(self, fn: Callable[..., T], *args: object, **kwargs: object) -> T:
         """Run a store call on the store's own thread."""
         if self._executor is None:
@@ -310,17 +323,22 @@ class JobService:
             JobNotFound.
         """
         row = await self._row(job_id, owner)
+        alternatives = self._alternative_columns(row.models)
 
         async def pages() -> AsyncIterator[str]:
             position = offset
             if fmt == "csv" and header:
-                yield csv_lines([], row.properties, header=True)
+                yield csv_lines([], row.properties, header=True, alternatives=alternatives)
             while True:
                 payloads = await self._db(self.store.results, job_id, position, _PAGE)
                 if not payloads:
                     return
                 position += len(payloads)
-                yield csv_lines(payloads, row.properties, header=False) if fmt == "csv" else ndjson_lines(payloads)
+                yield (
+                    csv_lines(payloads, row.properties, header=False, alternatives=alternatives)
+                    if fmt == "csv"
+                    else ndjson_lines(payloads)
+                )
                 if len(payloads) < _PAGE:
                     return
 

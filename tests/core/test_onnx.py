@@ -111,7 +111,23 @@ def test_exported_graph_sums_with_add_reduction_and_has_dynamic_sizes(exported, 
         "batch": ["atoms"],
         "num_atoms": ["crystals"],
         "y": ["crystals", len(model.config.targets)],
+        "embedding": ["crystals", model.config.atom_fea_len],
     }
+
+
+@pytest.mark.parametrize("name", EXPORTS)
+def test_exported_embedding_equals_torch_pool(exported, name: str) -> None:
+    model, path = exported[name]
+    predictor = cg.OnnxPredictor(path)
+    inputs = cg.parity_batches(model.config.graph)["64_crystals"]
+    y, emb = predictor.predict_embedded(*inputs)
+    with torch.inference_mode():
+        ref = model.pool(*inputs).numpy()
+        ref_y = model.denormalize(model.readout(model.pool(*inputs))).numpy()
+    # the parity gate's tolerance, relative to the embedding's scale (its values are not normalised)
+    np.testing.assert_allclose(emb, ref, atol=1e-4 * max(1.0, float(np.abs(ref).max())))
+    np.testing.assert_allclose(y, predictor.predict(*inputs), atol=0)
+    np.testing.assert_allclose(y, ref_y, atol=1e-4)
 
 
 def test_fast_softplus_equals_torch_softplus() -> None:

@@ -21,7 +21,10 @@ def test_lists_every_loaded_version_with_its_facts(client: httpx.Client, models_
     }
     fe = body["models"][0]
     assert fe["architecture"] == "cgcnn"
-    assert fe["properties"] == [{"name": "formation_energy_per_atom", "unit": "eV/atom", "p_metal": False}]
+    assert fe["properties"] == [
+        {"name": "formation_energy_per_atom", "unit": "eV/atom", "p_metal": False, "sigma": False}
+    ]
+    assert fe["uncertainty"] is None  # no uncertainty files: no sigma
     assert fe["default_for"] == ["formation_energy_per_atom"]
     assert fe["parameters"]["total"] > fe["parameters"]["conv"] > 0
     assert fe["graph"]["cutoff"] == 8.0 and len(fe["graph"]["fingerprint"]) == 16

@@ -75,8 +75,12 @@ def test_results_as_csv_by_accept_or_format_with_one_row_per_structure(
     assert by_accept.text == by_query.text
     rows = list(csv.DictReader(io.StringIO(by_accept.text)))
     assert list(rows[0]) == [
-        "file", "formula", "n_sites", "band_gap", "band_gap_model", "band_gap_p_metal",
-        "formation_energy_per_atom", "formation_energy_per_atom_model", "error_code", "error", "warnings",
+        "file", "formula", "n_sites",
+        "band_gap", "band_gap_sigma", "band_gap_p_metal",
+        "band_gap_model", "band_gap_weights_sha256", "band_gap_training_set", "band_gap_graph",
+        "formation_energy_per_atom", "formation_energy_per_atom_sigma", "formation_energy_per_atom_model",
+        "formation_energy_per_atom_weights_sha256", "formation_energy_per_atom_training_set",
+        "formation_energy_per_atom_graph", "error_code", "error", "warnings",
     ]  # fmt: skip
     by_file = {row["file"]: row for row in rows}
     assert set(by_file) == {"a/nacl.cif", "b/bad.cif", "c.cif"}

@@ -1,0 +1,100 @@
+"""The calibration pieces of ``training.uncertainty`` on synthetic data, and the shipped artifacts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import crystalgraph as cg
+from training.uncertainty_metrics import calibration_metrics, coverage_curve
+from training.uncertainty_report import uncertainty_section
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+def test_kmeans_finds_separated_clusters() -> None:
+    rng = np.random.default_rng(0)
+    centers = np.array([[0, 0], [10, 0], [0, 10]], np.float32)
+    x = np.concatenate([c + rng.normal(scale=0.1, size=(200, 2)) for c in centers]).astype(np.float32)
+    found = cg.kmeans(x, 3)
+    assert np.sort(np.round(found).astype(int), axis=0).tolist() == np.sort(centers.astype(int), axis=0).tolist()
+    # the score is the distance to the nearest centroid(s): small inside, large far away
+    score = cg.centroid_score(np.array([[0, 0], [50, 50]], np.float32), found, 1)
+    assert score[0] < 0.5 < 40 < score[1]
+
+
+def test_monotone_fit_is_non_decreasing_and_calibrated_on_its_data() -> None:
+    rng = np.random.default_rng(1)
+    score = rng.uniform(0, 1, 6000)
+    err = rng.normal(scale=0.1 + score)  # errors grow with the score
+    xs, ys = cg.monotone_fit(score, np.abs(err))
+    assert np.all(np.diff(ys) >= 0) and np.all(np.diff(xs) > 0)
+    m = calibration_metrics(np.interp(score, xs, ys), err)
+    assert 0.66 <= m["within_1_sigma"] <= 0.80 and m["within_2_sigma"] >= 0.9
+    assert m["spearman"] > 0.3 and m["mae_top10_sigma"] > 1.5 * m["mae_rest"]
+    expected, observed = coverage_curve(np.interp(score, xs, ys), err)
+    assert np.all(np.abs(observed - expected) < 0.1)  # Gaussian errors: close to the diagonal
+
+
+def test_artifact_round_trip_and_no_pickles(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    knots = {"band_gap": (np.array([0.0, 1.0]), np.array([0.1, 0.5]))}
+    ens = {"band_gap": (np.array([0.0, 2.0]), np.array([0.05, 0.9]), 0.2, 1.5)}
+    est = cg.EmbeddingUncertainty(
+        rng.normal(size=8).astype(np.float32), np.ones(8, np.float32), rng.normal(size=(16, 8)), 3, knots, 2.5, ens
+    )
+    est.save(tmp_path / "u.npz")
+    back = cg.EmbeddingUncertainty.load(tmp_path / "u.npz")
+    z = rng.normal(size=(5, 8)).astype(np.float32)
+    np.testing.assert_allclose(back.score(z), est.score(z), rtol=1e-3)  # float16 centroids
+    s = back.score(z)
+    assert back.sigma("band_gap", s).shape == (5,) and back.ood_threshold == 2.5
+    np.testing.assert_allclose(back.sigma_ensemble("band_gap", s, np.zeros(5)), np.interp(s / 1.5, [0, 2], [0.05, 0.9]))
+    (tmp_path / "bad.npz").write_bytes(b"not an archive")
+    with pytest.raises(ValueError):
+        cg.EmbeddingUncertainty.load(tmp_path / "bad.npz")
+
+
+def test_density() -> None:
+    # rock salt NaCl, a = 5.64 Å: 2.16 g/cm³
+    assert cg.density_g_cm3(np.array([11] * 4 + [17] * 4), 5.64**3) == pytest.approx(2.164, abs=0.01)
+
+
+SHIPPED = sorted(MODELS.glob("*/*/uncertainty.json"))
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no calibrated model in models/")
+@pytest.mark.parametrize("info_path", SHIPPED, ids=lambda p: f"{p.parent.parent.name}@{p.parent.name}")
+def test_shipped_artifacts_are_small_verified_and_flag_few_test_crystals(info_path: Path) -> None:
+    folder = info_path.parent
+    manifest = cg.read_manifest(folder)
+    cg.verify_manifest(folder, manifest)  # config and metadata untouched
+    npz = cg.verify_file(folder, manifest, "uncertainty")
+    assert npz.stat().st_size + info_path.stat().st_size <= 2 * 2**20
+    est = cg.EmbeddingUncertainty.load(npz)
+    info = json.loads(cg.verify_file(folder, manifest, "uncertainty_info").read_text())
+    n_train = manifest["metadata"]["dataset"]["n_train"]
+    assert est.centroids.shape[0] < n_train / 10, "a summary of the training set, not a copy"
+    flagged = info["test_flagged"]
+    assert flagged["any_new_warning"] <= 0.02 * flagged["of"]
+    for prop in est.knots:
+        test = info["properties"][prop]["test"]
+        assert 0.6 <= test["within_1_sigma"] <= 0.8 and test["within_2_sigma"] >= 0.88
+    # the actinides the Materials Project set lacks, and what the hand-made cells are checked against
+    counts = info["domain"]["element_counts"]
+    assert "Am" not in counts and "Cm" not in counts
+    assert info["domain"]["max_atoms"] < 400
+    assert info["domain"]["density_g_cm3"][0] > 0.1
+
+
+def test_report_section_renders_the_shipped_figures() -> None:
+    folders = sorted({p.parent for p in SHIPPED})
+    text = uncertainty_section(folders)
+    if not folders:
+        assert text == ""
+        return
+    assert "### Calibration on the test split" in text and "within 1σ" in text
+    assert uncertainty_section([]) == ""

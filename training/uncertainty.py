@@ -1,0 +1,263 @@
+"""Calibrate the shipped models' uncertainty: ``python -m training.uncertainty``.
+
+For each newest protocol model in ``models/`` (whatever they are: the v2/v1 single-task models
+today, the v3 multi-task ones once shipped), on the model's own split:
+
+1. one pass over train, validation and test gives predictions and pooled embeddings
+   (:mod:`training.uncertainty_data`, cached outside the repository);
+2. two uncertainty scores are measured on the **validation** split: the distance in embedding
+   space to the training crystals (k-means centroids, and exact kNN for reference), and the
+   spread of the 2-member ensemble formed by the CGCNN and SR-CGCNN models of the same property;
+   each score is mapped to ``sigma`` by a monotone map fitted on validation
+   (:func:`crystalgraph.monotone_fit`);
+3. the shipped method (embedding distance: nearly free at inference, and the same distance sets
+   the ``out_of_domain`` threshold) is written beside the model: ``uncertainty.npz`` (centroids,
+   maps) and ``uncertainty.json`` (how sigma is made and calibrated, validation comparison,
+   applicability domain), both listed with their sha256 in ``manifest.json``;
+4. the test split is then read once: coverage, Spearman, the plots under ``models/``, kept in
+   ``uncertainty.json`` for ``python -m training.protocol report``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from crystalgraph import (
+    EmbeddingUncertainty,
+    centroid_score,
+    combined_score,
+    kmeans,
+    monotone_fit,
+    read_manifest,
+    sha256_file,
+)
+
+from .graph_cache import default_cache_dir
+from .pipeline import prepare
+from .protocol import EXCLUDE, SPLIT_SEED, TARGETS, shipped
+from .uncertainty_data import ModelPass, model_pass, split_ids
+from .uncertainty_domain import domain_stats
+from .uncertainty_metrics import calibration_metrics, plot_calibration
+
+__all__ = [
+    "calibrate_models",
+    "calibrate_model",
+    "write_artifacts",
+    "main",
+    "K_CENTROIDS",
+    "K_NEAREST",
+    "OOD_QUANTILE",
+    "TRAIN_SAMPLE",
+]
+
+K_CENTROIDS = 1024
+#: Training crystals embedded as the reference (seeded choice): on this shared 2-core machine a
+#: pass over all 27,592 costs about half an hour per model; ``--train-sample 0`` takes them all.
+TRAIN_SAMPLE = 5000
+K_NEAREST = 5
+#: Validation quantile of the distance score above which a crystal is ``out_of_domain``.
+OOD_QUANTILE = 0.99
+NPZ, JSON = "uncertainty.npz", "uncertainty.json"
+
+
+def _exact_knn(train: np.ndarray, query: np.ndarray, k: int, chunk: int = 512) -> np.ndarray:
+    """Mean distance to the ``k`` nearest training rows (the reference the centroids approximate)."""
+    t2 = (train**2).sum(1)
+    out = []
+    for s in range(0, len(query), chunk):
+        q = query[s : s + chunk]
+        d2 = (q**2).sum(1, keepdims=True) - 2 * q @ train.T + t2
+        out.append(np.sqrt(np.maximum(np.partition(d2, k - 1, axis=1)[:, :k], 0)).mean(1))
+    return np.concatenate(out)
+
+
+def _partner(p: ModelPass, passes: list[ModelPass], prop: str) -> ModelPass | None:
+    """Another model predicting ``prop`` on the same split: the second ensemble member."""
+    return next((q for q in passes if q is not p and prop in q.targets and q.ids == p.ids), None)
+
+
+def _score_of(chosen: dict, sv, st, ens, spread) -> np.ndarray:
+    """The test scores the chosen map reads (distance alone, or combined with the spread)."""
+    if ens is None:
+        return st
+    return combined_score(st, spread["test"], ens[2], ens[3])
+
+
+def _fit_and_measure(score_val, err_val, score_test=None, err_test=None) -> dict:
+    xs, ys = monotone_fit(score_val, np.abs(err_val))
+    out = {"knots": (xs, ys), "val": calibration_metrics(np.interp(score_val, xs, ys), err_val)}
+    if score_test is not None:
+        out["test"] = calibration_metrics(np.interp(score_test, xs, ys), err_test)
+    return out
+
+
+def calibrate_model(
+    p: ModelPass, passes: list[ModelPass], folder: Path, domain: dict, flags: dict, plots: Path, log=print
+) -> dict:
+    """Fit, compare, write the artifacts of one model; returns what ``uncertainty.json`` holds."""
+    mean = p.emb["train"].mean(0)
+    std = p.emb["train"].std(0) + 1e-6
+    z = {s: (p.emb[s] - mean) / std for s in p.emb}
+    t0 = time.perf_counter()
+    centroids = kmeans(z["train"], K_CENTROIDS)
+    fit_s = time.perf_counter() - t0
+    centroids = centroids.astype(np.float16).astype(np.float32)  # what is shipped
+    score = {s: centroid_score(z[s], centroids, K_NEAREST) for s in ("val", "test")}
+    t0 = time.perf_counter()
+    exact_val = _exact_knn(z["train"], z["val"], K_NEAREST)
+    exact_ms = (time.perf_counter() - t0) / len(z["val"]) * 1e3
+    t0 = time.perf_counter()
+    centroid_score(z["val"], centroids, K_NEAREST)
+    centroid_ms = (time.perf_counter() - t0) / len(z["val"]) * 1e3
+    ood = float(np.quantile(score["val"], OOD_QUANTILE))
+    knots, ensemble, partners, props, comparison = {}, {}, {}, {}, {}
+    for t, prop in enumerate(p.targets):
+        if prop == "p_metal":
+            continue
+        err = {s: p.pred[s][:, t] - p.labels[s][:, t] for s in ("val", "test")}
+        ok = {s: np.isfinite(err[s]) for s in err}
+        sv, st = score["val"][ok["val"]], score["test"][ok["test"]]
+        ev, et = err["val"][ok["val"]], err["test"][ok["test"]]
+        distance = _fit_and_measure(sv, ev, st, et)
+        knots[prop] = distance["knots"]
+        methods = {
+            f"embedding distance, {K_CENTROIDS} centroids": distance["val"],
+            "embedding distance, exact kNN over the training set": _fit_and_measure(exact_val[ok["val"]], ev)["val"],
+        }
+        chosen, how = distance, "embedding distance"
+        partner = _partner(p, passes, prop)
+        if partner is not None:
+            col = partner.targets.index(prop)
+            spread = {s: np.abs(p.pred[s][:, t] - partner.pred[s][:, col])[ok[s]] for s in ("val", "test")}
+            methods[f"ensemble spread |{p.name} - {partner.name}|"] = _fit_and_measure(spread["val"], ev)["val"]
+            s_scale = float(np.median(spread["val"])) + 1e-6
+            d_scale = float(np.median(sv))
+            combined = _fit_and_measure(
+                combined_score(sv, spread["val"], s_scale, d_scale),
+                ev,
+                combined_score(st, spread["test"], s_scale, d_scale),
+                et,
+            )
+            methods["ensemble spread and embedding distance, combined"] = combined["val"]
+            ensemble[prop] = (*combined["knots"], s_scale, d_scale)
+            partners[prop] = {"model": f"{partner.name}@{partner.version}", "weights_sha256": partner.sha256}
+            chosen, how = combined, "ensemble spread and embedding distance, combined"
+        comparison[prop] = methods
+        png = plot_calibration(
+            np.interp(_score_of(chosen, sv, st, ensemble.get(prop), spread if partner else None), *chosen["knots"]),
+            et,
+            plots,
+            p.name,
+            prop,
+        )
+        props[prop] = {
+            "shipped": how,
+            "val": chosen["val"],
+            "test": chosen["test"],
+            "distance_only": {"val": distance["val"], "test": distance["test"]},
+            "plots": png,
+        }
+        log(f"[{p.name}] {prop} ({how}): val {chosen['val']}, test {chosen['test']}")
+    unc = EmbeddingUncertainty(mean, std, centroids, K_NEAREST, knots, ood, ensemble)
+    flags = {**flags, "out_of_domain": score["test"] > ood}
+    warned = np.zeros(len(score["test"]), bool)
+    for code, mask in flags.items():
+        if code != "element_not_in_training_set":
+            warned |= mask
+    test_flags = {code: int(mask.sum()) for code, mask in flags.items()}
+    test_flags["any_new_warning"] = int(warned.sum())
+    test_flags["of"] = len(warned)
+    info = {
+        "method": "ensemble_and_embedding_distance" if ensemble else "embedding_distance",
+        "how": (
+            f"sigma = g(d): d is the mean Euclidean distance of the crystal's pooled embedding (standardised "
+            f"with the training set's mean and std per dimension) to its {K_NEAREST} nearest of {K_CENTROIDS} "
+            "k-means centroids of the training crystals' embeddings; g is a non-decreasing piecewise-linear "
+            "map per property, fitted on the validation split (12 equal-count bins: the larger of the 68.27% "
+            "quantile of |error| and half the 90% quantile, made monotone by isotonic regression; flat beyond "
+            "the end knots). sigma is one standard deviation in the property's unit."
+        ),
+        "model": {"name": p.name, "version": p.version, "weights_sha256": p.sha256},
+        "partners": partners,
+        "ensemble_how": (
+            "When the service also runs the partner model of a property (another architecture trained on the same "
+            "split: a 2-member ensemble), sigma = g2(hypot(|a - b| / s, d / t)), s and t the validation medians of "
+            "the spread and of d, g2 fitted on validation the same way; without the partner, sigma = g(d)."
+        ),
+        "k_centroids": K_CENTROIDS,
+        "k_nearest": K_NEAREST,
+        "ood_threshold": round(ood, 5),
+        "ood_rule": f"d above the validation split's {OOD_QUANTILE:.0%} quantile",
+        "test_flagged": test_flags,
+        "properties": props,
+        "validation_comparison": comparison,
+        "cost": {
+            "centroid_score_ms_per_crystal": round(centroid_ms, 4),
+            "exact_knn_ms_per_crystal": round(exact_ms, 4),
+            "kmeans_fit_s": round(fit_s, 1),
+            "ensemble": "a second model's forward pass per structure (measured by python -m bench)",
+        },
+        "domain": domain,
+        "splits": {s: len(p.ids[s]) for s in p.ids},
+        "train_reference": f"{len(p.ids['train'])} training crystals (seeded sample) for the centroids",
+    }
+    write_artifacts(folder, unc, info)
+    return info
+
+
+def write_artifacts(folder: Path, estimator: EmbeddingUncertainty, info: dict) -> None:
+    """Write ``uncertainty.npz`` and ``uncertainty.json`` into a model folder and list them in its manifest."""
+    estimator.save(folder / NPZ)
+    (folder / JSON).write_text(json.dumps(info, indent=1) + "\n")
+    _list_in_manifest(folder, str(info.get("method", "embedding_distance")))
+
+
+def _list_in_manifest(folder: Path, method: str) -> None:
+    """Add the two files (sha256, size) and a pointer to them to ``manifest.json``.
+
+    ``config`` and ``metadata`` are left untouched, so :func:`crystalgraph.verify_manifest` still
+    finds them equal to the weights' copies.
+    """
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    for key, name in (("uncertainty", NPZ), ("uncertainty_info", JSON)):
+        f = folder / name
+        manifest["files"][key] = {"path": name, "sha256": sha256_file(f), "bytes": f.stat().st_size}
+    manifest["uncertainty"] = {"method": method, "artifact": NPZ, "description": JSON}
+    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+
+
+def calibrate_models(models: Path, data: Path, train_sample: int = TRAIN_SAMPLE, log=print) -> dict[str, dict]:
+    """Calibrate every newest protocol model in ``models``; returns each one's ``uncertainty.json``."""
+    prepared = prepare(data, list(TARGETS), workers=1, progress=False)
+    folders = shipped(models)
+    passes = [model_pass(f, prepared, SPLIT_SEED, EXCLUDE, train_sample, log) for f in folders]
+    out = {}
+    for folder, p in zip(folders, passes, strict=True):
+        full = split_ids(prepared, read_manifest(folder), SPLIT_SEED, EXCLUDE)  # the whole training split
+        domain, flags = domain_stats(prepared, full["train"], p.ids["test"])
+        out[p.name] = calibrate_model(p, passes, folder, domain, flags, models, log)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m training.uncertainty [--models models] [--data ...]``."""
+    parser = argparse.ArgumentParser(prog="python -m training.uncertainty", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser.add_argument("--models", type=Path, default=Path("models"))
+    parser.add_argument("--data", type=Path, default=default_cache_dir() / "data" / "mp-crystals")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
+    parser.add_argument("--train-sample", type=int, default=TRAIN_SAMPLE, help="training crystals embedded (0: all)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    calibrate_models(args.models, args.data, args.train_sample)
+
+
+if __name__ == "__main__":
+    main()

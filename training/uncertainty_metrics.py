@@ -1,0 +1,94 @@
+"""How well a sigma describes the errors: coverage, rank correlation, plots (PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from scipy.special import erfinv
+from scipy.stats import spearmanr
+
+__all__ = ["calibration_metrics", "plot_calibration", "coverage_curve"]
+
+
+def calibration_metrics(sigma: np.ndarray, err: np.ndarray) -> dict[str, float]:
+    """Coverage at 1 and 2 sigma, Spearman(sigma, |error|), MAE of the 10% largest sigma vs the rest.
+
+    Also the mean sigma (sharpness) and the Gaussian negative log-likelihood per crystal.
+
+    Shapes:
+        ``sigma``, ``err``: ``[n]`` (error = prediction - label).
+    """
+    a = np.abs(err)
+    top = sigma >= np.quantile(sigma, 0.9)
+    nll = 0.5 * np.log(2 * np.pi * sigma**2) + 0.5 * (err / sigma) ** 2
+    return {
+        "n": len(a),
+        "within_1_sigma": round(float((a <= sigma).mean()), 4),
+        "within_2_sigma": round(float((a <= 2 * sigma).mean()), 4),
+        "spearman": round(float(spearmanr(sigma, a).statistic), 4),
+        "mae_top10_sigma": round(float(a[top].mean()), 5),
+        "mae_rest": round(float(a[~top].mean()), 5),
+        "mean_sigma": round(float(sigma.mean()), 5),
+        "nll": round(float(nll.mean()), 4),
+    }
+
+
+def coverage_curve(sigma: np.ndarray, err: np.ndarray, n: int = 19) -> tuple[np.ndarray, np.ndarray]:
+    """Expected (Gaussian) vs observed coverage of the central intervals ``±z_p sigma``."""
+    expected = np.linspace(0.05, 0.95, n)
+    z = np.sqrt(2) * erfinv(expected)
+    observed = np.array([(np.abs(err) <= zi * sigma).mean() for zi in z])
+    return expected, observed
+
+
+def _figure() -> Figure:
+    fig = Figure(figsize=(4.5, 4.5), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def plot_calibration(sigma: np.ndarray, err: np.ndarray, folder: Path, name: str, prop: str) -> list[str]:
+    """Write ``<name>-uncertainty_calibration_<prop>.png`` and ``..._error_vs_sigma_<prop>.png``.
+
+    Returns:
+        The two file names.
+    """
+    names = [f"{name}-uncertainty_calibration_{prop}.png", f"{name}-uncertainty_error_vs_sigma_{prop}.png"]
+    expected, observed = coverage_curve(sigma, err)
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="ideal")
+    ax.plot(expected, observed, "o-", ms=3, label="observed")
+    ax.set_xlabel("expected coverage (Gaussian, ±z·sigma)")
+    ax.set_ylabel("observed fraction of test errors within")
+    ax.set_title(f"{name}\n{prop}: calibration (test)", fontsize=9)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(folder / names[0])
+    fig = _figure()
+    ax = fig.add_subplot()
+    a = np.maximum(np.abs(err), 1e-5)
+    ax.scatter(sigma, a, s=2, alpha=0.3)
+    order = np.argsort(sigma)
+    bins = np.array_split(order, 15)
+    ax.plot(
+        [sigma[b].mean() for b in bins],
+        [np.abs(err[b]).mean() for b in bins],
+        "r-o",
+        ms=3,
+        label="mean |error| per bin",
+    )
+    lo, hi = float(sigma.min()), float(sigma.max())
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="|error| = sigma")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("sigma")
+    ax.set_ylabel("|error|")
+    ax.set_title(f"{name}\n{prop}: error vs sigma (test)", fontsize=9)
+    ax.legend(loc="lower right", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(folder / names[1])
+    return names
