@@ -7,7 +7,8 @@ loops: 4 times in 5 one ``POST /v1/predict`` of a CIF of the data set, else one
 ``POST /v1/predict/batch`` of 16. Reported per phase: requests and structures per second,
 p50/p99 latency per kind, errors (5xx and transport errors; a 422 for a CIF the models cannot
 predict is an answer, counted apart), and the resident memory of the server's process tree
-(server and parse workers) after warm-up, at the end of the load, and at the end of the soak.
+(server and parse workers) after warm-up, at the end of the load, every minute of the soak and
+at its end.
 """
 
 from __future__ import annotations
@@ -86,12 +87,28 @@ async def _client(
             tally.first_error = tally.first_error or f"{r.status_code} {r.text[:200]}"
 
 
-async def _phase(url: str, cifs: list[tuple[str, bytes]], seconds: float) -> _Tally:
+async def _sample_rss(pid: int, tally: _Tally, until: float, every_s: float) -> None:
+    """Print the server tree's RSS and the answers so far every ``every_s`` seconds (a leak shows as a trend)."""
+    start = time.monotonic()
+    while (left := until - time.monotonic()) > every_s / 2:
+        await asyncio.sleep(min(every_s, left))
+        n = len(tally.single) + len(tally.batch)
+        print(
+            f"  {time.monotonic() - start:4.0f} s: RSS {_tree_rss(pid) / 2**20:.0f} MiB, {n} answers, "
+            f"{tally.errors} errors",
+            flush=True,
+        )
+
+
+async def _phase(url: str, cifs: list[tuple[str, bytes]], seconds: float, rss_of: int | None = None) -> _Tally:
     tally = _Tally()
     limits = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
         until = time.monotonic() + seconds
-        await asyncio.gather(*(_client(client, cifs, until, tally, seed) for seed in range(CLIENTS)))
+        jobs = [_client(client, cifs, until, tally, seed) for seed in range(CLIENTS)]
+        if rss_of is not None:
+            jobs.append(_sample_rss(rss_of, tally, until, every_s=60.0))
+        await asyncio.gather(*jobs)
     return tally
 
 
@@ -131,7 +148,7 @@ def run(args: argparse.Namespace) -> None:
             _report(f"load {LOAD_S:.0f} s", tally, LOAD_S)
             print(f"RSS after load {rss1 / 2**20:.0f} MiB ({(rss1 - rss0) / 2**20:+.0f} MiB)", flush=True)
             if soak_s > 0:
-                tally = asyncio.run(_phase(url, cifs, soak_s))
+                tally = asyncio.run(_phase(url, cifs, soak_s, rss_of=pid))
                 rss2 = _tree_rss(pid)
                 _report(f"soak {soak_s:.0f} s", tally, soak_s)
                 print(

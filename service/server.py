@@ -7,15 +7,22 @@ process ran out of file descriptors. The service therefore runs uvicorn with:
 
 - the ``h11`` parser, whose ``max_incomplete_event_size`` caps the request line and headers
   (``http_max_header_bytes``; larger gets 431-like "400 Bad Request" and the connection closed),
+- an idle timeout (``http_keep_alive_s``, uvicorn's keep-alive timeout): a connection that sends
+  nothing for that long, whether freshly opened or between requests, is closed (uvicorn itself
+  arms it only after a first answer, so a connection that never sent a byte waited for the
+  head deadline),
 - a request-head deadline (``http_header_timeout_s``): a connection that has not sent a
   complete request head that long after it opened (or after its previous answer) is closed,
-- the keep-alive timeout (``http_keep_alive_s``) between requests,
+  however it trickles bytes in (slowloris),
 - a concurrency cap (``http_max_connections``, uvicorn's ``limit_concurrency``): past it new
   requests are answered 503 at once, well before the process's file-descriptor limit, which
   :func:`raise_fd_limit` lifts to its hard limit at start-up (often 1,024 soft).
 
-Connections that send nothing still hold a file descriptor until the request-head deadline
-closes them: a client opening thousands per second needs a firewall or proxy in front.
+So a connection holds a file descriptor for at most ``http_keep_alive_s`` (5 s) while silent and
+``http_header_timeout_s`` (10 s) while sending a head, far below the usual proxy defaults (nginx:
+60 s for a head, 75 s keep-alive). 10 s lets a client on a slow link send a full 64 KiB head
+(6.5 KB/s) and is no cost to one on a fast link, which sends its head in milliseconds. A client
+opening thousands of connections per second still needs a firewall or proxy in front.
 """
 
 from __future__ import annotations
@@ -32,13 +39,15 @@ __all__ = ["server_options", "raise_fd_limit", "HeadTimeoutH11Protocol"]
 
 
 class HeadTimeoutH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, closing connections that do not send a request head in time."""
+    """uvicorn's h11 protocol, closing connections that stay silent or do not send a request head in time."""
 
     head_timeout_s: float = 10.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Start the deadline for the first request head."""
+        """Start the idle timeout and the deadline for the first request head."""
         super().connection_made(transport)
+        # uvicorn's keep-alive timer, cancelled by the first bytes received (``data_received``).
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
         self._arm_head_timer()
 
     def _arm_head_timer(self) -> None:
@@ -56,10 +65,11 @@ class HeadTimeoutH11Protocol(H11Protocol):
         self._arm_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Cancel the head deadline."""
+        """Cancel the head deadline and the idle timeout."""
         timer = getattr(self, "_head_timer", None)
         if timer is not None:
             timer.cancel()
+        self._unset_keepalive_if_required()
         super().connection_lost(exc)
 
 

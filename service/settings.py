@@ -96,7 +96,8 @@ class Settings(BaseSettings):
             ``max_incomplete_event_size``); longer is answered 400 and the connection closed.
         http_header_timeout_s: A connection must send a complete request head within this many
             seconds of opening (or of its previous answer), else it is closed (slow-client guard).
-        http_keep_alive_s: An idle keep-alive connection is closed after this many seconds.
+        http_keep_alive_s: A connection that sends nothing for this many seconds (just opened, or
+            between requests) is closed.
         http_max_connections: Connections and requests in progress at once (uvicorn's
             ``limit_concurrency``); past it requests are answered 503 at once.
         allowed_hosts: Host names the service answers for besides ``localhost``, ``127.0.0.1``,

@@ -22,6 +22,8 @@ from .settings import Settings
 __all__ = ["Upload", "UploadLimits", "DRAIN", "check_length", "read_body", "read_multipart"]
 
 _FIELD_LIMIT = 64 << 10
+#: Part names the API documents as files (``format: binary``): they must be file parts.
+_FILE_FIELDS = frozenset({"file", "files", "files[]"})
 #: Past its limit, a one-file request is read and discarded up to this many more bytes, so that
 #: a client still sending can read the 413 answer; beyond it the answer comes at once.
 DRAIN = 32 << 20
@@ -173,7 +175,14 @@ class _Collector:
         self._name = options.get(b"name", b"").decode("utf-8", "replace")
         filename = options.get(b"filename")
         self._filename = filename.decode("utf-8", "replace")[:255] if filename is not None else None
-        self._is_file = filename is not None or self._name in {"file", "files", "files[]"}
+        self._is_file = filename is not None
+        if not self._is_file and self._name in _FILE_FIELDS:
+            # A form field where the API documents a file (format: binary): text typed into a form
+            # or a JSON value, never a structure file as any client or browser sends one.
+            raise InvalidRequest(
+                f"The multipart part {self._name!r} is a form field, not a file: send each structure as a file "
+                f"part, with a filename (curl -F {self._name.rstrip('[]')}=@NaCl.cif)."
+            )
         if self._is_file and len(self.uploads) >= self.limits.max_files:
             raise TooManyFiles(f"More than {self.limits.max_files} files in one request, the limit.")
 
@@ -206,13 +215,13 @@ async def read_multipart(
 ) -> list[Upload]:
     """The file parts of a ``multipart/form-data`` body, parsed as it streams in.
 
-    A part named ``file``/``files`` or with a filename is a file; a part over
+    A part with a filename is a file; a part named ``file``/``files`` without one is refused; a part over
     ``limits.part_bytes`` becomes an :class:`Upload` carrying ``file_too_large``.
 
     Raises:
         TooManyFiles: more than ``limits.max_files`` file parts.
         ServiceError: ``cap_error`` once the body passes ``body_cap`` bytes.
-        InvalidRequest: a malformed body.
+        InvalidRequest: a malformed body, or a ``file``/``files`` part that is a form field (no filename).
     """
     _, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")

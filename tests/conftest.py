@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import resource
 import tarfile
 import tempfile
 import zlib
@@ -26,6 +27,60 @@ def points_into_home(path: Path | str, allowed: tuple[Path, ...] = ()) -> bool:
     if Path(REAL_HOME.anchor) == REAL_HOME or any(resolved.is_relative_to(root) for root in allowed):
         return False
     return resolved.is_relative_to(REAL_HOME)
+
+
+# -- CPU time per test (``--cpu-durations N``): wall time says little on a loaded machine --------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--cpu-durations N``: list the N tests that used the most CPU time, and the CPU time per file."""
+    parser.addoption(
+        "--cpu-durations",
+        type=int,
+        default=None,
+        metavar="N",
+        help="show the N tests that used the most CPU time (user + system, this process's threads and its "
+        "finished child processes) and each file's total; 0: every test",
+    )
+
+
+def _cpu_seconds() -> float:
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+_CPU_SECONDS: dict[str, float] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Charge each test the CPU time of its setup, call and teardown.
+
+    Child processes count once they have been waited for: a session server's parse workers are
+    charged to the test whose teardown stops that server (the last one using it).
+    """
+    start = _cpu_seconds()
+    yield
+    _CPU_SECONDS[item.nodeid] = _cpu_seconds() - start
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """Print the ``--cpu-durations`` table."""
+    n = config.getoption("cpu_durations")
+    if n is None or not _CPU_SECONDS:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.section("CPU time (user + system, with finished children)")
+    by_file: dict[str, float] = {}
+    for nodeid, seconds in _CPU_SECONDS.items():
+        by_file[nodeid.split("::")[0]] = by_file.get(nodeid.split("::")[0], 0.0) + seconds
+    ranked = sorted(_CPU_SECONDS.items(), key=lambda kv: -kv[1])
+    for nodeid, seconds in ranked[: n or None]:
+        write(f"{seconds:8.2f}s cpu  {nodeid}")
+    write("per file:")
+    for path, seconds in sorted(by_file.items(), key=lambda kv: -kv[1]):
+        write(f"{seconds:8.2f}s cpu  {path}")
+    write(f"{sum(_CPU_SECONDS.values()):8.2f}s cpu  total of {len(_CPU_SECONDS)} tests")
 
 
 @pytest.fixture(scope="session")

@@ -53,18 +53,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         f"dataset fingerprint {prepared.fingerprint}; {hardware()}",
         flush=True,
     )
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        loss=args.loss,
-        patience=args.patience,
-        seed=args.seed,
-        warmup_epochs=args.warmup_epochs,
-        ema_decay=args.ema_decay,
-        compile=args.compile,
-    )
+    config = TrainConfig.from_args(args)
     arch = {"atom_fea_len": args.atom_fea_len, "h_fea_len": args.h_fea_len, "n_h": args.n_h}
     arch["n_conv" if args.model == "cgcnn" else "n_steps"] = args.n_conv
     model, meta = run_training(

@@ -66,17 +66,7 @@ def _train(args: argparse.Namespace) -> None:
     if not split_file.is_file():
         runs.mkdir(parents=True, exist_ok=True)
         save_split(make_split(prepared.data.ids, SPLIT_SEED), split_file, SPLIT_SEED)
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        loss=args.loss,
-        patience=args.patience,
-        seed=0,
-        warmup_epochs=args.warmup_epochs,
-        ema_decay=args.ema_decay,
-        compile=args.compile,
-    )
+    config = TrainConfig.from_args(args, seed=0)
     for arch, targets in runs_of(args.only):
         torch.manual_seed(0)
         name = run_name(arch, targets)

@@ -95,6 +95,29 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def onnx_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two small models, each with a parity-checked ``model.onnx``: ``cg-fe`` (CGCNN) and ``sr-bg`` (SR-CGCNN).
+
+    Exporting to ONNX is the slow part (about 30 s of CPU for both): one repository for the session.
+    """
+    from crystalgraph.onnx_export import export_onnx_checked
+
+    root = tmp_path_factory.mktemp("onnx-models")
+    for name, config in (
+        ("cg-fe", cg.CGCNNConfig(targets=(FE,), **SMALL)),
+        ("sr-bg", cg.SRCGCNNConfig(targets=(BG,), **SMALL)),
+    ):
+        torch.manual_seed(zlib.crc32(name.encode()))
+        model = cg.build_model(config)
+        for p in model.parameters():
+            torch.nn.init.normal_(p, std=0.2)
+        model.set_normalizer(torch.tensor([-1.0]), torch.tensor([0.7]))
+        folder = cg.export_model(model.eval(), root, name, "1", {})
+        cg.write_manifest(folder, name, "1", extra_files={"onnx": export_onnx_checked(model, folder)})
+    return root
+
+
 def _cif(structure: Structure) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

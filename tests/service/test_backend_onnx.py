@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import zlib
 from pathlib import Path
 
@@ -9,7 +10,6 @@ import pytest
 import torch
 
 import crystalgraph as cg
-from crystalgraph.onnx_export import export_onnx_checked
 from service.settings import Settings
 
 FE = cg.KNOWN_TARGETS["formation_energy_per_atom"]
@@ -17,23 +17,18 @@ BG = cg.KNOWN_TARGETS["band_gap"]
 NAMES = ("nacl", "cu", "srtio3", "triclinic", "cscl", "big")
 
 
-def _export(root: Path, name: str, model: cg.CrystalGraphNet, onnx: bool) -> None:
-    torch.manual_seed(zlib.crc32(name.encode()))
+@pytest.fixture(scope="module")
+def onnx_models(onnx_models: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's ONNX models (``cg-fe``, ``sr-bg``) plus ``torch-only``, a model without ``model.onnx``."""
+    root = tmp_path_factory.mktemp("onnx-and-torch-models")
+    for name in ("cg-fe", "sr-bg"):
+        shutil.copytree(onnx_models / name, root / name)
+    torch.manual_seed(zlib.crc32(b"torch-only"))
+    model = cg.build_model(cg.CGCNNConfig(targets=(FE, BG), atom_fea_len=16, h_fea_len=32))
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.2)
-    model.set_normalizer(torch.full((len(model.config.targets),), -1.0), torch.full((len(model.config.targets),), 0.7))
-    folder = cg.export_model(model.eval(), root, name, "1", {})
-    if onnx:
-        cg.write_manifest(folder, name, "1", extra_files={"onnx": export_onnx_checked(model, folder)})
-
-
-@pytest.fixture(scope="module")
-def onnx_models(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("onnx-models")
-    small = {"atom_fea_len": 16, "h_fea_len": 32}
-    _export(root, "cg-fe", cg.build_model(cg.CGCNNConfig(targets=(FE,), **small)), onnx=True)
-    _export(root, "sr-bg", cg.build_model(cg.SRCGCNNConfig(targets=(BG,), **small)), onnx=True)
-    _export(root, "torch-only", cg.build_model(cg.CGCNNConfig(targets=(FE, BG), **small)), onnx=False)
+    model.set_normalizer(torch.full((2,), -1.0), torch.full((2,), 0.7))
+    cg.export_model(model.eval(), root, "torch-only", "1", {})
     return root
 
 

@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import onnxruntime
 import pytest
 import torch
 
-import crystalgraph as cg
-from crystalgraph.onnx_export import export_onnx_checked
 from service.gpucheck import (
     BuildReport,
     build_problems,
@@ -30,28 +27,7 @@ from service.gpucheck._compare import model_refs
 from service.gpucheck._throughput import time_models
 from service.settings import Settings
 
-FE = cg.KNOWN_TARGETS["formation_energy_per_atom"]
-BG = cg.KNOWN_TARGETS["band_gap"]
 NAMES = ("nacl", "cu", "srtio3", "triclinic", "cscl", "big", "two_blocks", "garbage")
-
-
-@pytest.fixture(scope="module")
-def onnx_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two small models with a parity-checked model.onnx each."""
-    root = tmp_path_factory.mktemp("gpucheck-models")
-    small = {"atom_fea_len": 16, "h_fea_len": 32}
-    for name, config in (
-        ("cg-fe", cg.CGCNNConfig(targets=(FE,), **small)),
-        ("sr-bg", cg.SRCGCNNConfig(targets=(BG,), **small)),
-    ):
-        torch.manual_seed(zlib.crc32(name.encode()))
-        model = cg.build_model(config)
-        for p in model.parameters():
-            torch.nn.init.normal_(p, std=0.2)
-        model.set_normalizer(torch.tensor([-1.0]), torch.tensor([0.7]))
-        folder = cg.export_model(model.eval(), root, name, "1", {})
-        cg.write_manifest(folder, name, "1", extra_files={"onnx": export_onnx_checked(model, folder)})
-    return root
 
 
 def _report(**changes) -> BuildReport:

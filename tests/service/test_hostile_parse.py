@@ -137,9 +137,24 @@ def test_parse_memory_cap_holds_the_process_tree(serve, cifs: dict[str, str], tr
         assert_nacl_prompt(client, cifs["nacl"], bound_s=60.0)
 
 
-def test_disconnect_stops_the_parse(serve, slow_cif: str, cifs: dict[str, str]) -> None:
+@pytest.fixture(scope="module")
+def patient(models_dir: Path, tmp_path_factory: pytest.TempPathFactory, live_server_class: type) -> Iterator[object]:
+    """A server whose parse deadline (600 s) never fires here: only a disconnect or a deletion stops a parse."""
+    settings = Settings(
+        models_dir=models_dir,
+        parse_workers=1,
+        data_dir=tmp_path_factory.mktemp("patient-data"),
+        parse_timeout_s=600,
+        max_atoms=30_000,
+    )
+    live = live_server_class(settings).start()
+    yield live
+    live.stop()
+
+
+def test_disconnect_stops_the_parse(patient, slow_cif: str, cifs: dict[str, str]) -> None:
     """A client that gives up frees its parse worker at once: NaCl is answered long before the slow file ends."""
-    live = serve(parse_timeout_s=600, max_atoms=30_000)
+    live = patient
     pool = live_pool(live)
     with live.client() as client:
         assert_nacl_prompt(client, cifs["nacl"])
@@ -159,13 +174,8 @@ def live_pool(live: object):
     return app.state.service.engine._pools[False]
 
 
-def test_deleting_a_job_stops_its_parse(
-    live_server_factory: Callable[..., object], models_dir: Path, tmp_path: Path, slow_cif: str, cifs: dict[str, str]
-) -> None:
-    settings = Settings(
-        models_dir=models_dir, parse_workers=1, data_dir=tmp_path, parse_timeout_s=600, max_atoms=30_000
-    )
-    live = live_server_factory(settings)
+def test_deleting_a_job_stops_its_parse(patient, slow_cif: str, cifs: dict[str, str]) -> None:
+    live = patient
     engine = live._server.config.app.state.service.engine  # type: ignore[attr-defined]
     with live.client() as client:
         job = client.post("/v1/jobs", files=[("files", ("slow.cif", slow_cif))]).json()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -52,12 +53,19 @@ def test_read_body_refuses_past_the_limit_after_draining() -> None:
 
 
 def test_multipart_files_in_order_with_names() -> None:
-    uploads = _parse([("files", ("a.cif", b"A" * 10)), ("files", ("b.cif", b"B" * 100)), ("file", (None, b"C"))])
+    uploads = _parse([("files", ("a.cif", b"A" * 10)), ("files", ("b.cif", b"B" * 100)), ("file", ("c", b"C"))])
     assert [(u.filename, u.data, u.error) for u in uploads] == [
         ("a.cif", b"A" * 10, None),
         ("b.cif", b"B" * 100, None),
-        ("file", b"C", None),
+        ("c", b"C", None),
     ]
+
+
+@pytest.mark.parametrize("name", ["file", "files", "files[]"])
+def test_a_file_field_sent_as_a_form_field_is_refused(name: str) -> None:
+    """The API documents ``file``/``files`` as files: a part without a filename (``{}``, typed text) is a 422."""
+    with pytest.raises(InvalidRequest, match=re.escape(f"'{name}' is a form field, not a file")):
+        _parse([("files", ("a.cif", b"A")), (name, (None, b"{}"))])
 
 
 def test_a_file_over_the_limit_carries_its_error_and_keeps_no_bytes() -> None:

@@ -105,13 +105,9 @@ def _straight_and_resumed(tmp_path, build, graphs, config):
     return straight, second
 
 
-def test_resume_continues_exactly_where_it_stopped(tmp_path):
-    rows = _rock_salts(tmp_path / "d", 24)
-    (tmp_path / "d" / "labels.csv").write_text(
-        "material_id,formation_energy_per_atom\n" + "".join(f"{i},{e}\n" for i, e, _ in rows)
-    )
-    prepared = prepare(tmp_path / "d", ["formation_energy_per_atom"], tmp_path / "cache", workers=1, progress=False)
-    graphs = with_labels([prepared.graphs[i] for i in prepared.data.ids], prepared.data.labels)
+def test_resume_continues_exactly_where_it_stopped(tmp_path, labelled):
+    prepared = labelled
+    graphs = with_labels([prepared.graphs[i] for i in prepared.data.ids], prepared.data.labels[:, :1])
     config = TrainConfig(epochs=4, batch_size=8, lr=3e-3)
     straight, second = _straight_and_resumed(
         tmp_path, lambda: build_model(SRCGCNNConfig(targets=(EF,), atom_fea_len=16, h_fea_len=16)), graphs, config
@@ -235,20 +231,30 @@ def _labelled(tmp_path, n: int = 24):
     )
 
 
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """24 rock salts with formation energy and band gap, prepared once for the module.
+
+    ``prepare`` parses in a spawned process pool: a few CPU seconds each time, for 24 tiny files.
+    The tests read it and never change it.
+    """
+    return _labelled(tmp_path_factory.mktemp("labelled"))
+
+
 MT = tuple(KNOWN_TARGETS[t] for t in ("formation_energy_per_atom", "band_gap", "p_metal"))
 
 
-def test_metal_probability_labels_come_from_the_band_gap(tmp_path):
-    prepared = _labelled(tmp_path, 6)
+def test_metal_probability_labels_come_from_the_band_gap(labelled):
+    prepared = labelled
     labels = target_labels(prepared.data, MT)
     gap = prepared.data.labels[:, 1]
     np.testing.assert_array_equal(labels[:, 2], (gap == 0).astype(float))
     np.testing.assert_array_equal(labels[:, :2], prepared.data.labels)
 
 
-def test_ema_warmup_multitask_resume_is_exact(tmp_path):
+def test_ema_warmup_multitask_resume_is_exact(tmp_path, labelled):
     """The v3 recipe (warm-up, EMA, a metal head) resumes bit-identically, EMA weights included."""
-    prepared = _labelled(tmp_path)
+    prepared = labelled
     graphs = with_labels([prepared.graphs[i] for i in prepared.data.ids], target_labels(prepared.data, MT))
     config = TrainConfig(epochs=4, batch_size=8, lr=3e-3, loss="l1", warmup_epochs=1, ema_decay=0.9)
     straight, second = _straight_and_resumed(
@@ -271,9 +277,9 @@ def test_learning_rate_warms_up_then_decays():
 
 
 @pytest.mark.slow  # two torch.compile runs: about a minute
-def test_compiled_training_matches_eager_within_tolerance(tmp_path):
+def test_compiled_training_matches_eager_within_tolerance(tmp_path, labelled):
     """``compile=True`` fuses and reorders float operations: losses agree to 1e-4 relative, not bitwise."""
-    prepared = _labelled(tmp_path)
+    prepared = labelled
     graphs = with_labels([prepared.graphs[i] for i in prepared.data.ids], prepared.data.labels)
     losses = {}
     for compiled in (False, True):
@@ -285,8 +291,8 @@ def test_compiled_training_matches_eager_within_tolerance(tmp_path):
     np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)
 
 
-def test_metal_threshold_is_tuned_on_validation_and_gates_the_gap(tmp_path):
-    prepared = _labelled(tmp_path, 12)
+def test_metal_threshold_is_tuned_on_validation_and_gates_the_gap(labelled):
+    prepared = labelled
     ids = prepared.data.ids
     torch.manual_seed(0)
     model = build_model(CGCNNConfig(targets=MT, atom_fea_len=16, h_fea_len=16)).eval()

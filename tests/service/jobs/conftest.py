@@ -75,6 +75,19 @@ def wait_job() -> Callable[..., dict[str, Any]]:
 
 
 @pytest.fixture
+def submit_archive(make_archive: Callable[..., bytes]) -> Callable[..., dict[str, Any]]:
+    """``submit_archive(client, members)``: the job made of ``members`` sent as one ``.tar.gz`` body."""
+
+    def submit(client: httpx.Client, members: dict[str, str]) -> dict[str, Any]:
+        body = make_archive(members, "tar.gz")
+        response = client.post("/v1/jobs", content=body, headers={"Content-Type": "application/gzip"})
+        assert response.status_code == 202, response.text
+        return response.json()
+
+    return submit
+
+
+@pytest.fixture
 def many_cifs(cifs: dict[str, str]) -> Callable[[int], dict[str, str]]:
     """``many_cifs(n)``: ``n`` good CIFs named ``set/NNNNN-<crystal>.cif`` (cycling through five crystals)."""
 

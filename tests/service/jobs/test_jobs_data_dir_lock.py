@@ -25,7 +25,8 @@ def test_second_process_on_a_data_dir_is_refused_then_takes_over_after_a_kill(
     models_dir: Path,
     tmp_path: Path,
     many_cifs: Callable,
-    make_archive: Callable,
+    submit_archive: Callable[..., dict[str, Any]],
+    wait_job: Callable[..., dict[str, Any]],
     service_process: Callable[..., Any],
 ) -> None:
     data = tmp_path / "data"
@@ -33,13 +34,8 @@ def test_second_process_on_a_data_dir_is_refused_then_takes_over_after_a_kill(
     members = many_cifs(N_FILES)
     first = service_process(env)
     with httpx.Client(base_url=first.url, timeout=60) as client:
-        job = client.post(
-            "/v1/jobs", content=make_archive(members, "tar.gz"), headers={"Content-Type": "application/gzip"}
-        ).json()
-        deadline = time.monotonic() + 60
-        while client.get(f"/v1/jobs/{job['id']}").json()["counts"]["done"] < 20:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        job = submit_archive(client, members)
+        wait_job(client, job["id"], until=lambda s: s["counts"]["done"] >= 20)
 
         start = time.monotonic()
         with pytest.raises(RuntimeError) as refused:
@@ -52,10 +48,8 @@ def test_second_process_on_a_data_dir_is_refused_then_takes_over_after_a_kill(
 
     second = service_process(env)
     with httpx.Client(base_url=second.url, timeout=60) as client:
-        deadline = time.monotonic() + 180
-        while (status := client.get(f"/v1/jobs/{job['id']}").json())["state"] != "done":
-            assert status["state"] == "running" and time.monotonic() < deadline, status
-            time.sleep(0.1)
+        status = wait_job(client, job["id"], timeout=180)
+        assert status["state"] == "done", status
         items = [json.loads(line) for line in client.get(job["links"]["results"]).text.splitlines()]
     assert status["counts"] == {"total": N_FILES, "done": N_FILES, "ok": N_FILES, "failed": 0}
     assert sorted(item["index"] for item in items) == list(range(N_FILES)), "every file exactly once"

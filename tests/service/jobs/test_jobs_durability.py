@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,8 @@ def test_kill_9_mid_job_then_restart_resumes_and_keeps_every_committed_result(
     tmp_path: Path,
     cifs: dict,
     many_cifs: Callable,
-    make_archive: Callable,
+    submit_archive: Callable[..., dict[str, Any]],
+    wait_job: Callable[..., dict[str, Any]],
     service_process: Callable[..., Any],
 ) -> None:
     env = {
@@ -37,13 +37,8 @@ def test_kill_9_mid_job_then_restart_resumes_and_keeps_every_committed_result(
     members["set/bad.cif"] = cifs["garbage"]
     first = service_process(env)
     with httpx.Client(base_url=first.url, timeout=60) as client:
-        job = client.post(
-            "/v1/jobs", content=make_archive(members, "tar.gz"), headers={"Content-Type": "application/gzip"}
-        ).json()
-        deadline = time.monotonic() + 60
-        while client.get(f"/v1/jobs/{job['id']}").json()["counts"]["done"] < 60:
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        job = submit_archive(client, members)
+        wait_job(client, job["id"], until=lambda s: s["counts"]["done"] >= 60)
         before = client.get(job["links"]["results"]).text.splitlines()
     first.kill()  # SIGKILL to the server and its parse workers: no shutdown code runs
 
@@ -54,10 +49,8 @@ def test_kill_9_mid_job_then_restart_resumes_and_keeps_every_committed_result(
 
     second = service_process(env)
     with httpx.Client(base_url=second.url, timeout=60) as client:
-        deadline = time.monotonic() + 120
-        while (status := client.get(f"/v1/jobs/{job['id']}").json())["state"] != "done":
-            assert status["state"] == "running" and time.monotonic() < deadline, status
-            time.sleep(0.1)
+        status = wait_job(client, job["id"], timeout=120)
+        assert status["state"] == "done", status
         after = client.get(job["links"]["results"]).text.splitlines()
         predicted_here = _predicted(client.get("/metrics").text)
 
