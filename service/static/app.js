@@ -1,8 +1,8 @@
 // Crystal screening page: submit dropped files as a job, poll it, fill the table and the plot, sort,
-// download CSV. Modules: rows.js (answers -> rows), table.js, scatter.js, export.js (CSV).
+// download the job's CSV (the service's own, with every column of the answer). Modules: rows.js (answers ->
+// rows), table.js, scatter.js.
 "use strict";
 
-import { toCsv } from "./export.js";
 import { toRow } from "./rows.js";
 import { drawScatter, markPoint } from "./scatter.js";
 import { renderRow, sortRows } from "./table.js";
@@ -170,9 +170,15 @@ async function submit(files) {
   poll();
 }
 
-function download() {
-  const csv = toCsv(state.rows.map((row) => row.item), state.job.properties || []);
-  const url = URL.createObjectURL(new Blob([csv], { type: "text/csv" }));
+async function download() {
+  // the service writes the CSV (one writer for the page, the client and the API): values, sigma, p_metal,
+  // provenance, a column per alternative model, errors and warnings
+  const response = await api(`/v1/jobs/${state.job.id}/results?format=csv`);
+  if (!response.ok) {
+    say(`The download failed: ${await problem(response)}`);
+    return;
+  }
+  const url = URL.createObjectURL(await response.blob());
   const link = document.createElement("a");
   link.href = url;
   link.download = `screening-${state.job.id}.csv`;

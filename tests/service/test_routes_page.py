@@ -26,7 +26,7 @@ def test_the_page_and_all_it_loads_are_served_here_with_no_other_host(client: ht
         assert r.headers["content-type"].startswith(kind), (url, r.headers["content-type"])
         seen[url] = r.text
         todo += ["/static/" + m.removeprefix("./") for m in _IMPORTS.findall(r.text)]
-    assert {"/static/rows.js", "/static/table.js", "/static/scatter.js", "/static/export.js"} <= set(seen)
+    assert {"/static/rows.js", "/static/table.js", "/static/scatter.js"} <= set(seen)
     for url, text in [("/", html.text), *seen.items()]:
         # no URL of another host anywhere (the SVG namespace is a name, never fetched)
         hosts = set(re.findall(r"\b[a-z]+://[^\s\"'`)]+", text)) - {"http://www.w3.org/2000/svg"}

@@ -19,7 +19,6 @@ _ASSETS = {
     "rows.js": _JS,
     "table.js": _JS,
     "scatter.js": _JS,
-    "export.js": _JS,
     "app.css": "text/css; charset=utf-8",
 }
 
