@@ -86,6 +86,7 @@ from .repository import (
     validation_mae,
     version_key,
 )
+from .trust import DOMAIN_CODES, ModelUncertainty, ensemble_pairs, load_uncertainty
 from .uncertainty import (
     EmbeddingUncertainty,
     centroid_score,
@@ -204,6 +205,10 @@ __all__ = [
     "choose_defaults",
     "select_models",
     # uncertainty
+    "ModelUncertainty",
+    "load_uncertainty",
+    "ensemble_pairs",
+    "DOMAIN_CODES",
     "EmbeddingUncertainty",
     "centroid_score",
     "combined_score",

@@ -52,6 +52,7 @@ from .notices import Notice
 from .onnx_predictor import OnnxPredictor
 from .padding import Padder
 from .repository import choose_defaults, latest_versions, model_folders, parse_ref, select_models
+from .trust import ModelUncertainty, ensemble_pairs, load_uncertainty
 
 __all__ = ["Predictor", "LoadedVersion", "default_models_dir"]
 
@@ -89,6 +90,22 @@ class _Runner:
         with torch.inference_mode():
             return self.model.predict(*padded)[:n].cpu().numpy()
 
+    @property
+    def has_embedding(self) -> bool:
+        """Whether :meth:`embedded` can also return the pooled crystal embedding."""
+        return self.backend == "torch" or bool(self.session.has_embedding)
+
+    def embedded(self, graphs: Sequence[GraphArrays]) -> tuple[np.ndarray, np.ndarray]:
+        """``[B, T]`` predictions and ``[B, D]`` pooled embeddings in one pass, as the service's backends."""
+        inputs = collate(graphs)
+        if self.backend == "onnx":
+            return self.session.predict_embedded(*inputs)
+        padded, n = self.pad(inputs)
+        with torch.inference_mode():
+            crys = self.model.pool(*padded)
+            out = self.model.denormalize(self.model.readout(crys))
+        return out[:n].cpu().numpy(), crys[:n].float().cpu().numpy()
+
 
 @dataclass(frozen=True, eq=False)
 class LoadedVersion:
@@ -100,6 +117,8 @@ class LoadedVersion:
     config: ModelConfig
     manifest: dict[str, Any]
     runner: _Runner = field(repr=False)
+    #: Its calibrated sigma and training domain (``None``: shipped without; answers have ``sigma`` ``None``).
+    uncertainty: ModelUncertainty | None = field(default=None, repr=False)
 
     @property
     def ref(self) -> str:
@@ -215,11 +234,13 @@ class Predictor:
                 manifest = read_manifest(folder)
                 config = verify_manifest(folder, manifest)
                 runner = _Runner(folder, manifest, backend)
+                uncertainty = load_uncertainty(folder, manifest)
             except Exception as exc:  # noqa: BLE001 - a broken folder is left out, the rest serve
                 self.refused.append((str(folder), f"{type(exc).__name__}: {exc}"))
                 log.error("refusing model folder %s: %s", folder, exc)
                 continue
-            self.versions.append(LoadedVersion(folder.parent.name, folder.name, folder, config, manifest, runner))
+            version = LoadedVersion(folder.parent.name, folder.name, folder, config, manifest, runner, uncertainty)
+            self.versions.append(version)
         if not self.versions:
             raise ValueError(f"no model could be loaded from {self.models_dir}")
         self.latest = latest_versions(self.versions)
@@ -355,12 +376,33 @@ class Predictor:
         """Run every model on the blocks' graphs and assemble each block's answer."""
         if not blocks:
             return []
-        outputs = [m.runner([b.graphs[m.config.graph.fingerprint] for b in blocks]) for m in self.models]
+        outputs, embeddings = [], []
+        for m in self.models:
+            graphs = [b.graphs[m.config.graph.fingerprint] for b in blocks]
+            if m.uncertainty is not None and m.runner.has_embedding:
+                values, embedding = m.runner.embedded(graphs)
+            else:
+                values, embedding = m.runner(graphs), None
+            outputs.append(values)
+            embeddings.append(embedding)
         answers = []
         for k, block in enumerate(blocks):
             rows = [out[k].tolist() for out in outputs]
-            predictions, alternatives = model_predictions(self.models, rows, self.primary, self.alternatives)
-            warnings = block.notices + element_warnings(self.models, block.summary.elements)
+            # sigma and the domain warnings as the service's default (embedding distance) makes them
+            # (with the ensemble partner's value where it ran too, as the service does)
+            answered = {m.ref: (m.targets, row) for m, row in zip(self.models, rows, strict=True)}
+            sigmas: list[dict[str, float]] = []
+            domain: list[Notice] = []
+            for m, row, embedding in zip(self.models, rows, embeddings, strict=True):
+                sigma: dict[str, float] = {}
+                if m.uncertainty is not None and embedding is not None:
+                    pairs = ensemble_pairs(m.uncertainty, m.targets, row, answered)
+                    score, sigma = m.uncertainty.sigmas(embedding[k], pairs)
+                    z = block.graphs[m.config.graph.fingerprint].z
+                    domain += m.uncertainty.notices(m.ref, score, block.summary, z)
+                sigmas.append(sigma)
+            predictions, alternatives = model_predictions(self.models, rows, self.primary, self.alternatives, sigmas)
+            warnings = block.notices + element_warnings(self.models, block.summary.elements) + domain
             answers.append(
                 Answer(
                     structure=block.summary,

@@ -19,11 +19,11 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict
 
-from crystalgraph import GraphConfig, element_warnings, model_predictions
+from crystalgraph import GraphConfig, element_warnings, ensemble_pairs, model_predictions
 
 from .batching import InferenceWorker
 from .catalog import provenance
@@ -52,26 +52,6 @@ log = logging.getLogger("service.engine")
 
 def _structure_error(code: str, detail: str) -> ServiceError:
     return TooManyAtoms(detail) if code == TooManyAtoms.code else InvalidStructure(detail, code=code)
-
-
-def _ensemble_pairs(
-    entry: ModelEntry,
-    values: list[float],
-    answered: dict[str, ModelEntry],
-    outputs: Mapping[ModelEntry, tuple[list[float], object]],
-) -> dict[str, tuple[float, float]]:
-    """Property -> ``(entry's value, its ensemble partner's value)`` where the partner ran."""
-    if entry.uncertainty is None:
-        return {}
-    names = [t.name for t in entry.targets]
-    pairs = {}
-    for prop, (ref, _) in entry.uncertainty.partners.items():
-        partner = answered.get(ref)
-        if partner is not None and prop in names:
-            partner_names = [t.name for t in partner.targets]
-            if prop in partner_names:
-                pairs[prop] = (values[names.index(prop)], outputs[partner][0][partner_names.index(prop)])
-    return pairs
 
 
 class Engine:
@@ -240,17 +220,18 @@ class Engine:
         for e, (values, _) in outputs.items():
             if not all(math.isfinite(v) for v in values):
                 raise InferenceFailed(f"Model {e.ref} gave a non-finite value.")
-        answered = {e.ref: e for e in selection.runs}
+        answered = {e.ref: (e.targets, outputs[e][0]) for e in selection.runs}
         sigmas: list[dict[str, float]] = []
         domain: list[Notice] = []
         for entry in selection.entries:
             values, embedding = outputs[entry]
             sigma: dict[str, float] = {}
             if entry.uncertainty is not None and embedding is not None:
-                pairs = _ensemble_pairs(entry, values, answered, outputs)
+                pairs = ensemble_pairs(entry.uncertainty, entry.targets, values, answered)
                 score, sigma = entry.uncertainty.sigmas(embedding, pairs)
                 z = feat.graphs[entry.fingerprint].z
-                domain.extend(entry.uncertainty.notices(entry.ref, score, feat.structure, z))
+                found_domain = entry.uncertainty.notices(entry.ref, score, feat.structure, z)
+                domain.extend(Notice(code=n.code, detail=n.detail) for n in found_domain)
             sigmas.append(sigma)
         # the answer's rules are the core's (crystalgraph.answers), shared with the offline Predictor
         values_of = [outputs[e][0] for e in selection.entries]

@@ -1,153 +1,18 @@
-"""Trust signals per prediction: calibrated ``sigma`` and applicability-domain warnings.
+"""The service's side of the trust signals (:mod:`crystalgraph.trust` holds the rest).
 
-A model folder calibrated by ``python -m training.uncertainty`` lists two files in its manifest:
-``uncertainty.npz`` (embedding standardisation, k-means centroids of the training crystals'
-embeddings, the monotone score -> sigma map per property, the ``out_of_domain`` threshold; see
-:class:`crystalgraph.EmbeddingUncertainty`) and ``uncertainty.json`` (how sigma is made and
-calibrated, and the training set's domain: element counts, atoms per cell, density range). Both
-are checked against their sha256 before use. A model without them answers with ``sigma = None``
-and only the element check.
-
-Warnings never block an answer: they say how far the structure is from what the model learned.
+Which backends return the pooled crystal embedding, and how a worker's row splits into
+predictions and embedding.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from crystalgraph import CheckpointError, EmbeddingUncertainty, density_g_cm3, verify_file
-
-from .schemas import Notice, StructureInfo
+from crystalgraph import DOMAIN_CODES, ModelUncertainty, load_uncertainty
 
 __all__ = ["ModelUncertainty", "load_uncertainty", "DOMAIN_CODES", "embeds", "split_row"]
-
-#: Applicability-domain warning codes, with what each means.
-DOMAIN_CODES: dict[str, str] = {
-    "element_not_in_training_set": "an element the model never saw in training",
-    "element_rare_in_training_set": "an element present in only a few training crystals",
-    "too_many_atoms": "more atoms in the cell than any training crystal had",
-    "density_out_of_range": "a density outside the training crystals' range",
-    "out_of_domain": "a crystal embedding farther from the training crystals than the validation threshold",
-}
-
-
-@dataclass(frozen=True)
-class ModelUncertainty:
-    """A model's calibrated uncertainty and its training set's domain.
-
-    Attributes:
-        estimator: Embedding distance -> sigma per property.
-        info: The parsed ``uncertainty.json``.
-    """
-
-    estimator: EmbeddingUncertainty
-    info: dict[str, Any]
-
-    @property
-    def method(self) -> str:
-        """``embedding_distance``."""
-        return str(self.info.get("method", "embedding_distance"))
-
-    @property
-    def how(self) -> str:
-        """One paragraph: how sigma is made and calibrated."""
-        return str(self.info.get("how", ""))
-
-    @property
-    def domain(self) -> dict[str, Any]:
-        """Element counts, ``max_atoms``, ``density_g_cm3`` range, ``rare_below``."""
-        d = self.info.get("domain")
-        return d if isinstance(d, dict) else {}
-
-    @property
-    def partners(self) -> dict[str, tuple[str, str]]:
-        """Property -> ``(name@version, weights sha256)`` of its ensemble partner."""
-        raw = self.info.get("partners")
-        if not isinstance(raw, dict):
-            return {}
-        return {
-            str(p): (str(v["model"]), str(v["weights_sha256"]))
-            for p, v in raw.items()
-            if isinstance(v, dict) and "model" in v and "weights_sha256" in v and p in self.estimator.ensemble
-        }
-
-    def sigmas(self, embedding: np.ndarray, pairs: dict[str, tuple[float, float]]) -> tuple[float, dict[str, float]]:
-        """The distance score and each property's sigma for one crystal embedding ``[D]``.
-
-        Args:
-            embedding: The crystal's pooled embedding.
-            pairs: Property -> ``(this model's value, its ensemble partner's value)`` where the
-                partner ran: those properties get the combined map, the others distance alone.
-        """
-        score = self.estimator.score(np.asarray(embedding, np.float32)[None, :])
-        out = {}
-        for p in self.estimator.knots:
-            if p in pairs and p in self.estimator.ensemble:
-                spread = np.array([abs(pairs[p][0] - pairs[p][1])])
-                out[p] = round(float(self.estimator.sigma_ensemble(p, score, spread)[0]), 6)
-            else:
-                out[p] = round(float(self.estimator.sigma(p, score)[0]), 6)
-        return float(score[0]), out
-
-    def notices(self, ref: str, score: float, structure: StructureInfo, z: np.ndarray) -> list[Notice]:
-        """Domain warnings beyond the element check (which :mod:`service.engine` makes for every model)."""
-        out: list[Notice] = []
-        d = self.domain
-        counts = d.get("element_counts", {})
-        rare_below = int(d.get("rare_below", 0))
-        rare = sorted(e for e in structure.elements if 0 < int(counts.get(e, 0)) < rare_below)
-        if rare:
-            seen = ", ".join(f"{e} ({counts[e]})" for e in rare)
-            out.append(Notice(code="element_rare_in_training_set",
-                              detail=f"Model {ref} saw {seen} in fewer than {rare_below} training crystals; "
-                              "its prediction is less certain than sigma may say."))  # fmt: skip
-        max_atoms = d.get("max_atoms")
-        if isinstance(max_atoms, int) and structure.n_sites > max_atoms:
-            out.append(Notice(code="too_many_atoms",
-                              detail=f"The cell has {structure.n_sites} atoms; model {ref}'s training crystals had at "
-                              f"most {max_atoms}."))  # fmt: skip
-        rng = d.get("density_g_cm3")
-        if isinstance(rng, list) and len(rng) == 2 and structure.volume > 0:
-            rho = density_g_cm3(z, structure.volume)
-            if not rng[0] <= rho <= rng[1]:
-                out.append(Notice(code="density_out_of_range",
-                                  detail=f"Density {rho:.3g} g/cm³ is outside the {rng[0]:.3g}-{rng[1]:.3g} g/cm³ of "
-                                  f"model {ref}'s training crystals."))  # fmt: skip
-        threshold = self.estimator.ood_threshold
-        if math.isfinite(score) and score > threshold:
-            out.append(Notice(code="out_of_domain",
-                              detail=f"The crystal is far from model {ref}'s training crystals (embedding distance "
-                              f"{score:.3g} > {threshold:.3g}, a threshold exceeded by 1% of its validation "
-                              "crystals); treat the prediction and its sigma with caution."))  # fmt: skip
-        return out
-
-
-def load_uncertainty(folder: Path, manifest: dict[str, Any]) -> ModelUncertainty | None:
-    """The folder's uncertainty, or ``None`` when its manifest lists none.
-
-    Raises:
-        crystalgraph.CheckpointError: a listed file that is missing, tampered or unreadable.
-    """
-    files = manifest.get("files", {})
-    if "uncertainty" not in files:
-        return None
-    npz = verify_file(folder, manifest, "uncertainty")
-    info_path = verify_file(folder, manifest, "uncertainty_info")
-    try:
-        estimator = EmbeddingUncertainty.load(npz)
-        info = json.loads(info_path.read_text())
-    except (ValueError, OSError) as exc:
-        raise CheckpointError(f"{folder}: unreadable uncertainty files: {exc}") from exc
-    if not isinstance(info, dict):
-        raise CheckpointError(f"{info_path}: not a JSON object")
-    return ModelUncertainty(estimator=estimator, info=info)
 
 
 def embeds(predictor: object) -> bool:

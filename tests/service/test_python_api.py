@@ -66,7 +66,7 @@ def test_a_structure_atoms_and_a_path_give_the_http_answers(
     assert isinstance(offline, cg.Answer) and offline.structure.reduced_formula == "NaCl"
     assert_same(offline.to_dict(), http)
     assert_same(remote.predict(nacl), http)
-    assert offline.predictions["formation_energy_per_atom"].sigma is None  # no model has an uncertainty yet
+    assert offline.predictions["formation_energy_per_atom"].sigma is None  # these test models have no uncertainty
 
     atoms = AseAtomsAdaptor.get_atoms(nacl)
     assert_same(predictor.predict(atoms).to_dict(), remote.predict(atoms))

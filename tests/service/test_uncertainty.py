@@ -311,3 +311,29 @@ def test_client_cli_result_files_and_output_carry_sigma(trust_client: httpx.Clie
     )
     assert shown.returncode == 0, shown.stderr
     assert "±" in shown.stdout
+
+
+def test_the_offline_predictor_gives_the_same_sigma_and_domain_warnings(
+    trust_models: Path, trust_client: httpx.Client
+) -> None:
+    predictor = cg.Predictor(trust_models, models=["cg-fe", "sr-fe", "mt-bg"])
+    xef2 = Structure(Lattice.tetragonal(4.32, 6.99), ["Xe", "F", "F"], [[0, 0, 0], [0, 0, 0.285], [0, 0, 0.715]])
+    big = _rocksalt("Na", "Cl", 5.64)
+    big.make_supercell([5, 5, 2])
+    for name, structure in {"nacl": _rocksalt("Na", "Cl", 5.64), "xef2": xef2, "big": big}.items():
+        http = trust_client.post(
+            "/v1/predict", files={"file": (f"{name}.cif", _cif(structure))}, params={"models": "cg-fe,sr-fe,mt-bg"}
+        ).json()
+        offline = predictor.predict(structure).to_dict()
+        pairs = [(p, offline["predictions"][p], http["predictions"][p]) for p in http["predictions"]]
+        for p, theirs in http["alternatives"].items():
+            pairs += [(p, a, b) for a, b in zip(offline["alternatives"][p], theirs, strict=True)]
+        for prop, mine, theirs in pairs:
+            assert theirs["sigma"] is not None, (name, prop)
+            assert mine["sigma"] is not None and abs(mine["sigma"] - theirs["sigma"]) <= 1e-5, (
+                name,
+                prop,
+                mine,
+                theirs,
+            )
+        assert [w["code"] for w in offline["warnings"]] == [w["code"] for w in http["warnings"]], name
