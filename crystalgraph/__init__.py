@@ -79,6 +79,7 @@ from .predictor import LoadedVersion, Predictor, default_models_dir
 from .repository import (
     RepositoryModel,
     choose_defaults,
+    find_model,
     latest_versions,
     model_folders,
     parse_ref,
@@ -201,6 +202,7 @@ __all__ = [
     "model_folders",
     "latest_versions",
     "parse_ref",
+    "find_model",
     "validation_mae",
     "choose_defaults",
     "select_models",

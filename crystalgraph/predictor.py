@@ -51,7 +51,7 @@ from .nets import ModelConfig, TargetSpec
 from .notices import Notice
 from .onnx_predictor import OnnxPredictor
 from .padding import Padder
-from .repository import choose_defaults, latest_versions, model_folders, parse_ref, select_models
+from .repository import choose_defaults, find_model, latest_versions, model_folders, select_models
 from .trust import ModelUncertainty, ensemble_pairs, load_uncertainty
 
 __all__ = ["Predictor", "LoadedVersion", "default_models_dir"]
@@ -250,10 +250,7 @@ class Predictor:
         self.models, self.primary, self.alternatives = select_models(models, self.defaults, self.get)
 
     def _find(self, ref: str) -> LoadedVersion | None:
-        name, version = parse_ref(ref)
-        if version is None:
-            return self.latest.get(name)
-        return next((v for v in self.versions if v.name == name and v.version == version), None)
+        return find_model(ref, self.latest, self.versions)
 
     def get(self, ref: str) -> LoadedVersion:
         """The model ``name`` (newest version), ``name@latest`` or ``name@version``.

@@ -21,6 +21,7 @@ __all__ = [
     "model_folders",
     "latest_versions",
     "parse_ref",
+    "find_model",
     "validation_mae",
     "choose_defaults",
     "select_models",
@@ -84,6 +85,14 @@ def parse_ref(ref: str) -> tuple[str, str | None]:
     """``name`` or ``name@latest`` -> ``(name, None)`` (the newest version); ``name@version`` -> both."""
     name, _, version = ref.strip().partition("@")
     return name, (version if version and version != "latest" else None)
+
+
+def find_model(ref: str, latest: Mapping[str, M], models: Iterable[M]) -> M | None:
+    """The model a reference names among ``models`` (``latest``: each name's newest), or ``None``."""
+    name, version = parse_ref(ref)
+    if version is None:
+        return latest.get(name)
+    return next((m for m in models if m.name == name and m.version == version), None)
 
 
 def validation_mae(model: RepositoryModel, prop: str) -> float | None:

@@ -19,9 +19,9 @@ from crystalgraph import (
     ModelConfig,
     TargetSpec,
     choose_defaults,
+    find_model,
     gate_columns,
     latest_versions,
-    parse_ref,
     select_models,
     training_elements,
     version_key,
@@ -197,10 +197,7 @@ class Registry:
         return defaults
 
     def _find(self, ref: str) -> ModelEntry | None:
-        name, version = parse_ref(ref)
-        if version is None:
-            return self.latest.get(name)
-        return next((e for e in self.entries if e.name == name and e.version == version), None)
+        return find_model(ref, self.latest, self.entries)
 
     def get(self, ref: str) -> ModelEntry:
         """The model ``name`` (newest version) or ``name@version``.
