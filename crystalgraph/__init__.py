@@ -10,6 +10,7 @@ from .answers import (
     Answer,
     AnswerModel,
     Failure,
+    ManifestFacts,
     Prediction,
     Provenance,
     StructureSummary,
@@ -182,6 +183,7 @@ __all__ = [
     # answers
     "Answer",
     "AnswerModel",
+    "ManifestFacts",
     "Failure",
     "Prediction",
     "Provenance",

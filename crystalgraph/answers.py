@@ -12,19 +12,21 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 from pymatgen.core import Structure
 
 from .crystal import Crystal
 from .graph_config import GraphConfig
-from .nets import TargetSpec
+from .nets import ModelConfig, TargetSpec
 from .notices import Notice
 
 _TOKEN_RE = re.compile(r"^([A-Z][a-z]*)(.*)$")
 
 __all__ = [
     "AnswerModel",
+    "ManifestFacts",
     "StructureSummary",
     "Prediction",
     "Provenance",
@@ -258,3 +260,52 @@ def model_provenance(name: str, version: str, manifest: Mapping[str, Any], graph
         training_set=str(fingerprint) if fingerprint else None,
         graph={"fingerprint": graph.fingerprint, **graph.model_dump()},
     )
+
+
+class ManifestFacts:
+    """What a loaded model version says of itself through its manifest and config.
+
+    Mixed into the service's ``ModelEntry`` and the offline ``LoadedVersion``, which both hold
+    ``name``, ``version``, ``config`` and ``manifest``.
+    """
+
+    name: str
+    version: str
+    config: ModelConfig
+    manifest: dict[str, Any]
+
+    @property
+    def ref(self) -> str:
+        """``name@version``, accepted wherever a model name is."""
+        return f"{self.name}@{self.version}"
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The manifest's ``metadata`` (training facts, metrics), ``{}`` when absent."""
+        meta = self.manifest.get("metadata")
+        return meta if isinstance(meta, dict) else {}
+
+    @property
+    def targets(self) -> tuple[TargetSpec, ...]:
+        """The model's outputs, in order."""
+        return self.config.targets
+
+    @property
+    def properties(self) -> list[str]:
+        """The properties it predicts (a metal probability is part of its band gap's answer, not one)."""
+        return [t.name for t in self.config.targets if not t.is_probability]
+
+    @cached_property
+    def gated(self) -> dict[str, int]:
+        """Property -> output column of the metal probability that comes with it."""
+        return gate_columns(self.config.targets)
+
+    @property
+    def graph(self) -> GraphConfig:
+        """The graph settings the model was trained with (structures are featurized with these)."""
+        return self.config.graph
+
+    @property
+    def elements(self) -> frozenset[str] | None:
+        """Element symbols of the training set, when the metadata records them."""
+        return training_elements(self.metadata)

@@ -33,21 +33,19 @@ from pymatgen.core import Structure
 from .answers import (
     Answer,
     Failure,
+    ManifestFacts,
     Provenance,
     element_warnings,
-    gate_columns,
     model_predictions,
     model_provenance,
     summarize_structure,
-    training_elements,
 )
 from .batch import GraphArrays, collate
 from .checkpoint import load_exported, read_manifest, verify_file, verify_manifest
 from .errors import StructureError, TooManyAtomsError
 from .graph import structure_to_graph
-from .graph_config import GraphConfig
 from .io import read_structures
-from .nets import ModelConfig, TargetSpec
+from .nets import ModelConfig
 from .notices import Notice
 from .onnx_predictor import OnnxPredictor
 from .padding import Padder
@@ -108,7 +106,7 @@ class _Runner:
 
 
 @dataclass(frozen=True, eq=False)
-class LoadedVersion:
+class LoadedVersion(ManifestFacts):
     """One model version of the repository, loaded (name and version are its folders')."""
 
     name: str
@@ -119,42 +117,6 @@ class LoadedVersion:
     runner: _Runner = field(repr=False)
     #: Its calibrated sigma and training domain (``None``: shipped without; answers have ``sigma`` ``None``).
     uncertainty: ModelUncertainty | None = field(default=None, repr=False)
-
-    @property
-    def ref(self) -> str:
-        """``name@version``."""
-        return f"{self.name}@{self.version}"
-
-    @property
-    def targets(self) -> tuple[TargetSpec, ...]:
-        """Its outputs, in order."""
-        return self.config.targets
-
-    @property
-    def properties(self) -> list[str]:
-        """The properties it predicts (a metal probability belongs to its band gap)."""
-        return [t.name for t in self.config.targets if not t.is_probability]
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        """The manifest's metadata."""
-        meta = self.manifest.get("metadata")
-        return meta if isinstance(meta, dict) else {}
-
-    @cached_property
-    def gated(self) -> dict[str, int]:
-        """Property -> output column of its metal probability."""
-        return gate_columns(self.config.targets)
-
-    @property
-    def elements(self) -> frozenset[str] | None:
-        """The training set's elements, when recorded."""
-        return training_elements(self.metadata)
-
-    @property
-    def graph(self) -> GraphConfig:
-        """How its graphs are built."""
-        return self.config.graph
 
     @cached_property
     def provenance(self) -> Provenance:

@@ -16,14 +16,12 @@ from typing import Any
 
 from crystalgraph import (
     GraphConfig,
+    ManifestFacts,
     ModelConfig,
-    TargetSpec,
     choose_defaults,
     find_model,
-    gate_columns,
     latest_versions,
     select_models,
-    training_elements,
     version_key,
 )
 
@@ -37,7 +35,7 @@ log = logging.getLogger("service.registry")
 
 
 @dataclass(frozen=True, eq=False)
-class ModelEntry:
+class ModelEntry(ManifestFacts):
     """One loaded model version.
 
     Attributes:
@@ -65,42 +63,6 @@ class ModelEntry:
     def __post_init__(self) -> None:
         # GraphConfig.fingerprint hashes JSON on every access; requests need it per structure.
         object.__setattr__(self, "fingerprint", self.config.graph.fingerprint)
-
-    @property
-    def ref(self) -> str:
-        """``name@version``, accepted wherever a model name is."""
-        return f"{self.name}@{self.version}"
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        """The manifest's ``metadata`` (training facts, metrics), ``{}`` when absent."""
-        meta = self.manifest.get("metadata")
-        return meta if isinstance(meta, dict) else {}
-
-    @property
-    def targets(self) -> tuple[TargetSpec, ...]:
-        """The predicted properties, in the order of the model's outputs."""
-        return self.config.targets
-
-    @property
-    def properties(self) -> list[str]:
-        """The properties it predicts (a metal probability is part of its band gap's answer, not one)."""
-        return [t.name for t in self.config.targets if not t.is_probability]
-
-    @cached_property
-    def gated(self) -> dict[str, int]:
-        """Property -> output column of the metal probability that comes with it."""
-        return gate_columns(self.config.targets)
-
-    @property
-    def graph(self) -> GraphConfig:
-        """The graph settings the model was trained with (structures are featurized with these)."""
-        return self.config.graph
-
-    @property
-    def elements(self) -> frozenset[str] | None:
-        """Element symbols of the training set, when the metadata records them."""
-        return training_elements(self.metadata)
 
     @property
     def weights_sha256(self) -> str | None:
