@@ -5,75 +5,32 @@
 #
 #   docker/smoke-ray.sh     # no arguments; exit status 0 only when every check passed
 #
-# Needs a Docker engine with BuildKit, compose (the v2 plugin or docker-compose 1.28+), curl, python3, and exported
-# models in models/<name>/<version>/. Building the image needs PyPI and the PyTorch CPU index (or the variables
-# docker/Dockerfile documents, e.g. CRYSTAL_BASE_IMAGE); docker/smoke.sh covers those build set-ups.
-# Optional environment:
+# Needs what docker/smoke.sh needs (a Docker engine with BuildKit, compose v2 or docker-compose 1.28+, curl,
+# python3, exported models in models/<name>/<version>/), and builds the image the same way, through
+# docker/smoke-lib.sh: the official base image or crystal-base:local, a local torch wheel where the host has one.
+# Optional environment (and those of docker/smoke.sh for the build):
 #   CRYSTAL_RAY_IMAGE      tag to build and run (default crystal-service:ray)
-#   CRYSTAL_RAY_PORT       host port of the service (default 8002)
+#   CRYSTAL_RAY_PORT       host port of the service (default: a free one)
 #   CRYSTAL_SMOKE_TIMEOUT  seconds to wait for readiness and for the job (default 600)
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 
+smoke_name=smoke-ray
 project=crystal-smoke-ray
-port=${CRYSTAL_RAY_PORT:-8002}
+image=${CRYSTAL_RAY_IMAGE:-crystal-service:ray}
 timeout_s=${CRYSTAL_SMOKE_TIMEOUT:-600}
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/crystal-smoke-ray.XXXXXX")
-passed=0 failed=0 started=0
-pass() { passed=$((passed + 1)); printf 'PASS  %s\n' "$*"; }
-fail() { failed=$((failed + 1)); printf 'FAIL  %s\n' "$*"; }
-info() { printf '      %s\n' "$*"; }
-die() { fail "$*"; exit 1; }
-
-if docker compose version >/dev/null 2>&1; then
-    compose=(docker compose -p "$project" --profile ray)
-elif command -v docker-compose >/dev/null 2>&1; then
-    compose=(docker-compose -p "$project" --profile ray)
-else
-    die "no docker compose (v2 plugin) or docker-compose 1.28+"
-fi
+build_log=${TMPDIR:-/tmp}/crystal-smoke-ray-build.log
+extra_build_args=(--build-arg EXTRAS=ray)
+# shellcheck source=docker/smoke-lib.sh
+source docker/smoke-lib.sh
+compose+=(--profile ray)
 services=(ray-head ray-worker crystal-ray)
 
-cleanup() {
-    local rc=$?
-    trap - ERR
-    set +e
-    if ((started)); then
-        if ((failed || rc)); then
-            info "container logs (last 40 lines each):"
-            "${compose[@]}" logs --no-color --tail 40 2>&1 | sed 's/^/      | /'
-        fi
-        "${compose[@]}" down --volumes --remove-orphans >"$tmp/down.log" 2>&1
-        if [[ -z $("${compose[@]}" ps -q 2>/dev/null) ]]; then
-            pass "teardown: compose project $project and its volumes removed"
-        else
-            fail "teardown: containers of $project are left"
-        fi
-    fi
-    rm -rf "$tmp"
-    printf '\nsmoke-ray: %d passed, %d failed, %d s\n' "$passed" "$failed" "$SECONDS"
-    if ((failed || rc)); then
-        echo "smoke-ray: FAILED"
-        exit 1
-    fi
-    echo "smoke-ray: OK"
-    exit 0
-}
-trap cleanup EXIT
-trap 'fail "unexpected error (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
-trap 'exit 130' INT TERM
-
-ls models/*/*/manifest.json >/dev/null 2>&1 || die "no exported models in models/<name>/<version>/"
-
-# --- build and start ---------------------------------------------------------------------------------------------
-if DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1 "${compose[@]}" build ray-head >"$tmp/build.log" 2>&1; then
-    pass "build: ${CRYSTAL_RAY_IMAGE:-crystal-service:ray} (docker/Dockerfile with EXTRAS=ray)"
-else
-    tail -n 30 "$tmp/build.log" | sed 's/^/      | /'
-    die "build failed"
-fi
+# --- start -------------------------------------------------------------------------------------------------------
+port=${CRYSTAL_RAY_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+export CRYSTAL_RAY_IMAGE=$image CRYSTAL_BIND=127.0.0.1 CRYSTAL_RAY_PORT=$port CRYSTAL_MODELS_PATH=./models
 started=1
-CRYSTAL_RAY_PORT=$port "${compose[@]}" up -d --scale ray-worker=2 "${services[@]}" >"$tmp/up.log" 2>&1 \
+"${compose[@]}" up --detach --no-build --scale ray-worker=2 "${services[@]}" >"$tmp/up.log" 2>&1 \
     || { sed 's/^/      | /' "$tmp/up.log"; die "compose up failed"; }
 pass "up: ray-head, 2 x ray-worker, crystal-ray"
 

@@ -78,8 +78,13 @@ def _exact_knn(train: np.ndarray, query: np.ndarray, k: int, chunk: int = 512) -
 
 
 def _partner(p: ModelPass, passes: list[ModelPass], prop: str) -> ModelPass | None:
-    """Another model predicting ``prop`` on the same split: the second ensemble member."""
-    return next((q for q in passes if q is not p and prop in q.targets and q.ids == p.ids), None)
+    """Another model predicting ``prop`` on the same split: the second ensemble member.
+
+    One with the same outputs comes first (the other architecture's multi-task model for a multi-task
+    model), so the pair costs the service one more forward pass, not two.
+    """
+    others = [q for q in passes if q is not p and prop in q.targets and q.ids == p.ids]
+    return min(others, key=lambda q: q.targets != p.targets, default=None)
 
 
 def _score_of(chosen: dict, sv, st, ens, spread) -> np.ndarray:

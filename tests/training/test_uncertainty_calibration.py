@@ -98,3 +98,24 @@ def test_report_section_renders_the_shipped_figures() -> None:
         return
     assert "### Calibration on the test split" in text and "within 1σ" in text
     assert uncertainty_section([]) == ""
+
+
+def test_the_ensemble_partner_of_a_multi_task_model_is_the_other_multi_task_model() -> None:
+    from training.uncertainty import _partner
+    from training.uncertainty_data import ModelPass
+
+    ids = {"train": ["a"], "val": ["b"], "test": ["c"]}
+
+    def model(name: str, targets: list[str]) -> ModelPass:
+        return ModelPass(name, "1", "0" * 64, targets, ids, {}, {}, {})
+
+    multi = ["formation_energy_per_atom", "band_gap", "p_metal"]
+    cg_ef = model("cgcnn-mp-formation-energy", ["formation_energy_per_atom"])
+    sr_ef = model("sr-cgcnn-mp-formation-energy", ["formation_energy_per_atom"])
+    cg_mt, sr_mt = model("cgcnn-mp-multitask", multi), model("sr-cgcnn-mp-multitask", multi)
+    passes = [cg_ef, sr_ef, cg_mt, sr_mt]
+    assert _partner(cg_mt, passes, "formation_energy_per_atom") is sr_mt
+    assert _partner(sr_mt, passes, "band_gap") is cg_mt
+    assert _partner(cg_ef, passes, "formation_energy_per_atom") is sr_ef
+    assert _partner(cg_ef, [cg_ef, cg_mt], "formation_energy_per_atom") is cg_mt  # any other, when alone
+    assert _partner(cg_ef, [cg_ef], "formation_energy_per_atom") is None
