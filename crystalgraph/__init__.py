@@ -96,6 +96,7 @@ from .uncertainty import (
     density_g_cm3,
     kmeans,
     monotone_fit,
+    neighbour_error,
 )
 
 __version__ = "0.1.0"
@@ -215,6 +216,7 @@ __all__ = [
     "DOMAIN_CODES",
     "EmbeddingUncertainty",
     "centroid_score",
+    "neighbour_error",
     "combined_score",
     "density_g_cm3",
     "kmeans",

@@ -102,19 +102,24 @@ class ModelUncertainty:
     def sigmas(self, embedding: np.ndarray, pairs: dict[str, tuple[float, float]]) -> tuple[float, dict[str, float]]:
         """The distance score and each property's sigma for one crystal embedding ``[D]``.
 
+        Each property's sigma reads the score chosen for it on validation (``score_of``: the
+        distance, or the mean error on the nearest validation crystals).
+
         Args:
             embedding: The crystal's pooled embedding.
             pairs: Property -> ``(this model's value, its ensemble partner's value)`` where the
                 partner ran: those properties get the combined map, the others distance alone.
         """
-        score = self.estimator.score(np.asarray(embedding, np.float32)[None, :])
+        row = np.asarray(embedding, np.float32)[None, :]
+        score = self.estimator.score(row)
+        scores = self.estimator.property_scores(row, score)
         out = {}
         for p in self.estimator.knots:
             if p in pairs and p in self.estimator.ensemble:
                 spread = np.array([abs(pairs[p][0] - pairs[p][1])])
-                out[p] = round(float(self.estimator.sigma_ensemble(p, score, spread)[0]), 6)
+                out[p] = round(float(self.estimator.sigma_ensemble(p, scores[p], spread)[0]), 6)
             else:
-                out[p] = round(float(self.estimator.sigma(p, score)[0]), 6)
+                out[p] = round(float(self.estimator.sigma(p, scores[p])[0]), 6)
         return float(score[0]), out
 
     def notices(self, ref: str, score: float, structure: _Summary, z: np.ndarray) -> list[Notice]:

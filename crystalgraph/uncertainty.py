@@ -1,15 +1,21 @@
-"""Calibrated uncertainty from distances in a model's embedding space.
+"""Calibrated uncertainty from a model's embedding space.
 
 A model's pooled crystal embedding (:meth:`CrystalGraphNet.pool`) is standardised with the
-training set's mean and std per dimension and compared with ``K`` k-means centroids of the
-training embeddings. The score of a crystal is its mean distance to the ``k`` nearest centroids;
-a monotone piecewise-linear map, fitted on the validation split, turns the score into ``sigma``,
-one standard deviation in the property's unit, for each property. A score beyond the
-validation split's 99th percentile marks a crystal as out of the training domain.
+training set's mean and std per dimension. Two scores are read from it:
+
+- **distance**: the mean distance to the ``k`` nearest of ``K`` k-means centroids of the training
+  embeddings; a score beyond the validation split's 99th percentile marks a crystal as out of the
+  training domain;
+- **neighbour error** (per property): the mean ``|error|`` of the model on the ``k_reference``
+  validation crystals nearest in embedding space, i.e. how wrong the model was on crystals it
+  sees as similar (on the validation split itself, each crystal's own error is left out).
+
+For each property, the score chosen on validation feeds a monotone piecewise-linear map, fitted on
+the validation split, that gives ``sigma``: one standard deviation in the property's unit.
 
 The shipped artifact (``uncertainty.npz`` in the model folder, read with ``allow_pickle=False``)
-holds the centroids in float16, the standardisation and the maps: a few hundred KiB, not the
-training set.
+holds the centroids and the validation reference embeddings in float16, the validation errors,
+the standardisation and the maps: a few hundred KiB to about 1 MiB, never the training set.
 """
 
 from __future__ import annotations
@@ -22,7 +28,15 @@ import numpy as np
 
 from .features import MAX_Z
 
-__all__ = ["EmbeddingUncertainty", "kmeans", "centroid_score", "combined_score", "monotone_fit", "density_g_cm3"]
+__all__ = [
+    "EmbeddingUncertainty",
+    "kmeans",
+    "centroid_score",
+    "neighbour_error",
+    "combined_score",
+    "monotone_fit",
+    "density_g_cm3",
+]
 
 #: g/mol per Å^3 -> g/cm^3 (1 / (N_A * 1e-24)).
 _AMU_PER_A3 = 1.66053907
@@ -84,6 +98,41 @@ def centroid_score(z: np.ndarray, centroids: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def neighbour_error(
+    z: np.ndarray, reference: np.ndarray, errors: np.ndarray, k: int, leave_one_out: bool = False
+) -> np.ndarray:
+    """Mean of ``errors`` over each row's ``k`` nearest reference rows (Euclidean).
+
+    Args:
+        z: ``[n, D]`` standardised embeddings.
+        reference: ``[R, D]`` standardised reference embeddings.
+        errors: ``[R]`` their ``|error|`` (NaN where the property has no label: those rows are skipped).
+        k: Neighbours averaged.
+        leave_one_out: ``z`` is ``reference`` itself: each row's own error is left out.
+
+    Shapes:
+        ``[n, D]`` -> ``[n]``.
+    """
+    ok = np.isfinite(errors)
+    ref = np.asarray(reference, np.float32)[ok]
+    err = np.asarray(errors, np.float32)[ok]
+    z = np.asarray(z, np.float32)
+    k = min(k, len(ref) - int(leave_one_out))
+    rr = (ref**2).sum(1)
+    out = np.empty(len(z), np.float32)
+    rows = np.flatnonzero(ok)
+    for s in range(0, len(z), 1024):
+        q = z[s : s + 1024]
+        d2 = (q**2).sum(1, keepdims=True) - 2 * q @ ref.T + rr
+        if leave_one_out:
+            own = np.searchsorted(rows, np.arange(s, s + len(q)))
+            hit = (own < len(rows)) & (rows[np.minimum(own, len(rows) - 1)] == np.arange(s, s + len(q)))
+            d2[np.flatnonzero(hit), own[hit]] = np.inf
+        near = np.argpartition(d2, k - 1, axis=1)[:, :k]
+        out[s : s + len(q)] = err[near].mean(1)
+    return out
+
+
 def _isotonic(y: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Pool-adjacent-violators: the non-decreasing sequence closest to ``y`` (weights ``w``)."""
     blocks: list[tuple[float, float, int]] = []  # (value, weight, count)
@@ -103,7 +152,9 @@ def monotone_fit(score: np.ndarray, abs_err: np.ndarray, n_bins: int = 12) -> tu
     sigma is the larger of the 68.27% quantile of ``|error|`` and half its 90% quantile, so
     that about 68% of the bin's errors lie within 1 sigma and at least 90% within 2 sigma even
     where the errors have heavier tails than a Gaussian; the bin values are then made
-    non-decreasing (isotonic regression) and placed at each bin's median score.
+    non-decreasing (isotonic regression) and placed at each bin's median score. Sigma never goes
+    below a tenth of the mean ``|error|``: a bin whose errors are mostly exactly zero (metals whose
+    band gap is gated to 0 eV) does not make a prediction certain.
 
     Returns:
         ``(score_knots, sigma_knots)``, each ``[n_bins]``.
@@ -113,7 +164,7 @@ def monotone_fit(score: np.ndarray, abs_err: np.ndarray, n_bins: int = 12) -> tu
     xs = np.array([np.median(score[b]) for b in bins])
     q = np.array([max(np.quantile(abs_err[b], 0.6827), np.quantile(abs_err[b], 0.90) / 2) for b in bins])
     ys = _isotonic(q, np.array([len(b) for b in bins], float))
-    return xs, np.maximum(ys, 1e-6)
+    return xs, np.maximum(ys, max(0.1 * float(np.mean(abs_err)), 1e-6))
 
 
 def combined_score(score: np.ndarray, spread: np.ndarray, spread_scale: float, distance_scale: float) -> np.ndarray:
@@ -136,7 +187,13 @@ class EmbeddingUncertainty:
         ood_threshold: Score above which a crystal is out of the training domain.
         ensemble: Property -> ``(score_knots, sigma_knots, spread_scale, distance_scale)``: the
             map used when a second model's prediction of the property is at hand (a 2-member
-            ensemble); its score is ``hypot(|a - b| / spread_scale, d / distance_scale)``.
+            ensemble); its score is ``hypot(|a - b| / spread_scale, s / distance_scale)``, ``s``
+            the property's own score.
+        reference: ``[R, D]`` standardised validation embeddings (``None``: no neighbour error).
+        reference_errors: Property -> ``[R]`` the model's ``|error|`` on them (NaN: no label).
+        k_reference: Validation neighbours averaged in the neighbour error.
+        score_of: Property -> ``"distance"`` or ``"neighbour_error"``, the score its maps read
+            (``distance`` where absent).
     """
 
     mean: np.ndarray
@@ -146,20 +203,40 @@ class EmbeddingUncertainty:
     knots: dict[str, tuple[np.ndarray, np.ndarray]]
     ood_threshold: float
     ensemble: dict[str, tuple[np.ndarray, np.ndarray, float, float]] = field(default_factory=dict)
+    reference: np.ndarray | None = None
+    reference_errors: dict[str, np.ndarray] = field(default_factory=dict)
+    k_reference: int = 30
+    score_of: dict[str, str] = field(default_factory=dict)
+
+    def standardise(self, embedding: np.ndarray) -> np.ndarray:
+        """``[n, D]`` embeddings in the units the scores use."""
+        out: np.ndarray = (np.asarray(embedding, np.float32) - self.mean) / self.std
+        return out
 
     def score(self, embedding: np.ndarray) -> np.ndarray:
         """Distance scores, ``[n, D]`` embeddings -> ``[n]``."""
-        z = (np.asarray(embedding, np.float32) - self.mean) / self.std
-        return centroid_score(z, self.centroids, self.k)
+        return centroid_score(self.standardise(embedding), self.centroids, self.k)
+
+    def property_scores(self, embedding: np.ndarray, distance: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Property -> the ``[n]`` scores its sigma map reads (distance, or neighbour error)."""
+        z = self.standardise(embedding)
+        d = centroid_score(z, self.centroids, self.k) if distance is None else distance
+        out = {}
+        for prop in self.knots:
+            if self.score_of.get(prop, "distance") == "neighbour_error" and self.reference is not None:
+                out[prop] = neighbour_error(z, self.reference, self.reference_errors[prop], self.k_reference)
+            else:
+                out[prop] = d
+        return out
 
     def sigma(self, prop: str, score: np.ndarray) -> np.ndarray:
-        """Calibrated one-sigma uncertainty of ``prop`` at these scores (flat beyond the knots)."""
+        """Calibrated one-sigma uncertainty of ``prop`` at its scores (flat beyond the knots)."""
         xs, ys = self.knots[prop]
         out: np.ndarray = np.interp(score, xs, ys)
         return out
 
     def sigma_ensemble(self, prop: str, score: np.ndarray, spread: np.ndarray) -> np.ndarray:
-        """Sigma from the distance score and the ensemble spread ``|a - b|`` (see ``ensemble``)."""
+        """Sigma from the property's score and the ensemble spread ``|a - b|`` (see ``ensemble``)."""
         xs, ys, s_scale, d_scale = self.ensemble[prop]
         out: np.ndarray = np.interp(combined_score(score, spread, s_scale, d_scale), xs, ys)
         return out
@@ -182,6 +259,12 @@ class EmbeddingUncertainty:
             arrays[f"ensemble_score_knots/{prop}"] = xs
             arrays[f"ensemble_sigma_knots/{prop}"] = ys
             arrays[f"ensemble_scales/{prop}"] = np.array([s_scale, d_scale])
+        if self.reference is not None:
+            arrays["reference"] = self.reference.astype(np.float16)
+            arrays["k_reference"] = np.array(self.k_reference)
+            for prop, errors in self.reference_errors.items():
+                arrays[f"reference_errors/{prop}"] = errors.astype(np.float32)
+        arrays["score_of"] = np.array([self.score_of.get(p, "distance") for p in sorted(self.knots)], dtype=str)
         with open(path, "wb") as fh:
             np.savez(fh, **arrays)  # type: ignore[arg-type]
 
@@ -205,7 +288,13 @@ class EmbeddingUncertainty:
                     )
                     for p in ens
                 }
+                kinds = [str(k) for k in z["score_of"]] if "score_of" in z else ["distance"] * len(props)
+                reference = z["reference"].astype(np.float32) if "reference" in z else None
                 return cls(
+                    reference=reference,
+                    reference_errors={p: z[f"reference_errors/{p}"] for p in props if f"reference_errors/{p}" in z},
+                    k_reference=int(z["k_reference"]) if "k_reference" in z else 30,
+                    score_of=dict(zip(sorted(props), kinds, strict=True)),
                     ensemble=ensemble,
                     mean=z["mean"].astype(np.float32),
                     std=z["std"].astype(np.float32),

@@ -5,15 +5,18 @@ today, the v3 multi-task ones once shipped), on the model's own split:
 
 1. one pass over train, validation and test gives predictions and pooled embeddings
    (:mod:`training.uncertainty_data`, cached outside the repository);
-2. two uncertainty scores are measured on the **validation** split: the distance in embedding
-   space to the training crystals (k-means centroids, and exact kNN for reference), and the
-   spread of the 2-member ensemble formed by the CGCNN and SR-CGCNN models of the same property;
-   each score is mapped to ``sigma`` by a monotone map fitted on validation
-   (:func:`crystalgraph.monotone_fit`);
-3. the shipped method (embedding distance: nearly free at inference, and the same distance sets
-   the ``out_of_domain`` threshold) is written beside the model: ``uncertainty.npz`` (centroids,
-   maps) and ``uncertainty.json`` (how sigma is made and calibrated, validation comparison,
-   applicability domain), both listed with their sha256 in ``manifest.json``;
+2. three uncertainty scores are measured on the **validation** split: the distance in embedding
+   space to the training crystals (k-means centroids, and exact kNN for reference), the model's
+   mean |error| on the nearest validation crystals in embedding space (own error left out), and
+   the spread of the 2-member ensemble formed by the CGCNN and SR-CGCNN models of the same
+   outputs; each score is mapped to ``sigma`` by a monotone map fitted on validation
+   (:func:`crystalgraph.monotone_fit`), and each property's default score (distance or neighbour
+   error) is the one whose sigma ranks the validation errors better (Spearman);
+3. the shipped method (nearly free at inference; the distance also sets the ``out_of_domain``
+   threshold) is written beside the model: ``uncertainty.npz`` (centroids, validation reference
+   embeddings and errors, maps) and ``uncertainty.json`` (how sigma is made and calibrated,
+   validation comparison, applicability domain), both listed with their sha256 in
+   ``manifest.json``;
 4. the test split is then read once: coverage, Spearman, the plots under ``models/``, kept in
    ``uncertainty.json`` for ``python -m training.protocol report``.
 """
@@ -34,6 +37,7 @@ from crystalgraph import (
     combined_score,
     kmeans,
     monotone_fit,
+    neighbour_error,
     read_manifest,
     sha256_file,
 )
@@ -52,6 +56,7 @@ __all__ = [
     "main",
     "K_CENTROIDS",
     "K_NEAREST",
+    "K_REFERENCE",
     "OOD_QUANTILE",
     "TRAIN_SAMPLE",
 ]
@@ -61,9 +66,12 @@ K_CENTROIDS = 1024
 #: pass over all 27,592 costs about half an hour per model; ``--train-sample 0`` takes them all.
 TRAIN_SAMPLE = 5000
 K_NEAREST = 5
+#: Validation crystals averaged in the neighbour-error score.
+K_REFERENCE = 30
 #: Validation quantile of the distance score above which a crystal is ``out_of_domain``.
 OOD_QUANTILE = 0.99
 NPZ, JSON = "uncertainty.npz", "uncertainty.json"
+_SCORE_NAMES = {"distance": "embedding distance", "neighbour_error": "error on the nearest validation crystals"}
 
 
 def _exact_knn(train: np.ndarray, query: np.ndarray, k: int, chunk: int = 512) -> np.ndarray:
@@ -88,10 +96,21 @@ def _partner(p: ModelPass, passes: list[ModelPass], prop: str) -> ModelPass | No
 
 
 def _score_of(chosen: dict, sv, st, ens, spread) -> np.ndarray:
-    """The test scores the chosen map reads (distance alone, or combined with the spread)."""
+    """The test scores the chosen map reads (the property's score alone, or combined with the spread)."""
     if ens is None:
         return st
     return combined_score(st, spread["test"], ens[2], ens[3])
+
+
+def _property_scores(z: dict, err_val: np.ndarray, distance: dict) -> dict[str, dict[str, np.ndarray]]:
+    """Both candidate scores of one property on validation (own error left out) and test."""
+    return {
+        "distance": {"val": distance["val"], "test": distance["test"]},
+        "neighbour_error": {
+            "val": neighbour_error(z["val"], z["val"], np.abs(err_val), K_REFERENCE, leave_one_out=True),
+            "test": neighbour_error(z["test"], z["val"], np.abs(err_val), K_REFERENCE),
+        },
+    }
 
 
 def _fit_and_measure(score_val, err_val, score_test=None, err_test=None) -> dict:
@@ -122,20 +141,30 @@ def calibrate_model(
     centroid_ms = (time.perf_counter() - t0) / len(z["val"]) * 1e3
     ood = float(np.quantile(score["val"], OOD_QUANTILE))
     knots, ensemble, partners, props, comparison = {}, {}, {}, {}, {}
+    reference_errors, score_of = {}, {}
     for t, prop in enumerate(p.targets):
         if prop == "p_metal":
             continue
         err = {s: p.pred[s][:, t] - p.labels[s][:, t] for s in ("val", "test")}
         ok = {s: np.isfinite(err[s]) for s in err}
-        sv, st = score["val"][ok["val"]], score["test"][ok["test"]]
         ev, et = err["val"][ok["val"]], err["test"][ok["test"]]
-        distance = _fit_and_measure(sv, ev, st, et)
-        knots[prop] = distance["knots"]
-        methods = {
-            f"embedding distance, {K_CENTROIDS} centroids": distance["val"],
-            "embedding distance, exact kNN over the training set": _fit_and_measure(exact_val[ok["val"]], ev)["val"],
+        candidates = _property_scores(z, err["val"], score)
+        fits = {
+            kind: _fit_and_measure(c["val"][ok["val"]], ev, c["test"][ok["test"]], et) for kind, c in candidates.items()
         }
-        chosen, how = distance, "embedding distance"
+        # The score is chosen on validation alone: the one whose sigma ranks the errors better.
+        kind = max(fits, key=lambda k: np.nan_to_num(fits[k]["val"]["spearman"], nan=-1.0))
+        sv, st = candidates[kind]["val"][ok["val"]], candidates[kind]["test"][ok["test"]]
+        knots[prop], score_of[prop] = fits[kind]["knots"], kind
+        reference_errors[prop] = np.abs(err["val"]).astype(np.float32)
+        methods = {
+            f"embedding distance, {K_CENTROIDS} centroids": fits["distance"]["val"],
+            "embedding distance, exact kNN over the training set": _fit_and_measure(exact_val[ok["val"]], ev)["val"],
+            f"error on the {K_REFERENCE} nearest validation crystals (own error left out)": fits["neighbour_error"][
+                "val"
+            ],
+        }
+        chosen, how = fits[kind], _SCORE_NAMES[kind]
         partner = _partner(p, passes, prop)
         if partner is not None:
             col = partner.targets.index(prop)
@@ -149,10 +178,10 @@ def calibrate_model(
                 combined_score(st, spread["test"], s_scale, d_scale),
                 et,
             )
-            methods["ensemble spread and embedding distance, combined"] = combined["val"]
+            methods[f"ensemble spread and {_SCORE_NAMES[kind]}, combined"] = combined["val"]
             ensemble[prop] = (*combined["knots"], s_scale, d_scale)
             partners[prop] = {"model": f"{partner.name}@{partner.version}", "weights_sha256": partner.sha256}
-            chosen, how = combined, "ensemble spread and embedding distance, combined"
+            chosen, how = combined, f"ensemble spread and {_SCORE_NAMES[kind]}, combined"
         comparison[prop] = methods
         png = plot_calibration(
             np.interp(_score_of(chosen, sv, st, ensemble.get(prop), spread if partner else None), *chosen["knots"]),
@@ -163,13 +192,26 @@ def calibrate_model(
         )
         props[prop] = {
             "shipped": how,
+            "score": kind,
             "val": chosen["val"],
             "test": chosen["test"],
-            "distance_only": {"val": distance["val"], "test": distance["test"]},
+            "default": {"how": _SCORE_NAMES[kind], "val": fits[kind]["val"], "test": fits[kind]["test"]},
             "plots": png,
         }
         log(f"[{p.name}] {prop} ({how}): val {chosen['val']}, test {chosen['test']}")
-    unc = EmbeddingUncertainty(mean, std, centroids, K_NEAREST, knots, ood, ensemble)
+    unc = EmbeddingUncertainty(
+        mean,
+        std,
+        centroids,
+        K_NEAREST,
+        knots,
+        ood,
+        ensemble,
+        reference=z["val"].astype(np.float16).astype(np.float32) if "neighbour_error" in score_of.values() else None,
+        reference_errors={q: e for q, e in reference_errors.items() if score_of[q] == "neighbour_error"},
+        k_reference=K_REFERENCE,
+        score_of=score_of,
+    )
     flags = {**flags, "out_of_domain": score["test"] > ood}
     warned = np.zeros(len(score["test"]), bool)
     for code, mask in flags.items():
@@ -179,21 +221,28 @@ def calibrate_model(
     test_flags["any_new_warning"] = int(warned.sum())
     test_flags["of"] = len(warned)
     info = {
-        "method": "ensemble_and_embedding_distance" if ensemble else "embedding_distance",
+        "method": ("ensemble_and_" if ensemble else "")
+        + ("embedding_neighbour_error" if "neighbour_error" in score_of.values() else "embedding_distance"),
         "how": (
-            f"sigma = g(d): d is the mean Euclidean distance of the crystal's pooled embedding (standardised "
-            f"with the training set's mean and std per dimension) to its {K_NEAREST} nearest of {K_CENTROIDS} "
-            "k-means centroids of the training crystals' embeddings; g is a non-decreasing piecewise-linear "
-            "map per property, fitted on the validation split (12 equal-count bins: the larger of the 68.27% "
-            "quantile of |error| and half the 90% quantile, made monotone by isotonic regression; flat beyond "
-            "the end knots). sigma is one standard deviation in the property's unit."
+            "sigma = g(s), s a score read from the crystal's pooled embedding (standardised with the training "
+            "set's mean and std per dimension), chosen per property on the validation split by the Spearman "
+            "correlation of sigma with |error|: either d, the mean Euclidean distance to its "
+            f"{K_NEAREST} nearest of {K_CENTROIDS} k-means centroids of the training crystals' embeddings, or "
+            f"e, the model's mean |error| on the {K_REFERENCE} nearest validation crystals (leaving the crystal's "
+            "own error out on validation). Chosen: "
+            + ", ".join(f"{q}: {'e' if k == 'neighbour_error' else 'd'}" for q, k in score_of.items())
+            + ". g is a non-decreasing piecewise-linear map per property, fitted on the validation split (12 "
+            "equal-count bins: the larger of the 68.27% quantile of |error| and half the 90% quantile, made "
+            "monotone by isotonic regression; flat beyond the end knots). sigma is one standard deviation in the "
+            "property's unit. The out_of_domain threshold reads d."
         ),
         "model": {"name": p.name, "version": p.version, "weights_sha256": p.sha256},
         "partners": partners,
         "ensemble_how": (
             "When the service also runs the partner model of a property (another architecture trained on the same "
-            "split: a 2-member ensemble), sigma = g2(hypot(|a - b| / s, d / t)), s and t the validation medians of "
-            "the spread and of d, g2 fitted on validation the same way; without the partner, sigma = g(d)."
+            "split: a 2-member ensemble), sigma = g2(hypot(|a - b| / u, s / v)), u and v the validation medians of "
+            "the spread and of the property's score s, g2 fitted on validation the same way; without the partner, "
+            "sigma = g(s)."
         ),
         "k_centroids": K_CENTROIDS,
         "k_nearest": K_NEAREST,

@@ -72,7 +72,7 @@ def uncertainty_section(folders: list[Path]) -> str:
         "",
         "Targets: within 1σ 60-75%, within 2σ ≥ 90%, Spearman ≥ 0.4.",
         "",
-        "The service gives the distance-only sigma by default (no measurable cost) and the combined one with "
+        "The service gives the single-model sigma by default (no measurable cost) and the combined one with "
         "`?uncertainty=ensemble` (it then runs the partner model too: about 44% more server CPU per structure, "
         "above the 30% rule, hence opt-in; `python -m bench --only uncertainty`).",
         "",
@@ -82,10 +82,11 @@ def uncertainty_section(folders: list[Path]) -> str:
     for info in infos:
         for prop, p in info["properties"].items():
             name = f"`{info['model']['name']}` v{info['model']['version']}"
-            if "distance_only" in p and p.get("shipped") != "embedding distance":
-                d = p["distance_only"]["test"]
+            default = p.get("default") or {"how": "embedding distance", **p.get("distance_only", {})}
+            if "test" in default and p.get("shipped") != default["how"]:
+                d = default["test"]
                 lines.append(
-                    f"| {name} | {prop} | **embedding distance (default)** | {_cells(d)} | {d['n']} | {_verdict(d)} |"
+                    f"| {name} | {prop} | **{default['how']} (default)** | {_cells(d)} | {d['n']} | {_verdict(d)} |"
                 )
             lines.append(
                 f"| {name} | {prop} | {p.get('shipped', 'embedding distance')}"

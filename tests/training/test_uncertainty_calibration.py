@@ -58,6 +58,34 @@ def test_artifact_round_trip_and_no_pickles(tmp_path: Path) -> None:
         cg.EmbeddingUncertainty.load(tmp_path / "bad.npz")
 
 
+def test_neighbour_error_leaves_its_own_error_out_and_round_trips(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    ref = rng.normal(size=(60, 4)).astype(np.float32)
+    errors = rng.uniform(size=60).astype(np.float32)
+    errors[7] = np.nan  # no label: never a neighbour
+    loo = cg.neighbour_error(ref, ref, errors, 5, leave_one_out=True)
+    for i in (0, 7, 59):  # brute force
+        d = ((ref - ref[i]) ** 2).sum(1)
+        d[~np.isfinite(errors)] = np.inf
+        d[i] = np.inf
+        assert loo[i] == pytest.approx(errors[np.argsort(d)[:5]].mean(), rel=1e-5)
+    # a query on top of a reference crystal sees that crystal's error (not left out at inference)
+    assert cg.neighbour_error(ref[:1], ref, errors, 1)[0] == pytest.approx(errors[0])
+
+    knots = {"band_gap": (np.array([0.0, 1.0]), np.array([0.1, 0.9])), "e": (np.array([0.0, 9.0]), np.array([0, 9.0]))}
+    mean, std = np.zeros(4, np.float32), np.ones(4, np.float32)
+    est = cg.EmbeddingUncertainty(
+        mean, std, ref[:8], 2, knots, 9.0, reference=ref, reference_errors={"band_gap": errors},
+        k_reference=5, score_of={"band_gap": "neighbour_error", "e": "distance"},
+    )  # fmt: skip
+    est.save(tmp_path / "u.npz")
+    back = cg.EmbeddingUncertainty.load(tmp_path / "u.npz")
+    scores = back.property_scores(ref[:3])
+    np.testing.assert_allclose(scores["band_gap"], cg.neighbour_error(ref[:3], ref, errors, 5), rtol=1e-3)
+    np.testing.assert_allclose(scores["e"], back.score(ref[:3]))
+    assert back.score_of == {"band_gap": "neighbour_error", "e": "distance"} and back.k_reference == 5
+
+
 def test_density() -> None:
     # rock salt NaCl, a = 5.64 Å: 2.16 g/cm³
     assert cg.density_g_cm3(np.array([11] * 4 + [17] * 4), 5.64**3) == pytest.approx(2.164, abs=0.01)
