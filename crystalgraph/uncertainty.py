@@ -208,6 +208,38 @@ class EmbeddingUncertainty:
     k_reference: int = 30
     score_of: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # What every query reads, computed once: float32 reference rows and their squared norms, each
+        # property's errors with its unlabelled rows (never neighbours) marked.
+        if self.reference is not None:
+            ref = np.asarray(self.reference, np.float32)
+            object.__setattr__(self, "_ref", ref)
+            object.__setattr__(self, "_ref_sq", (ref**2).sum(1))
+            object.__setattr__(
+                self,
+                "_ref_errors",
+                {
+                    p: (np.nan_to_num(np.asarray(e, np.float32)), ~np.isfinite(e))
+                    for p, e in self.reference_errors.items()
+                },
+            )
+
+    def _neighbour_errors(self, z: np.ndarray, props: list[str]) -> dict[str, np.ndarray]:
+        """:func:`neighbour_error` of ``z`` for each of ``props``, with one distance matrix for all."""
+        ref, ref_sq, errors = self._ref, self._ref_sq, self._ref_errors  # type: ignore[attr-defined]
+        d2 = (z**2).sum(1, keepdims=True) - 2 * z @ ref.T + ref_sq
+        out = {}
+        for prop in props:
+            err, unlabelled = errors[prop]
+            d = d2
+            if unlabelled.any():
+                d = d2.copy()
+                d[:, unlabelled] = np.inf
+            k = min(self.k_reference, int((~unlabelled).sum()))
+            near = np.argpartition(d, k - 1, axis=1)[:, :k]
+            out[prop] = err[near].mean(1)
+        return out
+
     def standardise(self, embedding: np.ndarray) -> np.ndarray:
         """``[n, D]`` embeddings in the units the scores use."""
         out: np.ndarray = (np.asarray(embedding, np.float32) - self.mean) / self.std
@@ -221,13 +253,9 @@ class EmbeddingUncertainty:
         """Property -> the ``[n]`` scores its sigma map reads (distance, or neighbour error)."""
         z = self.standardise(embedding)
         d = centroid_score(z, self.centroids, self.k) if distance is None else distance
-        out = {}
-        for prop in self.knots:
-            if self.score_of.get(prop, "distance") == "neighbour_error" and self.reference is not None:
-                out[prop] = neighbour_error(z, self.reference, self.reference_errors[prop], self.k_reference)
-            else:
-                out[prop] = d
-        return out
+        local = [p for p in self.knots if self.score_of.get(p) == "neighbour_error" and self.reference is not None]
+        out = self._neighbour_errors(z, local) if local else {}
+        return {p: out.get(p, d) for p in self.knots}
 
     def sigma(self, prop: str, score: np.ndarray) -> np.ndarray:
         """Calibrated one-sigma uncertainty of ``prop`` at its scores (flat beyond the knots)."""

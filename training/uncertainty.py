@@ -259,7 +259,10 @@ def calibrate_model(
         },
         "domain": domain,
         "splits": {s: len(p.ids[s]) for s in p.ids},
-        "train_reference": f"{len(p.ids['train'])} training crystals (seeded sample) for the centroids",
+        "train_reference": (
+            f"{len(p.ids['train'])} training crystals (seeded sample) for the centroids, the {len(p.ids['val'])} "
+            "validation crystals and the model's errors on them for the neighbour error"
+        ),
     }
     write_artifacts(folder, unc, info)
     return info
