@@ -69,10 +69,12 @@ if [[ $state == "done" && $executor == ray && $finished == "$total" && $ok -ge 1
 else
     fail "job $job: $summary (want: done ray, every file)"
 fi
-curl -fsS "$url/v1/jobs/$job/results" >"$tmp/results.csv"
-rows=$(($(wc -l <"$tmp/results.csv") - 1))
+# CSV rows counted by a CSV reader (a quoted field may hold a line break); the default format is NDJSON.
+curl -fsS "$url/v1/jobs/$job/results?format=csv" >"$tmp/results.csv"
+rows=$(python3 -c 'import csv, sys; print(sum(1 for _ in csv.DictReader(open(sys.argv[1], newline=""))))' "$tmp/results.csv")
 if ((rows >= total)); then
-    pass "results: $rows CSV row(s) for $total file(s)"
+    pass "results: $rows CSV row(s) for $total file(s) ($(head -n 1 "$tmp/results.csv" | cut -c1-60)...)"
 else
     fail "results: $rows CSV row(s) for $total file(s)"
+    indent <"$tmp/results.csv"
 fi
