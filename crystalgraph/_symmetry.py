@@ -16,7 +16,16 @@ from dataclasses import dataclass
 import gemmi
 import numpy as np
 
-__all__ = ["Symmetry", "resolve_symmetry", "images", "orbit_sizes", "orbits", "merge_orbits", "SITE_TOLERANCE"]
+__all__ = [
+    "Symmetry",
+    "resolve_symmetry",
+    "images",
+    "orbit_sizes",
+    "orbits",
+    "orbits_of",
+    "merge_orbits",
+    "SITE_TOLERANCE",
+]
 
 #: Two images are one site when each fractional coordinate differs by less than this (mod 1).
 SITE_TOLERANCE = 1e-4
@@ -199,20 +208,36 @@ def orbits(sym: Symmetry, coords: np.ndarray) -> list[np.ndarray]:
     The sum of their lengths is the atom count of the expanded cell (less only sites that
     coincide with another row's images), known before the structure is built.
     """
+    return orbits_of(images(sym, coords))
+
+
+def orbits_of(site_images: np.ndarray) -> list[np.ndarray]:
+    """:func:`orbits` from the ``[S, K, 3]`` images already computed.
+
+    All sites at once: a site whose images are all distinct (the usual case) is its images; the
+    first-kept walk over the operations runs only for sites where two images coincide.
+    """
+    n_sites, n_ops = site_images.shape[:2]
+    if n_ops == 1:
+        return list(site_images)
     out = []
-    for site_images in images(sym, coords):
-        if len(site_images) == 1:
-            out.append(site_images)
-            continue
-        diff = site_images[:, None, :] - site_images[None, :, :]
+    step = max(1, 1_000_000 // (n_ops * n_ops))  # bounds the [S, K, K, 3] comparison's memory
+    for start in range(0, n_sites, step):
+        chunk = site_images[start : start + step]
+        diff = chunk[:, :, None, :] - chunk[:, None, :, :]
         same = np.all(np.abs(diff - np.round(diff)) < SITE_TOLERANCE, axis=-1)
-        alive = np.ones(len(site_images), dtype=bool)
-        kept = []
-        for k in range(len(site_images)):
-            if alive[k]:
-                kept.append(k)
-                alive &= ~same[k]
-        out.append(site_images[kept])
+        repeated = same.sum(axis=(1, 2)) > n_ops  # more than the diagonal
+        for points, site_same, again in zip(chunk, same, repeated.tolist(), strict=True):
+            if not again:
+                out.append(points)
+                continue
+            alive = np.ones(n_ops, dtype=bool)
+            kept = []
+            for k in range(n_ops):
+                if alive[k]:
+                    kept.append(k)
+                    alive &= ~site_same[k]
+            out.append(points[kept])
     return out
 
 
