@@ -27,11 +27,33 @@ _FIRST_SEARCH_NEIGHBOURS = 24
 _SELF_TOL = 1e-8  # an atom's own position, as pymatgen's exclude_self treats it
 
 
+def _order(n: int, center: np.ndarray, neighbor: np.ndarray, images: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """The permutation sorting pairs by (centre, rounded distance, neighbour, image).
+
+    One ``argsort`` of a packed int64 key when the fields fit in 63 bits (always, for cells of
+    the size crystals have), else ``lexsort`` on the fields. ``np.round(d, 6)`` is
+    ``rint(d * 1e6) / 1e6``, so its integer numerator orders pairs exactly as it does.
+    """
+    if not len(dist):
+        return np.zeros(0, dtype=np.int64)
+    rounded = np.rint(dist * 10.0**ROUND).astype(np.int64)
+    low = images.min(axis=0)
+    span = (images.max(axis=0) - low + 1).tolist()
+    top = int(rounded.max()) + 1
+    if n * top * n * span[0] * span[1] * span[2] >= 1 << 63:
+        return np.lexsort((images[:, 2], images[:, 1], images[:, 0], neighbor, rounded, center))
+    shifted = images - low
+    key = ((center.astype(np.int64) * top + rounded) * n + neighbor) * span[0] + shifted[:, 0]
+    key = (key * span[1] + shifted[:, 1]) * span[2] + shifted[:, 2]
+    order: np.ndarray = np.argsort(key)
+    return order
+
+
 def _select(
     n: int, center: np.ndarray, neighbor: np.ndarray, images: np.ndarray, dist: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The ``k`` first pairs of each centre in (rounded distance, neighbour, image) order."""
-    order = np.lexsort((images[:, 2], images[:, 1], images[:, 0], neighbor, np.round(dist, ROUND), center))
+    order = _order(n, center, neighbor, images, dist)
     center, neighbor, dist = center[order], neighbor[order], dist[order]
     counts = np.bincount(center, minlength=n)
     first = np.concatenate(([0], np.cumsum(counts)[:-1]))
