@@ -16,7 +16,16 @@ import numpy as np
 from pymatgen.core import Composition, Element
 
 from ._cif_checks import composition_notice, is_element, label_notice, number, parse_symbol, symmetry_notice
-from ._symmetry import SITE_TOLERANCE, Symmetry, images, merge_orbits, orbit_sizes, orbits_of, resolve_symmetry
+from ._symmetry import (
+    SITE_TOLERANCE,
+    Symmetry,
+    coincide,
+    images,
+    merge_orbits,
+    orbit_sizes,
+    orbits_of,
+    resolve_symmetry,
+)
 from .checks import cell_volume, check_cell, check_coordinates, check_volume_per_atom
 from .crystal import Crystal, lattice_from_parameters
 from .errors import InvalidCIFError, TooManyAtomsError
@@ -136,6 +145,13 @@ def _runs(site_species: list[dict[str, float]]) -> list[tuple[list[int], dict[st
     return runs
 
 
+def _scaled(species: dict[str, float]) -> dict[str, float]:
+    """A site's species with a total over 1 scaled down to 1 (pymatgen's rule)."""
+    total = sum(species.values())
+    scale = total if total > 1 else 1.0
+    return {el: x / scale for el, x in species.items()}
+
+
 def _distinct_orbits(site_orbits: list[np.ndarray]) -> bool:
     """Whether no image of one site coincides with an image of another (one cell-wide test).
 
@@ -149,8 +165,7 @@ def _distinct_orbits(site_orbits: list[np.ndarray]) -> bool:
         return False
     points = np.concatenate(site_orbits)
     source = np.repeat(np.arange(len(site_orbits)), sizes)
-    diff = points[:, None, :] - points[None, :, :]
-    same = np.all(np.abs(diff - np.round(diff)) < SITE_TOLERANCE, axis=-1)
+    same = coincide(points, points)
     return not bool((same & (source[:, None] != source[None, :])).any())
 
 
@@ -342,8 +357,7 @@ def _expand(
     n_ops = row_images.shape[1]
     any_match = True
     if n_rows * n_rows * n_ops <= 2_000_000:  # one test for the usual case: no two rows coincide
-        diff = coords[None, None, :, :] - row_images[:, :, None, :]
-        hit = np.all(np.abs(diff - np.round(diff)) < SITE_TOLERANCE, axis=-1).any(axis=1)
+        hit = np.any(coincide(row_images.reshape(-1, 3), coords).reshape(n_rows, n_ops, n_rows), axis=1)
         np.fill_diagonal(hit, False)
         any_match = bool(hit.any())
     if any_match:
@@ -356,23 +370,25 @@ def _expand(
     site_orbits = [row_orbits[k] for k in keys]
     estimate = sum(len(o) for o in site_orbits)
     check_volume_per_atom(cell_volume(cell), estimate)
-    distinct = _distinct_orbits(site_orbits)
+    runs = _runs(site_species)
     species: list[dict[str, float]] = []
-    all_coords: list[np.ndarray] = []
     labels: list[str] = []
     merged = 0
-    for members, group_species in _runs(site_species):
-        if distinct:  # no image of one site falls on another's: nothing to merge
-            group_coords = np.concatenate([site_orbits[m] for m in members])
-            owners = [o for o, m in enumerate(members) for _ in range(len(site_orbits[m]))]
-        else:
+    if _distinct_orbits(site_orbits):  # no image of one site falls on another's: nothing to merge
+        sequence = [m for members, _ in runs for m in members]
+        frac = np.concatenate([site_orbits[m] for m in sequence])
+        for members, group_species in runs:
+            species += [_scaled(group_species)] * sum(len(site_orbits[m]) for m in members)
+        labels = [site_labels[m] for m in sequence for _ in range(len(site_orbits[m]))]
+    else:
+        all_coords: list[np.ndarray] = []
+        for members, group_species in runs:
             group_coords, owners = merge_orbits([site_orbits[m] for m in members])
             merged += sum(len(site_orbits[m]) for m in members) - len(group_coords)
-        total = sum(group_species.values())
-        scale = total if total > 1 else 1.0
-        species += [{el: x / scale for el, x in group_species.items()}] * len(group_coords)
-        all_coords.append(group_coords)
-        labels += [site_labels[members[o]] for o in owners]
+            species += [_scaled(group_species)] * len(group_coords)
+            all_coords.append(group_coords)
+            labels += [site_labels[members[o]] for o in owners]
+        frac = np.concatenate(all_coords)
     if merged:
         notices.append(
             Notice(
@@ -381,7 +397,6 @@ def _expand(
                 "once: the file may list symmetry-equivalent sites twice.",
             )
         )
-    frac = np.concatenate(all_coords)
     return Crystal(lattice_from_parameters(*cell), frac, tuple(species), tuple(labels))
 
 

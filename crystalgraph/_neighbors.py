@@ -37,14 +37,13 @@ def _order(n: int, center: np.ndarray, neighbor: np.ndarray, images: np.ndarray,
     if not len(dist):
         return np.zeros(0, dtype=np.int64)
     rounded = np.rint(dist * 10.0**ROUND).astype(np.int64)
-    low = images.min(axis=0)
-    span = (images.max(axis=0) - low + 1).tolist()
+    reach = int(np.abs(images).max())  # image components lie in [-reach, reach]
+    span = 2 * reach + 1
     top = int(rounded.max()) + 1
-    if n * top * n * span[0] * span[1] * span[2] >= 1 << 63:
+    if n * top * n * span**3 >= 1 << 63:
         return np.lexsort((images[:, 2], images[:, 1], images[:, 0], neighbor, rounded, center))
-    shifted = images - low
-    key = ((center.astype(np.int64) * top + rounded) * n + neighbor) * span[0] + shifted[:, 0]
-    key = (key * span[1] + shifted[:, 1]) * span[2] + shifted[:, 2]
+    image_key = (images + reach) @ np.array([span * span, span, 1], dtype=np.int64)
+    key = ((center * top + rounded) * n + neighbor) * span**3 + image_key
     order: np.ndarray = np.argsort(key)
     return order
 
@@ -90,8 +89,8 @@ def _two_radius(
         counts = np.bincount(center, minlength=n)
         if counts.min() >= k:
             sel = _select(n, center, neighbor, images, dist, k)
-            last = sel[2].reshape(n, k).max(axis=1)
-            if float(np.round(last, ROUND).max()) < round(radius, ROUND) - 2 * 10**-ROUND:
+            last = float(np.round(sel[2].max(), ROUND))  # the farthest kept neighbour of any atom
+            if last < round(radius, ROUND) - 2 * 10**-ROUND:
                 low = int(np.argmin(dist))
                 return *sel, float(dist[low]), (int(center[low]), int(neighbor[low]))
         center, neighbor, images, dist = _search(lattice, cart, cutoff)
