@@ -356,6 +356,9 @@ def _expand(
     # Rows at one position (under the symmetry) share a site: pymatgen's disordered sites.
     n_ops = row_images.shape[1]
     any_match = True
+    # With the identity alone and every coordinate in [0, 1), each row is its own image, so this test
+    # is also the cell-wide one (_distinct_orbits) on the same numbers: it is made once.
+    in_cell = sym.is_identity and bool(((coords >= 0) & (coords < 1)).all())
     if n_rows * n_rows * n_ops <= 2_000_000:  # one test for the usual case: no two rows coincide
         hit = np.any(coincide(row_images.reshape(-1, 3), coords).reshape(n_rows, n_ops, n_rows), axis=1)
         np.fill_diagonal(hit, False)
@@ -374,7 +377,8 @@ def _expand(
     species: list[dict[str, float]] = []
     labels: list[str] = []
     merged = 0
-    if _distinct_orbits(site_orbits):  # no image of one site falls on another's: nothing to merge
+    distinct = not any_match if in_cell else _distinct_orbits(site_orbits)
+    if distinct:  # no image of one site falls on another's: nothing to merge
         sequence = [m for members, _ in runs for m in members]
         frac = np.concatenate([site_orbits[m] for m in sequence])
         for members, group_species in runs:

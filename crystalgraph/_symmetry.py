@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import gemmi
 import numpy as np
@@ -103,6 +103,23 @@ def _arrays(ops: list[gemmi.Op]) -> tuple[np.ndarray, np.ndarray]:
     return rot, tran
 
 
+def _parse_ops(values: tuple[str, ...]) -> list[gemmi.Op]:
+    return [gemmi.parse_triplet(gemmi.cif.as_string(v)) for v in values]
+
+
+@lru_cache(maxsize=1024)
+def _listed(values: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The arrays of listed operations (cached: most files list one of a few hundred sets; read-only).
+
+    Only lists of at most 192 operations (the largest space group's order) are cached, so that a
+    hostile file's million operations are not kept.
+    """
+    rot, tran = _arrays(_parse_ops(values))
+    rot.flags.writeable = False
+    tran.flags.writeable = False
+    return rot, tran
+
+
 def _group_ops(sg: gemmi.SpaceGroup) -> list[gemmi.Op]:
     return list(sg.operations())
 
@@ -152,12 +169,12 @@ def resolve_symmetry(block: gemmi.cif.Block) -> Symmetry:
         if column is None or len(column) == 0:
             continue
         try:
-            ops = [gemmi.parse_triplet(gemmi.cif.as_string(v)) for v in column]
+            values = tuple(column)
+            rot, tran = _listed(values) if len(values) <= 192 else _arrays(_parse_ops(values))
         except (ValueError, RuntimeError) as exc:
             problems.append(f"its symmetry operations cannot be read ({exc})")
             break
-        rot, tran = _arrays(ops)
-        return Symmetry(rot, tran, f"{len(ops)} listed operations", declared, p1)
+        return Symmetry(rot, tran, f"{len(rot)} listed operations", declared, p1)
     sg: gemmi.SpaceGroup | None
     if hall is not None:
         try:

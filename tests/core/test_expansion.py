@@ -178,3 +178,27 @@ def test_merge_orbits_keeps_the_first_image_of_a_repeated_point() -> None:
     b = np.array([[0.5, 0.5, 1.0 - 1e-6], [0.25, 0.25, 0.25]])
     points, owners = merge_orbits([a, b])
     assert points.tolist() == [*a.tolist(), [0.25, 0.25, 0.25]] and owners == [0, 0, 1]
+
+
+def test_two_rows_at_one_position_inside_a_p1_cell_are_one_site() -> None:
+    # the identity alone, every coordinate in [0, 1): the row test is also the cell-wide test
+    text = (
+        "data_x\n_cell_length_a 5.64\n_cell_length_b 5.64\n_cell_length_c 5.64\n"
+        "_symmetry_space_group_name_H-M 'P 1'\nloop_\n_symmetry_equiv_pos_as_xyz\n'x, y, z'\n"
+        "loop_\n_atom_site_label\n_atom_site_fract_x\n_atom_site_fract_y\n_atom_site_fract_z\n"
+        "Na1 0 0 0\nCl1 0.5 0.5 0.5\nBr1 0.5 0.5 0.50002\n"
+    )
+    [block] = read_structures(text)
+    assert block.crystal is not None and len(block.crystal) == 2
+    assert sorted(block.crystal.species, key=len) == [{"Na": 1.0}, {"Cl": 0.5, "Br": 0.5}]  # scaled to a total of 1
+    assert "sites_merged" in [n.code for n in block.notices]
+
+
+def test_listed_operations_are_cached_read_only_and_long_lists_still_read() -> None:
+    ops = "loop_\n_symmetry_equiv_pos_as_xyz\n'x, y, z'\n'-x, -y, -z'\n"
+    sym = resolve_symmetry(_block(f"data_x\n{ops}"))
+    assert sym.n_ops == 2 and resolve_symmetry(_block(f"data_y\n{ops}")).rotations is sym.rotations
+    with pytest.raises(ValueError):
+        sym.rotations[0, 0, 0] = 2.0
+    many = "loop_\n_symmetry_equiv_pos_as_xyz\n" + "'x, y, z'\n" * 300
+    assert resolve_symmetry(_block(f"data_z\n{many}")).n_ops == 300
