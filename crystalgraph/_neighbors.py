@@ -17,6 +17,7 @@ lattice translation was 0.39 ms (too many small numpy calls), ``vesin`` 0.7 ms a
 from __future__ import annotations
 
 import numpy as np
+from pymatgen.optimization.neighbors import find_points_in_spheres
 
 __all__ = ["nearest", "ROUND"]
 
@@ -25,6 +26,7 @@ ROUND = 6
 #: The first search expects this many atoms inside its radius.
 _FIRST_SEARCH_NEIGHBOURS = 24
 _SELF_TOL = 1e-8  # an atom's own position, as pymatgen's exclude_self treats it
+_PBC = np.ones(3, dtype=np.int64)
 
 
 def _order(n: int, center: np.ndarray, neighbor: np.ndarray, images: np.ndarray, dist: np.ndarray) -> np.ndarray:
@@ -49,14 +51,21 @@ def _order(n: int, center: np.ndarray, neighbor: np.ndarray, images: np.ndarray,
 
 
 def _select(
-    n: int, center: np.ndarray, neighbor: np.ndarray, images: np.ndarray, dist: np.ndarray, k: int
+    n: int,
+    center: np.ndarray,
+    neighbor: np.ndarray,
+    images: np.ndarray,
+    dist: np.ndarray,
+    k: int,
+    counts: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The ``k`` first pairs of each centre in (rounded distance, neighbour, image) order."""
     order = _order(n, center, neighbor, images, dist)
     center, neighbor, dist = center[order], neighbor[order], dist[order]
-    counts = np.bincount(center, minlength=n)
-    first = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    rank = np.arange(len(center)) - np.repeat(first, counts)
+    if counts is None:
+        counts = np.bincount(center, minlength=n)
+    starts = np.cumsum(counts) - counts
+    rank = np.arange(len(center)) - np.repeat(starts, counts)
     keep = rank < k
     return center[keep], neighbor[keep], dist[keep], counts
 
@@ -64,14 +73,12 @@ def _select(
 def _search(
     lattice: np.ndarray, cart: np.ndarray, radius: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from pymatgen.optimization.neighbors import find_points_in_spheres
-
     cart = np.ascontiguousarray(cart, dtype=float)
     center, neighbor, images, dist = find_points_in_spheres(
         cart,
         cart,
         r=radius,
-        pbc=np.ones(3, dtype=np.int64),
+        pbc=_PBC,
         lattice=np.ascontiguousarray(lattice, dtype=float),
         tol=_SELF_TOL,
     )
@@ -88,8 +95,9 @@ def _two_radius(
     if radius < cutoff:
         counts = np.bincount(center, minlength=n)
         if counts.min() >= k:
-            sel = _select(n, center, neighbor, images, dist, k)
-            last = float(np.round(sel[2].max(), ROUND))  # the farthest kept neighbour of any atom
+            sel = _select(n, center, neighbor, images, dist, k, counts)
+            # the farthest kept neighbour, rounded as np.round(d, 6) rounds: rint(d * 1e6) / 1e6
+            last = round(float(sel[2].max()) * 10**ROUND) / 10**ROUND
             if last < round(radius, ROUND) - 2 * 10**-ROUND:
                 low = int(np.argmin(dist))
                 return *sel, float(dist[low]), (int(center[low]), int(neighbor[low]))
@@ -118,7 +126,8 @@ def nearest(
         ``(center, neighbor)``.
     """
     n = len(cart)
-    volume = abs(float(np.linalg.det(lattice)))
+    (a1, a2, a3), (b1, b2, b3), (c1, c2, c3) = lattice.tolist()
+    volume = abs(a1 * (b2 * c3 - b3 * c2) - a2 * (b1 * c3 - b3 * c1) + a3 * (b1 * c2 - b2 * c1))  # picks a radius only
     first = (3 * _FIRST_SEARCH_NEIGHBOURS * volume / max(n, 1) / (4 * np.pi)) ** (1 / 3)
     first = float(min(cutoff, max(first, min_distance + 1.0)))
     return _two_radius(lattice, cart, k, cutoff, first)
