@@ -369,7 +369,8 @@ def _expand(
         keys = list(range(n_rows))
         site_species = [{el: max(occ, 1e-8)} for el, occ in zip(rows.elements, rows.occupancies, strict=True)]
         site_labels = list(rows.labels)
-    _round_occupancies(site_species, site_labels, occupancy_tolerance, notices)
+    if any_match or min(rows.occupancies) < 1:  # else every site is one row at full occupancy or more
+        _round_occupancies(site_species, site_labels, occupancy_tolerance, notices)
     site_orbits = [row_orbits[k] for k in keys]
     estimate = sum(len(o) for o in site_orbits)
     check_volume_per_atom(cell_volume(cell), estimate)
