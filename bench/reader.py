@@ -6,6 +6,10 @@ structure built by today's two-radius neighbour list and by the one-search refer
 every exception is listed with why. Then CIF -> graph structures/s on one core, old reader and
 neighbour list vs new, on the first 2,000 CIFs.
 
+The shipped models' predictions (every model of ``--models``, as served) from pymatgen's
+structure and from the new reader's are compared on every 20th compared CIF
+(``CRYSTAL_BENCH_READER_PREDICT_EVERY=1``: on each; ``0``: not at all).
+
 ``python -m bench --data DIR --only reader`` checks every CIF; ``CRYSTAL_BENCH_READER_N=3000``
 checks the first 3,000 only.
 """
@@ -129,6 +133,58 @@ def compare(data: bytes) -> str | None:
     return None
 
 
+def compare_predictions(paths: list[Path], models_dir: Path) -> tuple[int, float, list[tuple[str, str]]]:
+    """The shipped models' predictions from pymatgen's structures against the new reader's.
+
+    Every model of ``models_dir`` (primary and alternatives, ONNX as served) predicts each file
+    twice: from the structure pymatgen's ``CifParser`` reads (given as a ``Structure``), and from
+    the file itself (the gemmi reader, the array path). Files pymatgen reads as one structure only.
+
+    Returns:
+        ``(files compared, largest absolute difference of any value, [(file, why)] exceptions)``.
+    """
+    from crystalgraph import Answer, Predictor
+
+    predictor = Predictor(models_dir, models=sorted({v.name for v in Predictor(models_dir).versions}))
+    old_inputs, new_inputs, names = [], [], []
+    for path in paths:
+        try:
+            old = pymatgen_read(path.read_bytes())
+        except Exception:  # noqa: BLE001 - compared by compare(); here only files both read
+            continue
+        if len(old) == 1:
+            old_inputs.append(old[0])
+            new_inputs.append(str(path))
+            names.append(path.name)
+    olds = predictor.predict(old_inputs, progress=False)
+    news = predictor.predict(new_inputs, progress=False)
+    assert isinstance(olds, list) and isinstance(news, list)
+
+    def values(answer: Answer) -> dict[tuple[str, str], float]:
+        out = {(p, f"{x.model}@{x.version}"): x.value for p, x in answer.predictions.items()}
+        for p, alts in answer.alternatives.items():
+            out.update({(p, f"{x.model}@{x.version}"): x.value for x in alts})
+        return out
+
+    worst = 0.0
+    exceptions: list[tuple[str, str]] = []
+    for name, a, b in zip(names, olds, news, strict=True):
+        if not isinstance(a, Answer) or not isinstance(b, Answer):
+            codes = [x.error.code if not isinstance(x, Answer) else "answered" for x in (a, b)]
+            if codes[0] != codes[1]:
+                exceptions.append((name, f"pymatgen: {codes[0]}; new reader: {codes[1]}"))
+            continue
+        va, vb = values(a), values(b)
+        if va.keys() != vb.keys():
+            exceptions.append((name, "different models answered"))
+            continue
+        diff = max(abs(va[k] - vb[k]) for k in va)
+        worst = max(worst, diff)
+        if diff >= 1e-5:
+            exceptions.append((name, f"predictions differ by {diff:.2e}"))
+    return len(names), worst, exceptions
+
+
 def _old(data: bytes) -> None:
     """Before: pymatgen's reader, the one-search neighbour list (no torch Data built)."""
     for s in pymatgen_read(data):
@@ -202,6 +258,15 @@ def run(args: argparse.Namespace) -> None:
     print(f"{len(checked)} of {len(paths)} shared CIFs compared with pymatgen's CifParser: {n_exc} exceptions")
     for name, why in exceptions:
         print(f"  {name}: {why}")
+    every = int(os.environ.get("CRYSTAL_BENCH_READER_PREDICT_EVERY", "20") or 0)
+    if every and Path(args.models).is_dir():
+        n_pred, worst, wrong = compare_predictions(checked[::every], Path(args.models))
+        print(
+            f"Shipped models' predictions on {n_pred} CIFs (every {every}th compared one): pymatgen's structure vs "
+            f"the new reader's, largest difference {worst:.1e}, {len(wrong)} at or above 1e-5"
+        )
+        for name, why in wrong:
+            print(f"  {name}: {why}")
     cifs = [p.read_bytes() for p in paths[:N_SPEED]]
     spent = _speed(cifs)
     n = len(cifs)

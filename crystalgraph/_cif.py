@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache, total_ordering
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import gemmi
 import numpy as np
 from pymatgen.core import Composition, Element
 
 from ._cif_checks import composition_notice, is_element, label_notice, number, parse_symbol, symmetry_notice
-from ._symmetry import SITE_TOLERANCE, Symmetry, images, merge_orbits, orbit_sizes, orbits, resolve_symmetry
+from ._symmetry import (
+    SITE_TOLERANCE,
+    Symmetry,
+    coincide,
+    images,
+    merge_orbits,
+    orbit_sizes,
+    orbits_of,
+    resolve_symmetry,
+)
 from .checks import cell_volume, check_cell, check_coordinates, check_volume_per_atom
 from .crystal import Crystal, lattice_from_parameters
 from .errors import InvalidCIFError, TooManyAtomsError
@@ -103,6 +112,63 @@ class _Single(NamedTuple):
         raise TypeError("unhashable type: '_Single'")
 
 
+def _runs(site_species: list[dict[str, float]]) -> list[tuple[list[int], dict[str, float]]]:
+    """The sites grouped by equal species, groups in pymatgen's order (its ``Composition`` sort).
+
+    Returns:
+        ``(members, species)`` per group: the sites in file order, and the first one's species.
+    """
+    singles = [next(iter(s.items())) if len(s) == 1 else None for s in site_species]
+    amounts: dict[str, float] = {}
+    uniform = None not in singles
+    for single in singles if uniform else ():
+        el, amount = single  # type: ignore[misc]
+        if not math.isfinite(amount) or amounts.setdefault(el, amount) != amount:
+            uniform = False
+            break
+    if uniform:  # one element per site and one amount per element: the groups are the elements
+        by_element: dict[str, list[int]] = {}
+        for i, single in enumerate(singles):
+            by_element.setdefault(single[0], []).append(i)  # type: ignore[index]
+        ranked = sorted(by_element, key=lambda el: (_electronegativity(el), el), reverse=True)
+        return [(by_element[el], site_species[by_element[el][0]]) for el in ranked]
+    groups = _groups(site_species)
+    order = sorted(range(len(groups)), key=lambda i: groups[i])
+    runs: list[tuple[list[int], dict[str, float]]] = []
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and groups[order[j + 1]] == groups[order[i]]:
+            j += 1
+        runs.append((order[i : j + 1], groups[order[i]].species))
+        i = j + 1
+    return runs
+
+
+def _scaled(species: dict[str, float]) -> dict[str, float]:
+    """A site's species with a total over 1 scaled down to 1 (pymatgen's rule)."""
+    total = sum(species.values())
+    scale = total if total > 1 else 1.0
+    return {el: x / scale for el, x in species.items()}
+
+
+def _distinct_orbits(site_orbits: list[np.ndarray]) -> bool:
+    """Whether no image of one site coincides with an image of another (one cell-wide test).
+
+    The test :func:`merge_orbits` makes within each species group, made once for every pair of
+    sites; ``False`` (merge group by group) when the cell is too large to test at once.
+    """
+    if len(site_orbits) <= 1:
+        return True
+    sizes = [len(o) for o in site_orbits]
+    if sum(sizes) > 1000:
+        return False
+    points = np.concatenate(site_orbits)
+    source = np.repeat(np.arange(len(site_orbits)), sizes)
+    same = coincide(points, points)
+    return not bool((same & (source[:, None] != source[None, :])).any())
+
+
 def _cell(block: gemmi.cif.Block) -> tuple[float, ...] | None:
     values = []
     for name in ("length_a", "length_b", "length_c", "angle_alpha", "angle_beta", "angle_gamma"):
@@ -124,6 +190,52 @@ def _site_table(block: gemmi.cif.Block) -> gemmi.cif.Table | None:
         if len(table) and table.has_column(2):
             return table
     return None
+
+
+def _numbers(column: gemmi.cif.Column) -> np.ndarray:
+    """A column of CIF numbers, read as pymatgen reads them.
+
+    Python's ``float`` on the whole column, else each value through :func:`number`
+    (uncertainties ``0.12(3)``, quotes, ``?``/``.`` as NaN).
+    """
+    raw = list(column)
+    try:
+        return np.array([float(v) for v in raw], dtype=np.float64)
+    except ValueError:
+        return np.array([number(v) for v in raw], dtype=np.float64)
+
+
+def _site_columns(
+    table: gemmi.cif.Table,
+) -> tuple[list[str], list[str | None], list[str | None], np.ndarray, np.ndarray]:
+    """The atom-site loop read a column at a time (no Python per value beyond a cached lookup).
+
+    Returns:
+        ``(labels, type_symbols, elements, coords, occupancies)``: per row, the label, the type
+        symbol (``None`` when absent or null), the element read (``None``: none), ``[R, 3]``
+        fractional coordinates (NaN where missing) and occupancies (NaN where not given).
+    """
+    n = len(table)
+    as_string, is_null = gemmi.cif.as_string, gemmi.cif.is_null
+    labels = [as_string(v) for v in table.column(0)]
+    if table.has_column(1):
+        type_symbols = [None if is_null(v) else as_string(v) for v in table.column(1)]
+        elements = [_symbol(t if t is not None else label) for t, label in zip(type_symbols, labels, strict=True)]
+    else:
+        type_symbols = [None] * n
+        elements = [_symbol(label) for label in labels]
+    nan = np.full(n, np.nan)
+    coords = np.stack([_numbers(table.column(i)) if table.has_column(i) else nan for i in (2, 3, 4)], axis=1)
+    occupancies = _numbers(table.column(5)) if table.has_column(5) else nan
+    return labels, type_symbols, elements, coords, occupancies
+
+
+class _Rows(NamedTuple):
+    """The atom-site rows that gave an atom, in file order."""
+
+    labels: list[str]
+    elements: list[str]
+    occupancies: list[float]
 
 
 def read_block(
@@ -152,25 +264,22 @@ def read_block(
         raise TooManyAtomsError(
             f"The structure has at least {len(table)} atoms ({len(table)} atom sites); the limit is {max_atoms}."
         )
-    has_type = table.has_column(1)
-    has_occ = table.has_column(5)
-    has_y, has_z = table.has_column(3), table.has_column(4)
-    is_null = gemmi.cif.is_null
-    rows: list[tuple[str, str, tuple[float, float, float], float]] = []
-    dropped: list[str] = []
-    for row in table:
-        label = row.str(0)
-        type_symbol = row.str(1) if has_type and row.has(1) and not is_null(row[1]) else None
-        element = _symbol(type_symbol if type_symbol is not None else label)
-        xyz = (number(row[2]), number(row[3]) if has_y else math.nan, number(row[4]) if has_z else math.nan)
-        if element is None or math.isnan(xyz[0] + xyz[1] + xyz[2]):
-            dropped.append(label)
-            continue
-        occ = number(row[5]) if has_occ and row.has(5) else 1.0
+    labels, type_symbols, read, coords, occupancies = _site_columns(table)
+    keep = np.array([el is not None for el in read]) & ~np.isnan(coords).any(axis=1)
+    dropped = [label for label, ok in zip(labels, keep.tolist(), strict=True) if not ok]
+    if dropped:
+        index = np.flatnonzero(keep).tolist()
+        labels, type_symbols, read = (
+            [labels[i] for i in index],
+            [type_symbols[i] for i in index],
+            [read[i] for i in index],
+        )
+        coords, occupancies = coords[keep], occupancies[keep]
+    elements = cast(list[str], read)  # the rows left all have an element
+    for label, type_symbol, element in zip(labels, type_symbols, elements, strict=True):
         notice = _label_notice(label, type_symbol, element)
         if notice is not None:
             notices.append(notice)
-        rows.append((label, element, xyz, 1.0 if math.isnan(occ) else occ))
     if dropped:
         shown = ", ".join(repr(x) for x in dropped[:5]) + (" ..." if len(dropped) > 5 else "")
         notices.append(
@@ -180,9 +289,10 @@ def read_block(
                 "coordinate is missing.",
             )
         )
-    if not rows:
+    if not labels:
         raise InvalidCIFError(f"Data block '{block.name}' has no atom site with an element and coordinates.")
-    coords = _ideal_all(np.array([xyz for _, _, xyz, _ in rows], dtype=np.float64))
+    coords = _ideal_all(coords)
+    rows = _Rows(labels, elements, np.where(np.isnan(occupancies), 1.0, occupancies).tolist())
     check_coordinates(coords)
     sym = resolve_symmetry(block)
     sym_notice = symmetry_notice(sym)
@@ -223,7 +333,7 @@ def _round_occupancies(
 def _expand(
     name: str,
     cell: tuple[float, ...],
-    rows: list[tuple[str, str, tuple[float, float, float], float]],
+    rows: _Rows,
     coords: np.ndarray,
     sym: Symmetry,
     max_atoms: int | None,
@@ -232,31 +342,85 @@ def _expand(
 ) -> Crystal:
     # Count the atoms first, from the rows and the symmetry operations (rows at one position,
     # merged below, can only lower the count): a huge cell is refused before it is built.
-    upper = len(rows) * sym.n_ops
+    n_rows = len(rows.labels)
+    upper = n_rows * sym.n_ops
     if max_atoms is not None and upper > max_atoms:
         upper = int(orbit_sizes(sym, coords).sum())
     if max_atoms is not None and upper > max_atoms:
         raise TooManyAtomsError(
-            f"The structure has about {upper:,} atoms in its unit cell ({len(rows)} sites x {sym.n_ops} symmetry "
+            f"The structure has about {upper:,} atoms in its unit cell ({n_rows} sites x {sym.n_ops} symmetry "
             f"operations); the limit is {max_atoms}."
         )
-    row_orbits = orbits(sym, coords)
+    row_images = images(sym, coords)  # [R, K, 3]
+    row_orbits = orbits_of(row_images)
     # Rows at one position (under the symmetry) share a site: pymatgen's disordered sites.
+    n_ops = row_images.shape[1]
+    any_match = True
+    # With the identity alone and every coordinate in [0, 1), each row is its own image, so this test
+    # is also the cell-wide one (_distinct_orbits) on the same numbers: it is made once.
+    in_cell = sym.is_identity and bool(((coords >= 0) & (coords < 1)).all())
+    if n_rows * n_rows * n_ops <= 2_000_000:  # one test for the usual case: no two rows coincide
+        hit = np.any(coincide(row_images.reshape(-1, 3), coords).reshape(n_rows, n_ops, n_rows), axis=1)
+        np.fill_diagonal(hit, False)
+        any_match = bool(hit.any())
+    if any_match:
+        keys, site_species, site_labels = _merge_rows(rows, coords, row_images, notices)
+    else:
+        keys = list(range(n_rows))
+        site_species = [{el: max(occ, 1e-8)} for el, occ in zip(rows.elements, rows.occupancies, strict=True)]
+        site_labels = list(rows.labels)
+    if any_match or min(rows.occupancies) < 1:  # else every site is one row at full occupancy or more
+        _round_occupancies(site_species, site_labels, occupancy_tolerance, notices)
+    site_orbits = [row_orbits[k] for k in keys]
+    estimate = sum(len(o) for o in site_orbits)
+    check_volume_per_atom(cell_volume(cell), estimate)
+    runs = _runs(site_species)
+    species: list[dict[str, float]] = []
+    labels: list[str] = []
+    merged = 0
+    distinct = not any_match if in_cell else _distinct_orbits(site_orbits)
+    if distinct:  # no image of one site falls on another's: nothing to merge
+        sequence = [m for members, _ in runs for m in members]
+        frac = np.concatenate([site_orbits[m] for m in sequence])
+        for members, group_species in runs:
+            species += [_scaled(group_species)] * sum(len(site_orbits[m]) for m in members)
+        labels = [site_labels[m] for m in sequence for _ in range(len(site_orbits[m]))]
+    else:
+        all_coords: list[np.ndarray] = []
+        for members, group_species in runs:
+            group_coords, owners = merge_orbits([site_orbits[m] for m in members])
+            merged += sum(len(site_orbits[m]) for m in members) - len(group_coords)
+            species += [_scaled(group_species)] * len(group_coords)
+            all_coords.append(group_coords)
+            labels += [site_labels[members[o]] for o in owners]
+        frac = np.concatenate(all_coords)
+    if merged:
+        notices.append(
+            Notice(
+                "sites_merged",
+                f"{merged} atom(s) generated from different rows fell on the same position and were counted "
+                "once: the file may list symmetry-equivalent sites twice.",
+            )
+        )
+    return Crystal(lattice_from_parameters(*cell), frac, tuple(species), tuple(labels))
+
+
+def _merge_rows(
+    rows: _Rows, coords: np.ndarray, row_images: np.ndarray, notices: list[Notice]
+) -> tuple[list[int], list[dict[str, float]], list[str]]:
+    """Rows at one position under the symmetry, read as one site (pymatgen's disordered sites).
+
+    Returns:
+        ``(keys, site_species, site_labels)``: the first row of each site, its species, its label
+        (``A/B`` for the rows merged into it).
+    """
     keys: list[int] = []
     site_species: list[dict[str, float]] = []
     site_labels: list[str] = []
     shared: list[str] = []
-    row_images = images(sym, coords)  # [R, K, 3]
-    n_rows, n_ops = row_images.shape[:2]
-    any_match = True
-    if n_rows * n_rows * n_ops <= 2_000_000:  # one test for the usual case: no two rows coincide
-        diff = coords[None, None, :, :] - row_images[:, :, None, :]
-        hit = np.all(np.abs(diff - np.round(diff)) < SITE_TOLERANCE, axis=-1).any(axis=1)
-        np.fill_diagonal(hit, False)
-        any_match = bool(hit.any())
-    for j, (label, element, _, occ) in enumerate(rows):
+    for j, (label, element, occ) in enumerate(zip(rows.labels, rows.elements, rows.occupancies, strict=True)):
         match = -1
-        if keys and any_match:
+        if keys:
             diff = coords[keys][None, :, :] - row_images[j][:, None, :]
             hit = np.all(np.abs(diff - np.round(diff)) < SITE_TOLERANCE, axis=-1)  # [K, keys]
             rows_hit = hit.any(axis=1)
@@ -279,37 +443,4 @@ def _expand(
                 "symmetry) and were read as one site, holding both rows' atoms.",
             )
         )
-    _round_occupancies(site_species, site_labels, occupancy_tolerance, notices)
-    site_orbits = [row_orbits[k] for k in keys]
-    estimate = sum(len(o) for o in site_orbits)
-    check_volume_per_atom(cell_volume(cell), estimate)
-    groups = _groups(site_species)
-    order = sorted(range(len(groups)), key=lambda i: groups[i])
-    species: list[dict[str, float]] = []
-    all_coords: list[np.ndarray] = []
-    labels: list[str] = []
-    merged = 0
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and groups[order[j + 1]] == groups[order[i]]:
-            j += 1
-        members = order[i : j + 1]
-        group_coords, owners = merge_orbits([site_orbits[m] for m in members])
-        merged += sum(len(site_orbits[m]) for m in members) - len(group_coords)
-        total = sum(groups[order[i]].species.values())
-        scale = total if total > 1 else 1.0
-        species += [{el: x / scale for el, x in groups[order[i]].species.items()}] * len(group_coords)
-        all_coords.append(group_coords)
-        labels += [site_labels[members[o]] for o in owners]
-        i = j + 1
-    if merged:
-        notices.append(
-            Notice(
-                "sites_merged",
-                f"{merged} atom(s) generated from different rows fell on the same position and were counted "
-                "once: the file may list symmetry-equivalent sites twice.",
-            )
-        )
-    frac = np.concatenate(all_coords)
-    return Crystal(lattice_from_parameters(*cell), frac, tuple(species), tuple(labels))
+    return keys, site_species, site_labels

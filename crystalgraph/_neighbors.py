@@ -17,6 +17,7 @@ lattice translation was 0.39 ms (too many small numpy calls), ``vesin`` 0.7 ms a
 from __future__ import annotations
 
 import numpy as np
+from pymatgen.optimization.neighbors import find_points_in_spheres
 
 __all__ = ["nearest", "ROUND"]
 
@@ -25,17 +26,46 @@ ROUND = 6
 #: The first search expects this many atoms inside its radius.
 _FIRST_SEARCH_NEIGHBOURS = 24
 _SELF_TOL = 1e-8  # an atom's own position, as pymatgen's exclude_self treats it
+_PBC = np.ones(3, dtype=np.int64)
+
+
+def _order(n: int, center: np.ndarray, neighbor: np.ndarray, images: np.ndarray, dist: np.ndarray) -> np.ndarray:
+    """The permutation sorting pairs by (centre, rounded distance, neighbour, image).
+
+    One ``argsort`` of a packed int64 key when the fields fit in 63 bits (always, for cells of
+    the size crystals have), else ``lexsort`` on the fields. ``np.round(d, 6)`` is
+    ``rint(d * 1e6) / 1e6``, so its integer numerator orders pairs exactly as it does.
+    """
+    if not len(dist):
+        return np.zeros(0, dtype=np.int64)
+    rounded = np.rint(dist * 10.0**ROUND).astype(np.int64)
+    reach = int(np.abs(images).max())  # image components lie in [-reach, reach]
+    span = 2 * reach + 1
+    top = int(rounded.max()) + 1
+    if n * top * n * span**3 >= 1 << 63:
+        return np.lexsort((images[:, 2], images[:, 1], images[:, 0], neighbor, rounded, center))
+    image_key = (images + reach) @ np.array([span * span, span, 1], dtype=np.int64)
+    key = ((center * top + rounded) * n + neighbor) * span**3 + image_key
+    order: np.ndarray = np.argsort(key)
+    return order
 
 
 def _select(
-    n: int, center: np.ndarray, neighbor: np.ndarray, images: np.ndarray, dist: np.ndarray, k: int
+    n: int,
+    center: np.ndarray,
+    neighbor: np.ndarray,
+    images: np.ndarray,
+    dist: np.ndarray,
+    k: int,
+    counts: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The ``k`` first pairs of each centre in (rounded distance, neighbour, image) order."""
-    order = np.lexsort((images[:, 2], images[:, 1], images[:, 0], neighbor, np.round(dist, ROUND), center))
+    order = _order(n, center, neighbor, images, dist)
     center, neighbor, dist = center[order], neighbor[order], dist[order]
-    counts = np.bincount(center, minlength=n)
-    first = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    rank = np.arange(len(center)) - np.repeat(first, counts)
+    if counts is None:
+        counts = np.bincount(center, minlength=n)
+    starts = np.cumsum(counts) - counts
+    rank = np.arange(len(center)) - np.repeat(starts, counts)
     keep = rank < k
     return center[keep], neighbor[keep], dist[keep], counts
 
@@ -43,14 +73,12 @@ def _select(
 def _search(
     lattice: np.ndarray, cart: np.ndarray, radius: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from pymatgen.optimization.neighbors import find_points_in_spheres
-
     cart = np.ascontiguousarray(cart, dtype=float)
     center, neighbor, images, dist = find_points_in_spheres(
         cart,
         cart,
         r=radius,
-        pbc=np.ones(3, dtype=np.int64),
+        pbc=_PBC,
         lattice=np.ascontiguousarray(lattice, dtype=float),
         tol=_SELF_TOL,
     )
@@ -67,9 +95,10 @@ def _two_radius(
     if radius < cutoff:
         counts = np.bincount(center, minlength=n)
         if counts.min() >= k:
-            sel = _select(n, center, neighbor, images, dist, k)
-            last = sel[2].reshape(n, k).max(axis=1)
-            if float(np.round(last, ROUND).max()) < round(radius, ROUND) - 2 * 10**-ROUND:
+            sel = _select(n, center, neighbor, images, dist, k, counts)
+            # the farthest kept neighbour, rounded as np.round(d, 6) rounds: rint(d * 1e6) / 1e6
+            last = round(float(sel[2].max()) * 10**ROUND) / 10**ROUND
+            if last < round(radius, ROUND) - 2 * 10**-ROUND:
                 low = int(np.argmin(dist))
                 return *sel, float(dist[low]), (int(center[low]), int(neighbor[low]))
         center, neighbor, images, dist = _search(lattice, cart, cutoff)
@@ -97,7 +126,8 @@ def nearest(
         ``(center, neighbor)``.
     """
     n = len(cart)
-    volume = abs(float(np.linalg.det(lattice)))
+    (a1, a2, a3), (b1, b2, b3), (c1, c2, c3) = lattice.tolist()
+    volume = abs(a1 * (b2 * c3 - b3 * c2) - a2 * (b1 * c3 - b3 * c1) + a3 * (b1 * c2 - b2 * c1))  # picks a radius only
     first = (3 * _FIRST_SEARCH_NEIGHBOURS * volume / max(n, 1) / (4 * np.pi)) ** (1 / 3)
     first = float(min(cutoff, max(first, min_distance + 1.0)))
     return _two_radius(lattice, cart, k, cutoff, first)

@@ -113,7 +113,7 @@ def _graph_arrays(
     if (counts == 0).any():
         k = int(np.flatnonzero(counts == 0)[0])
         raise IsolatedAtomError(f"Atom {name(k)} has no neighbour within {config.cutoff} Å.")
-    return center.astype(np.int64), neighbor.astype(np.int64), dist
+    return center.astype(np.int64, copy=False), neighbor.astype(np.int64, copy=False), dist
 
 
 def neighbor_list(structure: Structure, config: GraphConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
