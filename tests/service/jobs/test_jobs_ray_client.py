@@ -77,7 +77,6 @@ def ray_client_address(tmp_path: Path) -> Iterator[str]:
 def test_a_job_through_ray_client_matches_the_batch_answers(
     ray_client_address: str,
     models_dir: Path,
-    tmp_path: Path,
     many_cifs: Callable[[int], dict[str, str]],
     make_archive: Callable[..., bytes],
     service_process: Callable[..., Any],
