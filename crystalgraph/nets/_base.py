@@ -121,7 +121,9 @@ class CrystalGraphNet(nn.Module):
         y = torch.where(self.nonnegative, y.clamp_min(0.0), y)
         if not self._gates:
             return y
-        y = torch.where(self.probability, torch.sigmoid(out), y)
+        # In float64, then rounded: ATen's float32 sigmoid computes a tensor's last partial vector with scalar
+        # code that can differ in the last bit, so p_metal moved by one ulp with the batch (crystalgraph.padding).
+        y = torch.where(self.probability, torch.sigmoid(out.double()).to(out.dtype), y)
         cols = list(y.unbind(1))
         for t, k in self._gates:
             cols[t] = torch.where(cols[k] > self.metal_threshold, torch.zeros_like(cols[t]), cols[t])
