@@ -70,6 +70,11 @@ def _train(args: argparse.Namespace) -> None:
     for arch, targets in runs_of(args.only):
         torch.manual_seed(0)
         name = run_name(arch, targets)
+        shipped_folder = args.models / name / str(args.version)
+        if (shipped_folder / "manifest.json").is_file():
+            # Shipped already (and maybe calibrated since): a re-run of the protocol leaves it as it is.
+            print(f"[{name}] {shipped_folder} exists; not trained or exported again", flush=True)
+            continue
         if _seed_from_snapshot(args.snapshots / name, runs / name):
             print(f"[{name}] continuing from the snapshot in {args.snapshots / name}", flush=True)
         model, meta = run_training(
