@@ -83,18 +83,38 @@ def kmeans(x: np.ndarray, k: int, iters: int = 25, seed: int = 0) -> np.ndarray:
     return c
 
 
+def _sq_distances(z: np.ndarray, ref: np.ndarray, ref_sq: np.ndarray | None = None) -> np.ndarray:
+    """Squared Euclidean distances ``[n, R]`` between rows of ``z`` and of ``ref`` (``ref_sq``: its squared norms)."""
+    if ref_sq is None:
+        ref_sq = (ref**2).sum(1)
+    out: np.ndarray = (z**2).sum(1, keepdims=True) - 2 * z @ ref.T + ref_sq
+    return out
+
+
 def centroid_score(z: np.ndarray, centroids: np.ndarray, k: int) -> np.ndarray:
     """Mean Euclidean distance of each row of ``z`` to its ``k`` nearest centroids.
 
     Shapes:
         ``z: [n, D]``, ``centroids: [K, D]`` -> ``[n]``.
     """
-    z = np.asarray(z, np.float32)
     c = np.asarray(centroids, np.float32)
-    d2 = (z**2).sum(1, keepdims=True) - 2 * z @ c.T + (c**2).sum(1)
+    d2 = _sq_distances(np.asarray(z, np.float32), c)
     k = min(k, c.shape[0])
     near = np.partition(np.maximum(d2, 0.0), k - 1, axis=1)[:, :k]
     out: np.ndarray = np.sqrt(near).mean(1)
+    return out
+
+
+def _nearest_mean(d2: np.ndarray, errors: np.ndarray, excluded: np.ndarray, k: int) -> np.ndarray:
+    """Mean of ``errors`` over each row's ``k`` smallest ``d2``; columns in ``excluded`` are never chosen.
+
+    Shapes:
+        ``d2: [n, R]``, ``errors, excluded: [R]`` -> ``[n]``.
+    """
+    if excluded.any():
+        d2 = np.where(excluded, np.inf, d2)
+    near = np.argpartition(d2, k - 1, axis=1)[:, :k]
+    out: np.ndarray = errors[near].mean(1)
     return out
 
 
@@ -113,23 +133,19 @@ def neighbour_error(
     Shapes:
         ``[n, D]`` -> ``[n]``.
     """
-    ok = np.isfinite(errors)
-    ref = np.asarray(reference, np.float32)[ok]
-    err = np.asarray(errors, np.float32)[ok]
+    ref = np.asarray(reference, np.float32)
     z = np.asarray(z, np.float32)
-    k = min(k, len(ref) - int(leave_one_out))
-    rr = (ref**2).sum(1)
+    unlabelled = ~np.isfinite(errors)
+    err = np.nan_to_num(np.asarray(errors, np.float32))
+    k = min(k, int((~unlabelled).sum()) - int(leave_one_out))
+    ref_sq = (ref**2).sum(1)
     out = np.empty(len(z), np.float32)
-    rows = np.flatnonzero(ok)
     for s in range(0, len(z), 1024):
-        q = z[s : s + 1024]
-        d2 = (q**2).sum(1, keepdims=True) - 2 * q @ ref.T + rr
+        d2 = _sq_distances(z[s : s + 1024], ref, ref_sq)
         if leave_one_out:
-            own = np.searchsorted(rows, np.arange(s, s + len(q)))
-            hit = (own < len(rows)) & (rows[np.minimum(own, len(rows) - 1)] == np.arange(s, s + len(q)))
-            d2[np.flatnonzero(hit), own[hit]] = np.inf
-        near = np.argpartition(d2, k - 1, axis=1)[:, :k]
-        out[s : s + len(q)] = err[near].mean(1)
+            rows = np.arange(len(d2))
+            d2[rows, s + rows] = np.inf
+        out[s : s + len(d2)] = _nearest_mean(d2, err, unlabelled, k)
     return out
 
 
@@ -226,18 +242,11 @@ class EmbeddingUncertainty:
 
     def _neighbour_errors(self, z: np.ndarray, props: list[str]) -> dict[str, np.ndarray]:
         """:func:`neighbour_error` of ``z`` for each of ``props``, with one distance matrix for all."""
-        ref, ref_sq, errors = self._ref, self._ref_sq, self._ref_errors  # type: ignore[attr-defined]
-        d2 = (z**2).sum(1, keepdims=True) - 2 * z @ ref.T + ref_sq
+        d2 = _sq_distances(z, self._ref, self._ref_sq)  # type: ignore[attr-defined]
         out = {}
         for prop in props:
-            err, unlabelled = errors[prop]
-            d = d2
-            if unlabelled.any():
-                d = d2.copy()
-                d[:, unlabelled] = np.inf
-            k = min(self.k_reference, int((~unlabelled).sum()))
-            near = np.argpartition(d, k - 1, axis=1)[:, :k]
-            out[prop] = err[near].mean(1)
+            err, unlabelled = self._ref_errors[prop]  # type: ignore[attr-defined]
+            out[prop] = _nearest_mean(d2, err, unlabelled, min(self.k_reference, int((~unlabelled).sum())))
         return out
 
     def standardise(self, embedding: np.ndarray) -> np.ndarray:
