@@ -82,8 +82,8 @@ def uncertainty_section(folders: list[Path]) -> str:
     for info in infos:
         for prop, p in info["properties"].items():
             name = f"`{info['model']['name']}` v{info['model']['version']}"
-            default = p.get("default") or {"how": "embedding distance", **p.get("distance_only", {})}
-            if "test" in default and p.get("shipped") != default["how"]:
+            default = p["default"]
+            if p["shipped"] != default["how"]:
                 d = default["test"]
                 lines.append(
                     f"| {name} | {prop} | **{default['how']} (default)** | {_cells(d)} | {d['n']} | {_verdict(d)} |"
