@@ -62,19 +62,24 @@ def _train(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     runs = args.runs_dir
     split_file = runs / "split.json"
+    todo = []
+    for arch, targets in runs_of(args.only):
+        shipped_folder = args.models / run_name(arch, targets) / str(args.version)
+        if (shipped_folder / "manifest.json").is_file():
+            # Shipped already (and maybe calibrated since): a re-run of the protocol leaves it as it is.
+            print(f"[{run_name(arch, targets)}] {shipped_folder} exists; not trained or exported again", flush=True)
+        else:
+            todo.append((arch, targets))
+    if not todo:
+        return
     prepared = prepare(args.data, list(TARGETS), workers=args.workers, progress=not args.no_progress)
     if not split_file.is_file():
         runs.mkdir(parents=True, exist_ok=True)
         save_split(make_split(prepared.data.ids, SPLIT_SEED), split_file, SPLIT_SEED)
     config = TrainConfig.from_args(args, seed=0)
-    for arch, targets in runs_of(args.only):
+    for arch, targets in todo:
         torch.manual_seed(0)
         name = run_name(arch, targets)
-        shipped_folder = args.models / name / str(args.version)
-        if (shipped_folder / "manifest.json").is_file():
-            # Shipped already (and maybe calibrated since): a re-run of the protocol leaves it as it is.
-            print(f"[{name}] {shipped_folder} exists; not trained or exported again", flush=True)
-            continue
         if _seed_from_snapshot(args.snapshots / name, runs / name):
             print(f"[{name}] continuing from the snapshot in {args.snapshots / name}", flush=True)
         model, meta = run_training(

@@ -321,3 +321,16 @@ def test_a_snapshot_seeds_an_empty_run_folder_only(tmp_path):
     assert _seed_from_snapshot(snap, fresh) and (fresh / "last.pt").read_text() == "L"
     (fresh / "last.pt").write_text("newer")
     assert not _seed_from_snapshot(snap, fresh) and (fresh / "last.pt").read_text() == "newer"  # never overwritten
+
+
+def test_train_leaves_a_shipped_model_alone(tmp_path, capsys):
+    """A run whose model folder is in ``models/`` is neither trained nor exported again (no data is read)."""
+    from training.protocol import main
+
+    shipped = tmp_path / "models" / "sr-cgcnn-mp-multitask" / "1"
+    shipped.mkdir(parents=True)
+    (shipped / "manifest.json").write_text("{}")
+    main(["train", "--data", str(tmp_path / "no-data"), "--models", str(tmp_path / "models"),
+          "--runs-dir", str(tmp_path / "runs"), "--only", "sr-cgcnn-mp-multitask"])  # fmt: skip
+    assert "not trained or exported again" in capsys.readouterr().out
+    assert (shipped / "manifest.json").read_text() == "{}" and not (tmp_path / "runs").exists()
