@@ -28,7 +28,16 @@ from crystalgraph import (
     load_exported,
 )
 
-from .pipeline import export_run, hardware, label_columns, prepare, run_training, target_labels, target_specs
+from .pipeline import (
+    export_run,
+    hardware,
+    label_columns,
+    prepare,
+    resolve_training_device,
+    run_training,
+    target_labels,
+    target_specs,
+)
 from .split import load_split
 from .trainer import TrainConfig
 
@@ -50,13 +59,14 @@ def _cmd_train(args: argparse.Namespace) -> None:
     prepared = prepare(args.data, label_columns(targets), args.cache_dir, args.workers, limit=args.limit)
     print(
         f"{len(prepared.graphs)} graphs ({len(prepared.skipped)} structures skipped); "
-        f"dataset fingerprint {prepared.fingerprint}; {hardware()}",
+        f"dataset fingerprint {prepared.fingerprint}; {hardware(resolve_training_device(args.device))}",
         flush=True,
     )
     config = TrainConfig.from_args(args)
     arch = {"atom_fea_len": args.atom_fea_len, "h_fea_len": args.h_fea_len, "n_h": args.n_h}
     arch["n_conv" if args.model == "cgcnn" else "n_steps"] = args.n_conv
-    model, meta = run_training(
+    device = resolve_training_device(args.device)
+    result = run_training(
         prepared,
         model_type=args.model,
         targets=targets,
@@ -68,7 +78,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
         arch=arch,
         progress=not args.no_progress,
         log=lambda m: print(m, flush=True),
+        device=device,
     )
+    assert result is not None  # evaluated: run_training returns None only with evaluate=False
+    model, meta = result
     if args.export_to:
         name = args.name or f"{args.model}-{'-'.join(t.name for t in targets)}".replace("_", "-")
         folder = export_run(model, meta, args.export_to, name, args.version)
@@ -156,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--n-conv", type=int, default=3, help="conv layers (cgcnn) or recurrent steps (sr-cgcnn)")
     t.add_argument("--threads", type=int, default=torch.get_num_threads())
     t.add_argument("--no-progress", action="store_true", help="no progress bar (logs only)")
+    t.add_argument("--device", default="auto", help="where to train: auto (CUDA if present), cpu, cuda[:N]")
     t.add_argument("--export-to", type=Path, default=None, help="export the best model into this model repository")
     t.add_argument("--name", default=None)
     t.add_argument("--version", default="1")

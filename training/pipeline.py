@@ -43,6 +43,7 @@ __all__ = [
     "evaluate_model",
     "export_run",
     "hardware",
+    "resolve_training_device",
     "parse_exclusion",
     "target_labels",
     "label_columns",
@@ -145,10 +146,25 @@ def parse_exclusion(text: str) -> tuple[str, str, float]:
     return m.group(1), m.group(2), float(m.group(3))
 
 
-def hardware() -> str:
+def resolve_training_device(name: str) -> torch.device:
+    """``"auto"``: the first CUDA device when there is one, else the CPU; otherwise ``name`` itself.
+
+    Raises:
+        ValueError: a CUDA device asked for where torch sees none.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: torch sees no CUDA device here")
+    return device
+
+
+def hardware(device: torch.device | None = None) -> str:
     """Where training runs, for the metadata: the CUDA device, else the CPU and its threads."""
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} (CUDA)"
+    device = device or resolve_training_device("auto")
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA)"
     n = torch.get_num_threads()
     return f"{platform.processor() or platform.machine()} CPU, {n} thread{'s' if n != 1 else ''}"
 
@@ -208,14 +224,33 @@ def run_training(
     arch: dict | None = None,
     progress: bool = True,
     log=print,
-) -> tuple[CrystalGraphNet, dict]:
+    device: torch.device | str = "cpu",
+    evaluate: bool = True,
+) -> tuple[CrystalGraphNet, dict] | None:
     """Train (resuming ``run_dir`` if it holds a run), then evaluate the best epoch on test.
 
     Exclusions (e.g. outliers) apply to train and validation only; test keeps every crystal.
 
+    Args:
+        prepared: The parsed data set (graphs and labels).
+        model_type: ``cgcnn`` or ``sr-cgcnn``.
+        targets: What the model predicts (several: multi-task).
+        run_dir: The run folder (resumed when it holds a run).
+        train_config: Optimisation settings.
+        split_file: Read the split from here (else make one with ``split_seed`` and write it here).
+        split_seed: The seed of a new split.
+        exclude: Rules (``NAME<VALUE``) that drop crystals from train and validation.
+        arch: Architecture settings over the config's defaults.
+        progress: Show progress bars.
+        log: Called with each log line.
+        device: Where the model trains; evaluation and export are on the CPU.
+        evaluate: ``False``: stop after training (the run folder holds ``best.pt``): for a run
+            trained on a borrowed GPU machine and evaluated, once, where the models are exported.
+
     Returns:
-        The best model (eval mode) and its metadata (metrics included).
+        The best model (eval mode) and its metadata (metrics included); ``None`` without ``evaluate``.
     """
+    device = torch.device(device)
     run_dir.mkdir(parents=True, exist_ok=True)
     ds = prepared.data
     names = [t.name for t in targets]
@@ -265,16 +300,18 @@ def run_training(
             "excluded_from_train_val": exclude or [],
             "dropped": dropped,
         },
-        "training": {"hardware": hardware()},
+        "training": {"hardware": hardware(device)},
     }
     log(
         f"{model_type} -> {names}: train {len(parts['train'])}, val {len(parts['val'])}, "
         f"test {len(parts['test'])} (dropped {dropped}); {model.count_parameters()}"
     )
-    trainer = Trainer(model, sets["train"], sets["val"], train_config, run_dir, metadata)
+    trainer = Trainer(model, sets["train"], sets["val"], train_config, run_dir, metadata, device=device)
     if trainer.resume():
         log(f"resumed {run_dir} at epoch {trainer.epoch}")
     trainer.fit(progress=progress, log=log)
+    if not evaluate:
+        return None
     learning_curve(trainer.history, run_dir / "learning_curve.png", f"{model_type} {', '.join(names)}")
     best = load_checkpoint(run_dir / "best.pt")
     threshold = tune_metal_threshold(

@@ -20,7 +20,7 @@ import torch
 from crystalgraph import KNOWN_TARGETS, load_exported, read_manifest
 
 from .graph_cache import default_cache_dir
-from .pipeline import evaluate_model, export_run, prepare, run_training, target_labels
+from .pipeline import evaluate_model, export_run, prepare, resolve_training_device, run_training, target_labels
 from .split import make_split, save_split
 from .trainer import TrainConfig
 from .uncertainty_report import uncertainty_section
@@ -82,7 +82,7 @@ def _train(args: argparse.Namespace) -> None:
         name = run_name(arch, targets)
         if _seed_from_snapshot(args.snapshots / name, runs / name):
             print(f"[{name}] continuing from the snapshot in {args.snapshots / name}", flush=True)
-        model, meta = run_training(
+        result = run_training(
             prepared,
             model_type=arch,
             targets=tuple(KNOWN_TARGETS[t] for t in targets),
@@ -92,7 +92,13 @@ def _train(args: argparse.Namespace) -> None:
             exclude=EXCLUDE,
             progress=not args.no_progress,
             log=lambda m, n=name: print(f"[{n}] {m}", flush=True),
+            device=resolve_training_device(args.device),
+            evaluate=not args.train_only,
         )
+        if result is None:
+            print(f"[{name}] trained in {runs / name}; not evaluated or exported (--train-only)", flush=True)
+            continue
+        model, meta = result
         folder = export_run(model, meta, args.models, name, args.version)
         for png in (runs / name).glob("*.png"):
             shutil.copy(png, args.models / f"{name}-{png.name}")
@@ -344,6 +350,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--device", default="auto", help="where to train: auto (CUDA if present), cpu, cuda[:N]")
+    parser.add_argument(
+        "--train-only",
+        action="store_true",
+        help="stop after training: no test evaluation, no export (a run trained on a borrowed GPU "
+        "machine; re-run `train` without it where the models live, which evaluates and exports)",
+    )
     args = parser.parse_args(argv)
     if args.runs_dir is None:  # one folder per budget: a run resumes only under the schedule it started with
         args.runs_dir = default_cache_dir() / "runs" / f"defaults-e{args.epochs}"

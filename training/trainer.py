@@ -125,6 +125,9 @@ class Trainer:
         config: Optimisation settings.
         run_dir: The run folder.
         metadata: Extra metadata for the checkpoints (dataset, split, elements...).
+        device: Where the model trains (``"cpu"``, ``"cuda"``). Not part of ``config``: a run
+            started on a GPU resumes on a CPU and the other way round (``last.pt`` is loaded onto
+            the CPU, then into the model wherever it is).
     """
 
     def __init__(
@@ -135,7 +138,10 @@ class Trainer:
         config: TrainConfig,
         run_dir: Path,
         metadata: dict | None = None,
+        device: str | torch.device = "cpu",
     ) -> None:
+        self.device = torch.device(device)
+        model.to(self.device)
         self.model, self.train, self.val, self.config = model, train, val, config
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -194,7 +200,7 @@ class Trainer:
         path = self.run_dir / "last.pt"
         if not path.is_file():
             return False
-        state = torch.load(path, weights_only=True)
+        state = torch.load(path, weights_only=True, map_location="cpu")
         if state["train_config"] != self.config.model_dump_json():
             raise ValueError(f"{path}: saved with other training settings; use a new run folder")
         self.model.load_state_dict(state["model"])
@@ -240,7 +246,7 @@ class Trainer:
         model = self.eval_model
         pred = predict_packed(model, self.packed_val, batch_size=512)
         figures, scaled = [], []
-        std = model.target_std.double().numpy()
+        std = model.target_std.detach().cpu().double().numpy()
         for t, spec in enumerate(model.config.targets):
             y = self.val_y[:, t]
             if spec.is_probability:
@@ -273,7 +279,10 @@ class Trainer:
             order = list(range(len(self.train)))
             rng.shuffle(order)
             n_batches = max(1, len(order) // cfg.batch_size)  # drop the last partial batch
-            total, seen = 0.0, 0
+            # The running loss stays on the device (a ``.item()`` per step would wait for the GPU
+            # every step); float64 sums of the same float32 losses, in the same order, as before.
+            total = torch.zeros((), dtype=torch.float64, device=self.device)
+            seen = 0
             bar = tqdm(
                 range(n_batches),
                 desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
@@ -285,6 +294,7 @@ class Trainer:
                 inputs, y = self.packed_train.batch(order[b * cfg.batch_size : (b + 1) * cfg.batch_size])
                 if y is None:  # packed with the labels above: cannot happen
                     raise RuntimeError("training graphs without labels")
+                inputs, y = inputs.to(self.device), y.to(self.device, non_blocking=True)
                 out = self.model(*inputs)
                 loss = _loss(out, y, self.model, cfg)
                 self.optimizer.zero_grad(set_to_none=True)
@@ -293,10 +303,10 @@ class Trainer:
                 self.scheduler.step()
                 if self.ema is not None:
                     self.ema.update_parameters(self.model)
-                total += loss.detach().item() * len(y)
+                total += loss.detach().double() * len(y)
                 seen += len(y)
-                if b % 10 == 0:
-                    bar.set_postfix(loss=f"{total / seen:.4f}")
+                if progress and b % 10 == 0:
+                    bar.set_postfix(loss=f"{total.item() / seen:.4f}")
             self.model.eval()
             self.eval_model.eval()
             score, maes = self.validation_score()
@@ -309,7 +319,7 @@ class Trainer:
                 self.bad_epochs += 1
             row = {
                 "epoch": self.epoch,
-                "train_loss": total / max(seen, 1),
+                "train_loss": total.item() / max(seen, 1),
                 "val_score": score,
                 **{
                     f"{'val_error' if spec.is_probability else 'val_mae'}_{spec.name}": m
