@@ -227,13 +227,17 @@ def _report(args: argparse.Namespace) -> None:
     ds = any_meta.get("dataset", {})
     pngs = sorted(p.name for p in args.models.glob("*.png"))
     pending = [run_name(a, t) for a, t in runs_of(None) if len(t) > 1 and run_name(a, t) not in rows]
-    status = (
-        f"The v3 multi-task runs ({', '.join(f'`{n}`' for n in pending)}) have not finished; until they do, the "
-        "models below are the earlier protocol's (single-task, no warm-up or weight averaging), whose epoch "
-        "budgets were set by session time, not by convergence (see their learning curves)."
-        if pending
-        else "Every model below comes from the v3 protocol."
-    )
+    earlier = [n for n, r in rows.items() if "warmup_epochs" not in r["metadata"]["training"]["train_config"]]
+    status = " ".join(
+        [
+            f"The v3 multi-task runs ({', '.join(f'`{n}`' for n in pending)}) have not finished." if pending else "",
+            f"{', '.join(f'`{n}`' for n in earlier)} come from the earlier protocol (single-task, no warm-up or "
+            "weight averaging), whose epoch budgets were set by session time, not by convergence (see their "
+            "learning curves); the others from the v3 protocol."
+            if earlier
+            else "Every model below comes from the v3 protocol.",
+        ]
+    ).strip()
     text = REPORT_TEMPLATE.format(
         status=status,
         table="\n".join(lines),
