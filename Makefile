@@ -72,9 +72,11 @@ clean:
 # --- the default models: the v3 protocol (models/REPORT.md) -----------------------------------
 # One run per core, side by side; each resumes where it stopped (its run folder, else the
 # snapshot committed under training/checkpoints/). `make train-snapshot` refreshes that snapshot.
+# The runs in progress: the single-task formation-energy models on the v3 recipe (version 3). The
+# shipped multi-task models (version 1): ONLY="cgcnn-mp-multitask sr-cgcnn-mp-multitask" VERSION=1.
 EPOCHS ?= 150
-VERSION ?= 1
-ONLY ?= cgcnn-mp-multitask sr-cgcnn-mp-multitask
+VERSION ?= 3
+ONLY ?= cgcnn-mp-formation-energy sr-cgcnn-mp-formation-energy
 RECIPE ?= --loss l1 --batch-size 64 --lr 1e-3 --warmup-epochs 5 --ema-decay 0.999 --compile
 RUNS_DIR ?= $(CACHE_DIR)/runs/v3-e$(EPOCHS)
 PROTOCOL = $(PY) -m training.protocol

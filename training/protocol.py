@@ -302,7 +302,8 @@ SR-CGCNN 0.0986 eV/atom and 0.4346 vs 0.4503 eV, with 34.5% of the convolution p
 {uncertainty}
 ## Reproduce
 ```bash
-make train-defaults      # the v3 protocol: both multi-task models side by side, resuming where they stopped
+make train-defaults ONLY="cgcnn-mp-multitask sr-cgcnn-mp-multitask" VERSION=1   # the v3 multi-task models
+make train-defaults      # the v3 recipe on the single-task formation-energy models (version 3), resuming
 # the single-task models of the earlier protocol (no warm-up or weight averaging; its cosine stepped
 # per epoch, today's steps per batch, so a re-run comes close but not bit-identical):
 make train-defaults EPOCHS=80 VERSION=2 RECIPE="--loss l1 --batch-size 64 --lr 1e-3" \\
