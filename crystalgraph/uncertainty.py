@@ -161,11 +161,13 @@ def _isotonic(y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.concatenate([np.full(n, v) for v, _, n in blocks])
 
 
-def monotone_fit(score: np.ndarray, abs_err: np.ndarray, n_bins: int = 12) -> tuple[np.ndarray, np.ndarray]:
+def monotone_fit(
+    score: np.ndarray, abs_err: np.ndarray, n_bins: int = 12, levels: tuple[float, float] = (0.6827, 0.90)
+) -> tuple[np.ndarray, np.ndarray]:
     """Knots of a non-decreasing map score -> sigma, fitted on validation errors.
 
     The validation crystals are cut into ``n_bins`` bins of equal count by score. In each bin
-    sigma is the larger of the 68.27% quantile of ``|error|`` and half its 90% quantile, so
+    sigma is the larger of the 68.27% quantile of ``|error|`` and half its 90% quantile (``levels``), so
     that about 68% of the bin's errors lie within 1 sigma and at least 90% within 2 sigma even
     where the errors have heavier tails than a Gaussian; the bin values are then made
     non-decreasing (isotonic regression) and placed at each bin's median score. Sigma never goes
@@ -178,7 +180,8 @@ def monotone_fit(score: np.ndarray, abs_err: np.ndarray, n_bins: int = 12) -> tu
     order = np.argsort(score)
     bins = np.array_split(order, n_bins)
     xs = np.array([np.median(score[b]) for b in bins])
-    q = np.array([max(np.quantile(abs_err[b], 0.6827), np.quantile(abs_err[b], 0.90) / 2) for b in bins])
+    one, two = levels
+    q = np.array([max(np.quantile(abs_err[b], one), np.quantile(abs_err[b], two) / 2) for b in bins])
     ys = _isotonic(q, np.array([len(b) for b in bins], float))
     return xs, np.maximum(ys, max(0.1 * float(np.mean(abs_err)), 1e-6))
 

@@ -126,18 +126,23 @@ def uncertainty_info(entry: ModelEntry) -> UncertaintyInfo | None:
     unc = entry.uncertainty
     if unc is None:
         return None
-    props = unc.info.get("properties", {})
-    calibration = {
-        str(p): {split: _numbers(v.get(split)) for split in ("val", "test") if v.get(split)}
-        for p, v in (props.items() if isinstance(props, dict) else [])
-        if isinstance(v, dict)
-    }
+    props = {str(p): v for p, v in unc.info.get("properties", {}).items() if isinstance(v, dict)}
+
+    def figures(v: dict) -> dict[str, dict[str, float]]:
+        return {split: _numbers(v.get(split)) for split in ("val", "test") if v.get(split)}
+
+    # A property whose shipped sigma combines a partner model's spread keeps the single-model sigma
+    # (what answers carry unless ``?uncertainty=ensemble``) under "default".
+    calibration = {p: figures(v["default"] if isinstance(v.get("default"), dict) else v) for p, v in props.items()}
+    partners = unc.info.get("partners") or {}
+    ensemble = {p: figures(v) for p, v in props.items() if isinstance(v.get("default"), dict) and p in partners}
     d = unc.domain
     dens = d.get("density_g_cm3")
     return UncertaintyInfo(
         method=unc.method,
         how=unc.how,
         calibration=calibration,
+        calibration_ensemble=ensemble,
         ood_threshold=unc.estimator.ood_threshold,
         max_atoms=d.get("max_atoms") if isinstance(d.get("max_atoms"), int) else None,
         density_g_cm3=[float(x) for x in dens] if isinstance(dens, list) else None,

@@ -217,8 +217,12 @@ class UncertaintyInfo(BaseModel):
     method: str = Field(examples=["embedding_distance"])
     how: str = Field(description="How sigma is made and calibrated, in words.")
     calibration: dict[str, dict[str, dict[str, float]]] = Field(
-        description="Per property, per split (val: fitted there; test: read once): within_1_sigma, "
-        "within_2_sigma, spearman, mae_top10_sigma, mae_rest, mean_sigma, n."
+        description="The default sigma's figures per property, per split (val: fitted there; test: read once): "
+        "within_1_sigma, within_2_sigma, spearman, mae_top10_sigma, mae_rest, mean_sigma, n."
+    )
+    calibration_ensemble: dict[str, dict[str, dict[str, float]]] = Field(
+        default_factory=dict,
+        description="The same figures for the sigma of `?uncertainty=ensemble` (properties with a partner model).",
     )
     ood_threshold: float = Field(description="Embedding distance above which `out_of_domain` is raised.")
     max_atoms: int | None = Field(None, description="Most atoms in a training cell (`too_many_atoms` above).")

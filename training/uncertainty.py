@@ -47,7 +47,7 @@ from .pipeline import prepare
 from .protocol import EXCLUDE, SPLIT_SEED, TARGETS, shipped
 from .uncertainty_data import ModelPass, model_pass, split_ids
 from .uncertainty_domain import domain_stats
-from .uncertainty_metrics import calibration_metrics, plot_calibration
+from .uncertainty_metrics import calibration_metrics, coverage_frontier, plot_calibration
 
 __all__ = [
     "calibrate_models",
@@ -195,7 +195,13 @@ def calibrate_model(
             "score": kind,
             "val": chosen["val"],
             "test": chosen["test"],
-            "default": {"how": _SCORE_NAMES[kind], "val": fits[kind]["val"], "test": fits[kind]["test"]},
+            "default": {
+                "how": _SCORE_NAMES[kind],
+                "val": fits[kind]["val"],
+                "test": fits[kind]["test"],
+                # how low the 1-sigma coverage can go with 2 sigma >= 90%, other quantiles chosen on validation
+                "frontier_val": coverage_frontier(sv, ev),
+            },
             "plots": png,
         }
         log(f"[{p.name}] {prop} ({how}): val {chosen['val']}, test {chosen['test']}")

@@ -104,7 +104,13 @@ def _calibrate(folder: Path, structures: list[Structure], partner: Path | None =
         "method": "embedding_distance",
         "how": "test calibration",
         "partners": partners,
-        "properties": {p: {"val": {"within_1_sigma": 0.68, "n": 16}} for p in props},
+        # with a partner, "val"/"test" describe the ensemble sigma and "default" the single-model one
+        "properties": {
+            p: {"val": {"within_1_sigma": 0.7, "n": 16}, "default": {"val": {"within_1_sigma": 0.68, "n": 16}}}
+            if partner is not None
+            else {"val": {"within_1_sigma": 0.68, "n": 16}}
+            for p in props
+        },
         "domain": {
             "element_counts": counts,
             "rare_below": 2,
@@ -190,6 +196,12 @@ def test_models_endpoint_says_which_models_have_sigma(trust_client: httpx.Client
     info = models["cg-fe@1"]["uncertainty"]
     assert info["method"] == "embedding_distance" and info["how"] and info["max_atoms"] > 0
     assert models["cg-fe@1"]["properties"][0]["sigma"] is True
+    # the figures of the sigma answers carry by default, and apart those of ?uncertainty=ensemble
+    fe = "formation_energy_per_atom"
+    assert info["calibration"][fe]["val"]["within_1_sigma"] == 0.68
+    assert info["calibration_ensemble"][fe]["val"]["within_1_sigma"] == 0.7
+    alone = models["mt-bg@1"]["uncertainty"]
+    assert alone["calibration"]["band_gap"]["val"]["within_1_sigma"] == 0.68 and alone["calibration_ensemble"] == {}
 
 
 def test_element_never_in_training_and_rare_element(trust_client: httpx.Client) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import crystalgraph as cg
-from training.uncertainty_metrics import calibration_metrics, coverage_curve
+from training.uncertainty_metrics import calibration_metrics, coverage_curve, coverage_frontier
 from training.uncertainty_report import uncertainty_section
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -24,6 +24,20 @@ def test_kmeans_finds_separated_clusters() -> None:
     # the score is the distance to the nearest centroid(s): small inside, large far away
     score = cg.centroid_score(np.array([[0, 0], [50, 50]], np.float32), found, 1)
     assert score[0] < 0.5 < 40 < score[1]
+
+
+def test_coverage_frontier_tells_whether_both_coverage_targets_can_be_met() -> None:
+    """Gaussian errors: some quantiles give 1 sigma in 60-75% with 2 sigma >= 90%; zero-inflated heavy tails: none."""
+    rng = np.random.default_rng(2)
+    score = rng.uniform(0, 1, 4000)
+    gaussian = rng.normal(scale=0.1 + score)
+    best = coverage_frontier(score, gaussian)
+    assert 0.60 <= best["within_1_sigma"] <= 0.75 and best["within_2_sigma"] >= 0.90
+    # 40% exact zeros (gated metals) and Student-t (2 dof) tails for the rest
+    heavy = np.where(rng.uniform(size=4000) < 0.4, 0.0, rng.standard_t(2, 4000) * (0.1 + score))
+    worst = coverage_frontier(score, heavy)
+    assert worst["within_1_sigma"] > 0.75 and worst["within_2_sigma"] >= 0.90
+    assert coverage_frontier(score, heavy, two_sigma_target=1.01) == {}
 
 
 def test_monotone_fit_is_non_decreasing_and_calibrated_on_its_data() -> None:
