@@ -211,7 +211,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """Run one command (``argv``: the arguments, default ``sys.argv[1:]``)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "device", None) is not None:
+        try:  # before any data is read: a GPU asked for where there is none is a usage error
+            args.device = str(resolve_training_device(args.device))
+        except ValueError as exc:
+            parser.error(str(exc))
     args.func(args)
 
 

@@ -363,6 +363,10 @@ def main(argv: list[str] | None = None) -> None:
         "machine; re-run `train` without it where the models live, which evaluates and exports)",
     )
     args = parser.parse_args(argv)
+    try:  # before any data is read: a GPU asked for where there is none is a usage error
+        args.device = str(resolve_training_device(args.device))
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.runs_dir is None:  # one folder per budget: a run resumes only under the schedule it started with
         args.runs_dir = default_cache_dir() / "runs" / f"defaults-e{args.epochs}"
     if args.snapshots is None:  # committed resume state, one folder per run folder

@@ -337,12 +337,23 @@ def test_train_leaves_a_shipped_model_alone(tmp_path, capsys):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
-def test_asking_for_cuda_without_one_is_a_clear_error():
+def test_asking_for_cuda_without_one_is_a_clear_error(capsys):
     from training.pipeline import resolve_training_device
 
     assert resolve_training_device("auto") == torch.device("cpu")
     with pytest.raises(ValueError, match="no CUDA device"):
         resolve_training_device("cuda")
+    # the commands refuse it as a usage error, before reading any data
+    from training.protocol import main as protocol
+
+    for command in (
+        lambda: cli(["train", "/no/such/data", "--run-dir", "/no/such/run", "--device", "cuda"]),
+        lambda: protocol(["train", "--data", "/no/such/data", "--device", "cuda"]),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            command()
+        assert exit_info.value.code == 2
+    assert "no CUDA device" in capsys.readouterr().err
 
 
 def test_train_only_then_export_where_the_models_live(tmp_path, capsys):
