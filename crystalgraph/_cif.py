@@ -17,12 +17,12 @@ from pymatgen.core import Composition, Element
 
 from ._cif_checks import composition_notice, is_element, label_notice, number, parse_symbol, symmetry_notice
 from ._symmetry import (
-    SITE_TOLERANCE,
     Symmetry,
     coincide,
     images,
     merge_orbits,
     orbit_sizes,
+    orbits_disjoint,
     orbits_of,
     resolve_symmetry,
 )
@@ -150,23 +150,6 @@ def _scaled(species: dict[str, float]) -> dict[str, float]:
     total = sum(species.values())
     scale = total if total > 1 else 1.0
     return {el: x / scale for el, x in species.items()}
-
-
-def _distinct_orbits(site_orbits: list[np.ndarray]) -> bool:
-    """Whether no image of one site coincides with an image of another (one cell-wide test).
-
-    The test :func:`merge_orbits` makes within each species group, made once for every pair of
-    sites; ``False`` (merge group by group) when the cell is too large to test at once.
-    """
-    if len(site_orbits) <= 1:
-        return True
-    sizes = [len(o) for o in site_orbits]
-    if sum(sizes) > 1000:
-        return False
-    points = np.concatenate(site_orbits)
-    source = np.repeat(np.arange(len(site_orbits)), sizes)
-    same = coincide(points, points)
-    return not bool((same & (source[:, None] != source[None, :])).any())
 
 
 def _cell(block: gemmi.cif.Block) -> tuple[float, ...] | None:
@@ -357,7 +340,7 @@ def _expand(
     n_ops = row_images.shape[1]
     any_match = True
     # With the identity alone and every coordinate in [0, 1), each row is its own image, so this test
-    # is also the cell-wide one (_distinct_orbits) on the same numbers: it is made once.
+    # is also the cell-wide one (orbits_disjoint) on the same numbers: it is made once.
     in_cell = sym.is_identity and bool(((coords >= 0) & (coords < 1)).all())
     if n_rows * n_rows * n_ops <= 2_000_000:  # one test for the usual case: no two rows coincide
         hit = np.any(coincide(row_images.reshape(-1, 3), coords).reshape(n_rows, n_ops, n_rows), axis=1)
@@ -378,7 +361,7 @@ def _expand(
     species: list[dict[str, float]] = []
     labels: list[str] = []
     merged = 0
-    distinct = not any_match if in_cell else _distinct_orbits(site_orbits)
+    distinct = not any_match if in_cell else orbits_disjoint(site_orbits)
     if distinct:  # no image of one site falls on another's: nothing to merge
         sequence = [m for members, _ in runs for m in members]
         frac = np.concatenate([site_orbits[m] for m in sequence])
@@ -421,8 +404,7 @@ def _merge_rows(
     for j, (label, element, occ) in enumerate(zip(rows.labels, rows.elements, rows.occupancies, strict=True)):
         match = -1
         if keys:
-            diff = coords[keys][None, :, :] - row_images[j][:, None, :]
-            hit = np.all(np.abs(diff - np.round(diff)) < SITE_TOLERANCE, axis=-1)  # [K, keys]
+            hit = coincide(row_images[j], coords[keys])  # [K, keys]
             rows_hit = hit.any(axis=1)
             if rows_hit.any():
                 match = int(np.argmax(hit[int(np.argmax(rows_hit))]))

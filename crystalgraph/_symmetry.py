@@ -25,6 +25,7 @@ __all__ = [
     "orbits",
     "orbits_of",
     "merge_orbits",
+    "orbits_disjoint",
     "SITE_TOLERANCE",
 ]
 
@@ -283,6 +284,23 @@ def orbits_of(site_images: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+def orbits_disjoint(orbit_list: list[np.ndarray]) -> bool:
+    """Whether no image of one orbit coincides with an image of another (one test for them all).
+
+    ``False`` also when the orbits hold more than 1,000 points together (too large to test at
+    once: the caller then merges point by point).
+    """
+    if len(orbit_list) <= 1:
+        return True
+    sizes = [len(o) for o in orbit_list]
+    if sum(sizes) > 1000:
+        return False
+    points = np.concatenate(orbit_list)
+    source = np.repeat(np.arange(len(orbit_list)), sizes)
+    same = coincide(points, points)
+    return not bool((same & (source[:, None] != source[None, :])).any())
+
+
 def merge_orbits(orbit_list: list[np.ndarray]) -> tuple[np.ndarray, list[int]]:
     """Concatenate the orbits of one species group, dropping images already present (pymatgen's rule).
 
@@ -292,12 +310,8 @@ def merge_orbits(orbit_list: list[np.ndarray]) -> tuple[np.ndarray, list[int]]:
     """
     points = np.concatenate(orbit_list)
     source = np.repeat(np.arange(len(orbit_list)), [len(o) for o in orbit_list])
-    if len(orbit_list) == 1:
+    if orbits_disjoint(orbit_list):  # the usual case: no image of one row falls on another's
         return points, source.tolist()
-    if len(points) <= 1000:  # one test for the usual case: no image of one row falls on another's
-        same = coincide(points, points)
-        if not (same & (source[:, None] != source[None, :])).any():
-            return points, source.tolist()
     kept: list[np.ndarray] = []
     owners: list[int] = []
     for index, orbit in enumerate(orbit_list):
