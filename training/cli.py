@@ -59,13 +59,12 @@ def _cmd_train(args: argparse.Namespace) -> None:
     prepared = prepare(args.data, label_columns(targets), args.cache_dir, args.workers, limit=args.limit)
     print(
         f"{len(prepared.graphs)} graphs ({len(prepared.skipped)} structures skipped); "
-        f"dataset fingerprint {prepared.fingerprint}; {hardware(resolve_training_device(args.device))}",
+        f"dataset fingerprint {prepared.fingerprint}; {hardware(args.device)}",
         flush=True,
     )
     config = TrainConfig.from_args(args)
     arch = {"atom_fea_len": args.atom_fea_len, "h_fea_len": args.h_fea_len, "n_h": args.n_h}
     arch["n_conv" if args.model == "cgcnn" else "n_steps"] = args.n_conv
-    device = resolve_training_device(args.device)
     result = run_training(
         prepared,
         model_type=args.model,
@@ -78,7 +77,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         arch=arch,
         progress=not args.no_progress,
         log=lambda m: print(m, flush=True),
-        device=device,
+        device=args.device,
     )
     assert result is not None  # evaluated: run_training returns None only with evaluate=False
     model, meta = result
@@ -215,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if getattr(args, "device", None) is not None:
         try:  # before any data is read: a GPU asked for where there is none is a usage error
-            args.device = str(resolve_training_device(args.device))
+            args.device = resolve_training_device(args.device)
         except ValueError as exc:
             parser.error(str(exc))
     args.func(args)

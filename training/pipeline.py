@@ -160,9 +160,8 @@ def resolve_training_device(name: str) -> torch.device:
     return device
 
 
-def hardware(device: torch.device | None = None) -> str:
+def hardware(device: torch.device) -> str:
     """Where training runs, for the metadata: the CUDA device, else the CPU and its threads."""
-    device = device or resolve_training_device("auto")
     if device.type == "cuda":
         return f"{torch.cuda.get_device_name(device)} (CUDA)"
     n = torch.get_num_threads()

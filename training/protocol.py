@@ -92,7 +92,7 @@ def _train(args: argparse.Namespace) -> None:
             exclude=EXCLUDE,
             progress=not args.no_progress,
             log=lambda m, n=name: print(f"[{n}] {m}", flush=True),
-            device=resolve_training_device(args.device),
+            device=args.device,
             evaluate=not args.train_only,
         )
         if result is None:
@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     try:  # before any data is read: a GPU asked for where there is none is a usage error
-        args.device = str(resolve_training_device(args.device))
+        args.device = resolve_training_device(args.device)
     except ValueError as exc:
         parser.error(str(exc))
     if args.runs_dir is None:  # one folder per budget: a run resumes only under the schedule it started with
