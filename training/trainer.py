@@ -7,7 +7,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -47,6 +47,15 @@ class TrainConfig(BaseModel):
     #: a small model (tested); the difference grows along a run (up to 2.5e-3 relative over one
     #: 4,096-crystal epoch of the default SR-CGCNN in the benchmark).
     compile: bool = False
+
+    #: How a run executes, not what it computes: a run may resume with them changed (a compiled
+    #: CPU run continued eagerly on a GPU), like the device, which is not a field at all.
+    EXECUTION_FIELDS: ClassVar[frozenset[str]] = frozenset({"compile"})
+
+    def same_recipe(self, saved_json: str) -> bool:
+        """Whether a run saved with ``saved_json`` settings may resume with these ones."""
+        saved = TrainConfig.model_validate_json(saved_json).model_dump(exclude=set(self.EXECUTION_FIELDS))
+        return saved == self.model_dump(exclude=set(self.EXECUTION_FIELDS))
 
     @classmethod
     def from_args(cls, args: object, **fixed: Any) -> TrainConfig:
@@ -201,7 +210,7 @@ class Trainer:
         if not path.is_file():
             return False
         state = torch.load(path, weights_only=True, map_location="cpu")
-        if state["train_config"] != self.config.model_dump_json():
+        if not self.config.same_recipe(state["train_config"]):
             raise ValueError(f"{path}: saved with other training settings; use a new run folder")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])

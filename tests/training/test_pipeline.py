@@ -117,6 +117,15 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, labelled):
         torch.testing.assert_close(second.model.state_dict()[k], v)
 
 
+def test_resume_refuses_another_recipe_but_not_another_way_of_running_it():
+    """``compile`` (like the device) changes how a run executes, not what it learns: a compiled CPU
+    run may continue eagerly on a GPU. Any other field changed is another run."""
+    saved = TrainConfig(epochs=150, lr=1e-3, ema_decay=0.999, compile=True).model_dump_json()
+    assert TrainConfig(epochs=150, lr=1e-3, ema_decay=0.999, compile=False).same_recipe(saved)
+    assert not TrainConfig(epochs=150, lr=2e-3, ema_decay=0.999, compile=True).same_recipe(saved)
+    assert not TrainConfig(epochs=200, lr=1e-3, ema_decay=0.999).same_recipe(saved)
+
+
 @pytest.mark.data
 def test_short_real_training_beats_the_mean_predictor(mp_subset, tmp_path):
     """A few hundred real crystals, a few epochs: validation MAE well below the mean predictor's."""
