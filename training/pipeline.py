@@ -33,7 +33,7 @@ from .graph_cache import CachedError, GraphCache
 from .metrics import classification_metrics, regression_metrics
 from .plots import learning_curve, parity_plot
 from .split import load_split, make_split, save_split, split_hash
-from .trainer import TrainConfig, Trainer, with_labels
+from .trainer import TrainConfig, Trainer, hardware_summary, with_labels
 
 __all__ = [
     "Prepared",
@@ -324,7 +324,12 @@ def run_training(
     val_graphs = [prepared.graphs[m] for m in parts["val"]]
     meta = dict(best.metadata)
     # best.pt was saved at the best epoch: the run itself went on to the end of its budget
-    meta["training"] = {**meta["training"], "epochs": trainer.epoch, "seconds": round(trainer.seconds, 1)}
+    meta["training"] = {
+        **meta["training"],
+        "epochs": trainer.epoch,
+        "seconds": round(trainer.seconds, 1),
+        "hardware": hardware_summary(trainer.history, meta["training"]["hardware"]),
+    }
     if threshold is not None:
         meta["training"]["metal_threshold"] = threshold
     meta["metrics"] = {

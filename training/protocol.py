@@ -257,10 +257,14 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _train_configs(rows: dict[str, dict]) -> str:
-    """One line per model: its targets and training settings."""
+    """One line per model: its targets and training settings (what it learned from, not how it ran)."""
+
+    def recipe(config: dict) -> dict:
+        return {k: v for k, v in config.items() if k not in TrainConfig.EXECUTION_FIELDS}
+
     return "\n".join(
         f"  - `{name}` ({', '.join(t['name'] for t in m['config']['targets'])}): "
-        f"`{json.dumps(m['metadata']['training']['train_config'])}`"
+        f"`{json.dumps(recipe(m['metadata']['training']['train_config']))}`"
         for name, m in rows.items()
     )
 
@@ -302,8 +306,9 @@ SR-CGCNN 0.0986 eV/atom and 0.4346 vs 0.4503 eV, with 34.5% of the convolution p
 {uncertainty}
 ## Reproduce
 ```bash
-make train-defaults ONLY="cgcnn-mp-multitask sr-cgcnn-mp-multitask" VERSION=1   # the v3 multi-task models
-make train-defaults      # the v3 recipe on the single-task formation-energy models (version 3), resuming
+make train-defaults      # every v3 model: formation energy single-task (version 3), multi-task (version 1)
+# (each resumes from its run folder or the snapshot in training/checkpoints/v3-e150; trains on a GPU if
+# there is one; a model already in models/ is skipped: delete its folder to export it again)
 # the single-task models of the earlier protocol (no warm-up or weight averaging; its cosine stepped
 # per epoch, today's steps per batch, so a re-run comes close but not bit-identical):
 make train-defaults EPOCHS=80 VERSION=2 RECIPE="--loss l1 --batch-size 64 --lr 1e-3" \\

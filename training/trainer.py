@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from crystalgraph import CrystalGraphNet, PackedGraphs, predict_packed, save_checkpoint
 
-__all__ = ["TrainConfig", "Trainer", "with_labels"]
+__all__ = ["TrainConfig", "Trainer", "hardware_summary", "with_labels"]
 
 
 class TrainConfig(BaseModel):
@@ -119,6 +119,29 @@ def _lr_factor(step: int, steps_per_epoch: int, config: TrainConfig) -> float:
     total = max(config.epochs * steps_per_epoch - warm, 1)
     progress = min((step - warm) / total, 1.0)
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def hardware_summary(history: list[dict], fallback: str) -> str:
+    """Where a run trained, from its per-epoch rows: the one device, or each in turn with its epochs.
+
+    Args:
+        history: The run's rows; each names its ``hardware`` (rows written before it did: ``fallback``).
+        fallback: The hardware of rows that name none.
+
+    Returns:
+        ``"x86_64 CPU, 1 thread"``, or ``"x86_64 CPU, 1 thread: epochs 1-83 (149 min); NVIDIA H200
+        (CUDA): epochs 84-150 (6 min)"`` for a run resumed elsewhere.
+    """
+    segments: list[list] = []  # [hardware, first epoch, last epoch, seconds]
+    for row in history:
+        hw = row.get("hardware", fallback)
+        if segments and segments[-1][0] == hw:
+            segments[-1][2], segments[-1][3] = row["epoch"], segments[-1][3] + row.get("seconds", 0.0)
+        else:
+            segments.append([hw, row["epoch"], row["epoch"], row.get("seconds", 0.0)])
+    if len(segments) < 2:
+        return segments[0][0] if segments else fallback
+    return "; ".join(f"{hw}: epochs {a}-{b} ({s / 60:.0f} min)" for hw, a, b, s in segments)
 
 
 class Trainer:
@@ -233,6 +256,7 @@ class Trainer:
             **self.metadata,
             "training": {
                 **self.metadata.get("training", {}),
+                "hardware": hardware_summary(self.history, self.metadata.get("training", {}).get("hardware", "")),
                 "epochs": self.epoch,
                 "best_epoch": self.best_epoch,
                 "seconds": round(self.seconds, 1),
@@ -338,6 +362,8 @@ class Trainer:
                 "seconds": round(time.perf_counter() - t0, 2),
                 "structures_per_s": round(seen / (time.perf_counter() - t0), 1),
             }
+            if "hardware" in self.metadata.get("training", {}):  # a run may move (CPU, then a borrowed GPU)
+                row["hardware"] = self.metadata["training"]["hardware"]
             self.history.append(row)
             with open(self.run_dir / "history.jsonl", "a") as fh:
                 fh.write(json.dumps(row) + "\n")

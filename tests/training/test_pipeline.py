@@ -22,7 +22,7 @@ from training.dataset import read_dataset
 from training.graph_cache import CachedError, GraphCache
 from training.pipeline import prepare, target_labels, tune_metal_threshold
 from training.split import make_split
-from training.trainer import TrainConfig, Trainer, _lr_factor, with_labels
+from training.trainer import TrainConfig, Trainer, _lr_factor, hardware_summary, with_labels
 
 EF = KNOWN_TARGETS["formation_energy_per_atom"]
 
@@ -117,9 +117,39 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, labelled):
         torch.testing.assert_close(second.model.state_dict()[k], v)
 
 
+def test_hardware_summary_names_each_device_a_run_moved_through():
+    cpu, gpu = "x86_64 CPU, 1 thread", "NVIDIA H200 (CUDA)"
+    rows = [{"epoch": e, "seconds": 60.0, "hardware": cpu} for e in (1, 2, 3)]
+    assert hardware_summary(rows, "elsewhere") == cpu
+    rows += [{"epoch": e, "seconds": 6.0, "hardware": gpu} for e in (4, 5)]
+    assert hardware_summary(rows, "elsewhere") == f"{cpu}: epochs 1-3 (3 min); {gpu}: epochs 4-5 (0 min)"
+    assert hardware_summary([{"epoch": 1, "seconds": 1.0}], "older run") == "older run"  # rows before rows said
+    assert hardware_summary([], "not trained") == "not trained"
+
+
+def test_a_run_resumed_on_other_hardware_says_so_in_its_checkpoint(tmp_path, labelled):
+    """Trained 2 epochs on "machine A", resumed for 2 on "machine B": the checkpoint names both."""
+    graphs = with_labels([labelled.graphs[i] for i in labelled.data.ids], labelled.data.labels[:, :1])
+    config = TrainConfig(epochs=4, batch_size=8, lr=3e-3)
+
+    def trainer(hw):
+        model = build_model(CGCNNConfig(targets=(EF,), atom_fea_len=8, h_fea_len=8))
+        return Trainer(model, graphs[:18], graphs[18:], config, tmp_path, {"training": {"hardware": hw}})
+
+    trainer("machine A").fit(progress=False, log=lambda m: None, stop_after=2)
+    second = trainer("machine B")
+    assert second.resume()
+    second.fit(progress=False, log=lambda m: None)
+    assert [r["hardware"] for r in second.history] == ["machine A"] * 2 + ["machine B"] * 2
+    assert second._checkpoint_metadata()["training"]["hardware"].startswith("machine A: epochs 1-2 (")
+    assert "; machine B: epochs 3-4 (" in second._checkpoint_metadata()["training"]["hardware"]
+
+
 def test_resume_refuses_another_recipe_but_not_another_way_of_running_it():
-    """``compile`` (like the device) changes how a run executes, not what it learns: a compiled CPU
-    run may continue eagerly on a GPU. Any other field changed is another run."""
+    """``compile`` (like the device) changes how a run executes, not what it learns.
+
+    A compiled CPU run may continue eagerly on a GPU; any other field changed is another run.
+    """
     saved = TrainConfig(epochs=150, lr=1e-3, ema_decay=0.999, compile=True).model_dump_json()
     assert TrainConfig(epochs=150, lr=1e-3, ema_decay=0.999, compile=False).same_recipe(saved)
     assert not TrainConfig(epochs=150, lr=2e-3, ema_decay=0.999, compile=True).same_recipe(saved)
