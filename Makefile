@@ -70,25 +70,27 @@ clean:
 	rm -rf $(VENV) .pytest_cache
 
 # --- the default models: the v3 protocol (models/REPORT.md) -----------------------------------
-# One run per core, side by side; each resumes where it stopped (its run folder, else the
-# snapshot committed under training/checkpoints/). `make train-snapshot` refreshes that snapshot.
-# The runs in progress: the single-task formation-energy models on the v3 recipe (version 3). The
-# shipped multi-task models (version 1): ONLY="cgcnn-mp-multitask sr-cgcnn-mp-multitask" VERSION=1.
+# Every shipped v3 model, `name:version`, side by side (one thread each); each resumes where it
+# stopped (its run folder, else the snapshot committed under training/checkpoints/) and a model
+# already in models/ is skipped, so the command is safe to re-run. `make train-snapshot` refreshes
+# that snapshot. One run: ONLY="cgcnn-mp-formation-energy:3"; a name without `:` gets VERSION.
 EPOCHS ?= 150
 VERSION ?= 3
-ONLY ?= cgcnn-mp-formation-energy sr-cgcnn-mp-formation-energy
+ONLY ?= cgcnn-mp-formation-energy:3 sr-cgcnn-mp-formation-energy:3 cgcnn-mp-multitask:1 sr-cgcnn-mp-multitask:1
 RECIPE ?= --loss l1 --batch-size 64 --lr 1e-3 --warmup-epochs 5 --ema-decay 0.999 --compile
 RUNS_DIR ?= $(CACHE_DIR)/runs/v3-e$(EPOCHS)
 PROTOCOL = $(PY) -m training.protocol
+ONLY_NAMES = $(foreach m,$(ONLY),$(firstword $(subst :, ,$(m))))
 train-defaults: setup data
 	mkdir -p $(RUNS_DIR)
 	for m in $(ONLY); do \
+		name=$${m%%:*}; version=$(VERSION); case $$m in *:*) version=$${m#*:};; esac; \
 		$(PROTOCOL) train --data $(DATA_DIR) --runs-dir $(RUNS_DIR) --epochs $(EPOCHS) $(RECIPE) \
-			--version $(VERSION) --only $$m --threads 1 --workers 1 --no-progress > $(RUNS_DIR)/$$m.log 2>&1 & \
+			--version $$version --only $$name --threads 1 --workers 1 --no-progress > $(RUNS_DIR)/$$name.log 2>&1 & \
 	done; wait; tail -n 4 $(RUNS_DIR)/*.log
 
 train-snapshot: setup
-	$(PROTOCOL) snapshot --runs-dir $(RUNS_DIR) --epochs $(EPOCHS) --only $(ONLY)
+	$(PROTOCOL) snapshot --runs-dir $(RUNS_DIR) --epochs $(EPOCHS) --only $(ONLY_NAMES)
 
 evaluate-defaults: setup data
 	$(PY) -m training.protocol evaluate --data $(DATA_DIR)
