@@ -45,14 +45,32 @@ class GaussianExpansion(nn.Module):
         return f"{type(self).__name__}({c[0]:.2f}..{c[-1]:.2f} Å, n={len(c)}, width={self.width})"
 
 
+def edge_term(edge_attr: Tensor, fc: nn.Linear, n_feat: int) -> Tensor:
+    """The edge part of a CGCNN update's linear map, ``u W_e + b``: ``[E, K]`` -> ``[E, 2F]``.
+
+    It depends on the edges and the weights only, so SR-CGCNN, whose steps share the weights,
+    computes it once for all of them.
+    """
+    return F.linear(edge_attr, fc.weight[:, 2 * n_feat :], fc.bias)
+
+
 def gated_update(
-    x: Tensor, edge_attr: Tensor, src: Tensor, dst: Tensor, fc: nn.Linear, bn1: nn.BatchNorm1d, bn2: nn.BatchNorm1d
+    x: Tensor,
+    edge_attr: Tensor,
+    src: Tensor,
+    dst: Tensor,
+    fc: nn.Linear,
+    bn1: nn.BatchNorm1d,
+    bn2: nn.BatchNorm1d,
+    edges: Tensor | None = None,
 ) -> Tensor:
     """One CGCNN update, fused: ``fc`` is applied to node features before the gather.
 
     ``v_i' = softplus(v_i + BN2(Σ_j σ(BN1(z W_f)) ⊙ softplus(BN1(z W_s))))`` with
     ``z = v_i ⊕ v_j ⊕ u_ij``. Splitting ``W = [W_i | W_j | W_e]`` gives
     ``z W = (v W_i)[i] + (v W_j)[j] + u W_e``: the node products cost ``N`` rows, not ``E``.
+
+    ``edges``, when given, is :func:`edge_term` of these edges and ``fc``, computed beforehand.
 
     Shapes:
         ``x: [N, F]``, ``edge_attr: [E, K]``, ``src``/``dst``: ``[E]`` -> ``[N, F]``.
@@ -61,7 +79,7 @@ def gated_update(
     w = fc.weight
     node = x @ w[:, : 2 * n_feat].reshape(-1, 2, n_feat).transpose(0, 1).reshape(-1, n_feat).t()
     gated = node[:, : 2 * n_feat].index_select(0, dst) + node[:, 2 * n_feat :].index_select(0, src)
-    gated = gated + F.linear(edge_attr, w[:, 2 * n_feat :], fc.bias)
+    gated = gated + (edge_term(edge_attr, fc, n_feat) if edges is None else edges)
     gated = bn1(gated)
     filt, core = gated.chunk(2, dim=1)
     msg = torch.sigmoid(filt) * F.softplus(core)
@@ -124,8 +142,9 @@ class SharedCGConv(nn.Module):
 
     def forward(self, x: Tensor, edge_attr: Tensor, src: Tensor, dst: Tensor) -> Tensor:
         bns: list[tuple[nn.BatchNorm1d, nn.BatchNorm1d]] = list(zip(self.bn1, self.bn2, strict=True))  # type: ignore[arg-type]
+        edges = edge_term(edge_attr, self.fc_full, self.atom_fea_len)  # the same for every step
         for bn1, bn2 in bns:
-            x = gated_update(x, edge_attr, src, dst, self.fc_full, bn1, bn2)
+            x = gated_update(x, edge_attr, src, dst, self.fc_full, bn1, bn2, edges)
         return x
 
     def __repr__(self) -> str:

@@ -122,3 +122,30 @@ def test_gradients_reach_every_parameter(nacl, perovskite):
     out = model(*collate([structure_to_graph(nacl), structure_to_graph(perovskite)]))
     out.pow(2).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_sr_cgcnn_computes_the_shared_edge_term_once_with_the_same_answers():
+    """SR-CGCNN's steps share ``u W_e + b``: computed once, the step gives what the per-step form gives.
+
+    Forward bit-identical; gradients equal to float rounding (one accumulated product instead of T).
+    """
+    from crystalgraph.nets._layers import SharedCGConv, edge_term, gated_update
+
+    torch.manual_seed(0)
+    conv = SharedCGConv(atom_fea_len=8, nbr_fea_len=5, n_steps=3).train()
+    x, u = torch.randn(10, 8), torch.randn(40, 5)
+    src, dst = torch.randint(0, 10, (40,)), torch.randint(0, 10, (40,))
+
+    def per_step() -> torch.Tensor:  # the edge term recomputed at every step
+        h = x
+        for bn1, bn2 in zip(conv.bn1, conv.bn2, strict=True):
+            h = gated_update(h, u, src, dst, conv.fc_full, bn1, bn2)
+        return h
+
+    out_once = conv(x, u, src, dst)
+    grad_once = torch.autograd.grad(out_once.square().sum(), conv.fc_full.weight)[0]
+    out_each = per_step()
+    grad_each = torch.autograd.grad(out_each.square().sum(), conv.fc_full.weight)[0]
+    assert torch.equal(out_once, out_each)
+    torch.testing.assert_close(grad_once, grad_each, rtol=1e-5, atol=1e-6)
+    assert torch.equal(edge_term(u, conv.fc_full, 8), F.linear(u, conv.fc_full.weight[:, 16:], conv.fc_full.bias))
