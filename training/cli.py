@@ -39,7 +39,7 @@ from .pipeline import (
     target_specs,
 )
 from .split import load_split
-from .trainer import TrainConfig
+from .trainer import TrainConfig, add_recipe_arguments
 
 __all__ = ["main", "build_parser"]
 
@@ -142,15 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--unit", action="append", default=[], metavar="NAME=UNIT", help="unit of a non-standard target")
     t.add_argument("--run-dir", type=Path, required=True, help="run folder (resumes if it holds a run)")
-    t.add_argument("--epochs", type=int, default=100)
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--weight-decay", type=float, default=0.0)
-    t.add_argument("--loss", choices=["mse", "l1", "huber"], default="mse")
-    t.add_argument("--patience", type=int, default=30, help="early stopping: epochs without validation gain")
-    t.add_argument("--warmup-epochs", type=int, default=0, help="linear learning-rate warm-up before the cosine")
-    t.add_argument("--ema-decay", type=float, default=None, help="average the weights (EMA, per step), e.g. 0.999")
-    t.add_argument("--compile", action="store_true", help="torch.compile the training forward (~1.4x on CPU)")
+    add_recipe_arguments(t, epochs=100, batch_size=128, loss="mse")
     t.add_argument("--seed", type=int, default=0, help="initialisation and shuffling seed")
     t.add_argument("--split-seed", type=int, default=42)
     t.add_argument("--split-file", type=Path, default=None, help="read the split from here (or write it there)")

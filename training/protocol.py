@@ -22,7 +22,7 @@ from crystalgraph import KNOWN_TARGETS, load_exported, read_manifest
 from .graph_cache import default_cache_dir
 from .pipeline import evaluate_model, export_run, prepare, resolve_training_device, run_training, target_labels
 from .split import make_split, save_split
-from .trainer import TrainConfig
+from .trainer import TrainConfig, add_recipe_arguments
 from .uncertainty_report import uncertainty_section
 
 ARCHS = ("cgcnn", "sr-cgcnn")
@@ -348,14 +348,7 @@ def main(argv: list[str] | None = None) -> None:
         "`snapshot` writes it, `train` starts from it when the run folder is empty",
     )
     parser.add_argument("--only", nargs="*", default=None, help="model names to train")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--loss", default="l1")
-    parser.add_argument("--patience", type=int, default=30)
-    parser.add_argument("--warmup-epochs", type=int, default=0)
-    parser.add_argument("--ema-decay", type=float, default=None)
-    parser.add_argument("--compile", action="store_true", help="torch.compile the training forward")
+    add_recipe_arguments(parser, epochs=30, batch_size=64, loss="l1")
     parser.add_argument("--version", default="1")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--workers", type=int, default=None)

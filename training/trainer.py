@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import random
@@ -12,13 +13,13 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch_geometric.data import Data
 from tqdm import tqdm
 
 from crystalgraph import CrystalGraphNet, PackedGraphs, predict_packed, save_checkpoint
 
-__all__ = ["TrainConfig", "Trainer", "hardware_summary", "with_labels"]
+__all__ = ["TrainConfig", "Trainer", "add_recipe_arguments", "hardware_summary", "with_labels"]
 
 
 class TrainConfig(BaseModel):
@@ -41,6 +42,10 @@ class TrainConfig(BaseModel):
     ema_decay: float | None = Field(None, gt=0, lt=1)
     #: Weight of the metal-classification loss (binary cross-entropy) against the regressions.
     classification_weight: float = Field(1.0, ge=0)
+    #: Weight of each named regression target's loss (the others: 1); the loss is still the mean
+    #: over targets, so ``{"formation_energy_per_atom": 2}`` gives formation energy half of a
+    #: three-target model's gradient instead of a third.
+    target_weights: dict[str, float] = Field(default_factory=dict)
     #: ``torch.compile`` the training forward (dynamic shapes): about 1.55x faster epochs on a CPU
     #: thread (``python -m bench --only training``). The float operations are fused and reordered, so
     #: losses agree with eager mode to a tolerance, not bit for bit: 1e-4 relative over two epochs of
@@ -67,7 +72,51 @@ class TrainConfig(BaseModel):
             fixed: Fields the command sets itself (``seed=0``), over the arguments.
         """
         given = {name: getattr(args, name) for name in cls.model_fields if hasattr(args, name)}
+        if isinstance(given.get("target_weights"), list):  # --target-weight NAME=W, repeated
+            given["target_weights"] = dict(given["target_weights"])
         return cls(**{**given, **fixed})
+
+    @field_validator("target_weights")
+    @classmethod
+    def _positive_weights(cls, weights: dict[str, float]) -> dict[str, float]:
+        if any(not (w > 0 and math.isfinite(w)) for w in weights.values()):
+            raise ValueError(f"target weights must be positive numbers: {weights}")
+        return weights
+
+
+def _name_weight(text: str) -> tuple[str, float]:
+    """``formation_energy_per_atom=2`` -> ``("formation_energy_per_atom", 2.0)`` (argparse type)."""
+    name, sep, weight = text.partition("=")
+    try:
+        if not (sep and name):
+            raise ValueError
+        return name, float(weight)
+    except ValueError:
+        example = "formation_energy_per_atom=2"
+        raise argparse.ArgumentTypeError(f"expected NAME=WEIGHT, e.g. {example}, not {text!r}") from None
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser, *, epochs: int, batch_size: int, loss: str) -> None:
+    """The recipe's options (:class:`TrainConfig` fields but the seed), for both training commands."""
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--batch-size", type=int, default=batch_size)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--loss", choices=["mse", "l1", "huber"], default=loss)
+    parser.add_argument("--patience", type=int, default=30, help="early stopping: epochs without validation gain")
+    parser.add_argument("--warmup-epochs", type=int, default=0, help="linear learning-rate warm-up before the cosine")
+    parser.add_argument("--ema-decay", type=float, default=None, help="average the weights (EMA, per step), e.g. 0.999")
+    parser.add_argument("--classification-weight", type=float, default=1.0, help="weight of the metal-head loss")
+    parser.add_argument(
+        "--target-weight",
+        dest="target_weights",
+        type=_name_weight,
+        action="append",
+        default=[],
+        metavar="NAME=WEIGHT",
+        help="weight of a regression target's loss (others 1), e.g. formation_energy_per_atom=2",
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile the training forward (~1.5x on CPU)")
 
 
 def with_labels(graphs: list[Data], labels: np.ndarray) -> list[Data]:
@@ -94,8 +143,8 @@ def _regression_loss(pred: torch.Tensor, target: torch.Tensor, kind: str) -> tor
 def _loss(out: torch.Tensor, y: torch.Tensor, model: CrystalGraphNet, config: TrainConfig) -> torch.Tensor:
     """The mean over targets of each target's loss.
 
-    Regression targets: the configured loss on standardised targets; a metal probability: binary
-    cross-entropy on its logit (weighted by ``classification_weight``).
+    Regression targets: the configured loss on standardised targets (weighted by ``target_weights``);
+    a metal probability: binary cross-entropy on its logit (weighted by ``classification_weight``).
 
     Shapes:
         ``out: [B, T]`` (normalised outputs), ``y: [B, T]`` (labels; NaN = missing) -> scalar.
@@ -107,7 +156,8 @@ def _loss(out: torch.Tensor, y: torch.Tensor, model: CrystalGraphNet, config: Tr
             losses.append(config.classification_weight * F.binary_cross_entropy_with_logits(out[mask, t], y[mask, t]))
         else:
             target = (y[:, t] - model.target_mean[t]) / model.target_std[t]
-            losses.append(_regression_loss(out[:, t], target, config.loss))
+            weight = config.target_weights.get(spec.name, 1.0)
+            losses.append(weight * _regression_loss(out[:, t], target, config.loss))
     return torch.stack(losses).mean()
 
 
@@ -172,6 +222,9 @@ class Trainer:
         metadata: dict | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
+        regression = {spec.name for spec in model.config.targets if not spec.is_probability}
+        if unknown := sorted(set(config.target_weights) - regression):
+            raise ValueError(f"target weights for {unknown}: this model's regression targets are {sorted(regression)}")
         self.device = torch.device(device)
         model.to(self.device)
         self.model, self.train, self.val, self.config = model, train, val, config

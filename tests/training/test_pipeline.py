@@ -12,6 +12,7 @@ from crystalgraph import (
     KNOWN_TARGETS,
     CGCNNConfig,
     GraphConfig,
+    PackedGraphs,
     SRCGCNNConfig,
     build_model,
     load_exported,
@@ -455,3 +456,36 @@ def test_cuda_training_matches_cpu_and_resumes_on_the_cpu(tmp_path):
     np.testing.assert_allclose(
         [h["train_loss"] for h in moved.history], [h["train_loss"] for h in cpu.history], rtol=1e-3
     )
+
+
+def test_target_weights_scale_each_regression_loss_and_name_real_targets(tmp_path, labelled):
+    """``--target-weight formation_energy_per_atom=2``: that target's loss counts twice in the mean."""
+    from training.trainer import _loss
+
+    graphs = with_labels([labelled.graphs[i] for i in labelled.data.ids], target_labels(labelled.data, MT))
+    torch.manual_seed(0)
+    model = build_model(CGCNNConfig(targets=MT, atom_fea_len=8, h_fea_len=8))
+    Trainer(model, graphs[:18], graphs[18:], TrainConfig(), tmp_path / "run")  # sets the target normaliser
+    inputs, y = PackedGraphs(graphs, torch.cat([g.y for g in graphs])).batch(list(range(len(graphs))))
+    out = model.eval()(*inputs)
+    plain = _loss(out, y, model, TrainConfig(loss="l1"))
+    weighted = _loss(out, y, model, TrainConfig(loss="l1", target_weights={"formation_energy_per_atom": 2.0}))
+    ef = (out[:, 0] - (y[:, 0] - model.target_mean[0]) / model.target_std[0]).abs().mean()
+    torch.testing.assert_close(weighted - plain, ef / 3)  # one more formation-energy loss, in a mean of three
+
+    with pytest.raises(ValueError, match=r"target weights for \['band_gaps'\]"):
+        Trainer(model, graphs[:18], graphs[18:], TrainConfig(target_weights={"band_gaps": 2}), tmp_path / "run")
+    with pytest.raises(ValueError, match="positive"):
+        TrainConfig(target_weights={"band_gap": -1})
+
+
+def test_the_target_weight_option_reaches_the_recipe():
+    import argparse
+
+    from training.trainer import add_recipe_arguments
+
+    parser = argparse.ArgumentParser()
+    add_recipe_arguments(parser, epochs=1, batch_size=8, loss="l1")
+    args = parser.parse_args(["--target-weight", "formation_energy_per_atom=3", "--target-weight", "band_gap=0.5"])
+    assert TrainConfig.from_args(args).target_weights == {"formation_energy_per_atom": 3.0, "band_gap": 0.5}
+    assert TrainConfig.from_args(parser.parse_args([])).target_weights == {}
