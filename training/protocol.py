@@ -258,13 +258,9 @@ def _report(args: argparse.Namespace) -> None:
 
 def _train_configs(rows: dict[str, dict]) -> str:
     """One line per model: its targets and training settings (what it learned from, not how it ran)."""
-
-    def recipe(config: dict) -> dict:
-        return {k: v for k, v in config.items() if k not in TrainConfig.EXECUTION_FIELDS}
-
     return "\n".join(
         f"  - `{name}` ({', '.join(t['name'] for t in m['config']['targets'])}): "
-        f"`{json.dumps(recipe(m['metadata']['training']['train_config']))}`"
+        f"`{json.dumps(TrainConfig.recipe(m['metadata']['training']['train_config']))}`"
         for name, m in rows.items()
     )
 

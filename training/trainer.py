@@ -57,10 +57,15 @@ class TrainConfig(BaseModel):
     #: CPU run continued eagerly on a GPU), like the device, which is not a field at all.
     EXECUTION_FIELDS: ClassVar[frozenset[str]] = frozenset({"compile"})
 
+    @classmethod
+    def recipe(cls, settings: dict) -> dict:
+        """The settings that decide what a run learns: ``settings`` (a dump) without the execution fields."""
+        return {k: v for k, v in settings.items() if k not in cls.EXECUTION_FIELDS}
+
     def same_recipe(self, saved_json: str) -> bool:
         """Whether a run saved with ``saved_json`` settings may resume with these ones."""
-        saved = TrainConfig.model_validate_json(saved_json).model_dump(exclude=set(self.EXECUTION_FIELDS))
-        return saved == self.model_dump(exclude=set(self.EXECUTION_FIELDS))
+        saved = TrainConfig.model_validate_json(saved_json).model_dump()
+        return self.recipe(saved) == self.recipe(self.model_dump())
 
     @classmethod
     def from_args(cls, args: object, **fixed: Any) -> TrainConfig:
@@ -72,8 +77,6 @@ class TrainConfig(BaseModel):
             fixed: Fields the command sets itself (``seed=0``), over the arguments.
         """
         given = {name: getattr(args, name) for name in cls.model_fields if hasattr(args, name)}
-        if isinstance(given.get("target_weights"), list):  # --target-weight NAME=W, repeated
-            given["target_weights"] = dict(given["target_weights"])
         return cls(**{**given, **fixed})
 
     @field_validator("target_weights")
@@ -84,16 +87,24 @@ class TrainConfig(BaseModel):
         return weights
 
 
-def _name_weight(text: str) -> tuple[str, float]:
-    """``formation_energy_per_atom=2`` -> ``("formation_energy_per_atom", 2.0)`` (argparse type)."""
-    name, sep, weight = text.partition("=")
-    try:
-        if not (sep and name):
-            raise ValueError
-        return name, float(weight)
-    except ValueError:
-        example = "formation_energy_per_atom=2"
-        raise argparse.ArgumentTypeError(f"expected NAME=WEIGHT, e.g. {example}, not {text!r}") from None
+class _NameWeights(argparse.Action):
+    """``--target-weight NAME=W``, repeated: collects ``{NAME: W}`` (a :class:`TrainConfig` field as is)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        name, sep, weight = str(values).partition("=")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = None
+        if not (sep and name) or value is None:
+            parser.error(f"{option_string}: expected NAME=WEIGHT, e.g. formation_energy_per_atom=2, not {values!r}")
+        setattr(namespace, self.dest, {**(getattr(namespace, self.dest) or {}), name: value})
 
 
 def add_recipe_arguments(parser: argparse.ArgumentParser, *, epochs: int, batch_size: int, loss: str) -> None:
@@ -110,9 +121,8 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, *, epochs: int, batch_
     parser.add_argument(
         "--target-weight",
         dest="target_weights",
-        type=_name_weight,
-        action="append",
-        default=[],
+        action=_NameWeights,
+        default={},
         metavar="NAME=WEIGHT",
         help="weight of a regression target's loss (others 1), e.g. formation_energy_per_atom=2",
     )
