@@ -52,6 +52,11 @@ class TrainConfig(BaseModel):
     #: a small model (tested); the difference grows along a run (up to 2.5e-3 relative over one
     #: 4,096-crystal epoch of the default SR-CGCNN in the benchmark).
     compile: bool = False
+    #: Train the convolutions in bfloat16 mixed precision (:attr:`CrystalGraphNet.train_autocast`):
+    #: their matrix products and messages in bfloat16, the weights, optimiser, EMA, heads, loss and
+    #: validation in float32. About 2.6x faster epochs on this machine's CPU (AMX); slower on a CPU
+    #: without AVX512-BF16. Part of the recipe (it changes what the run computes beyond rounding order).
+    bf16: bool = False
 
     #: How a run executes, not what it computes: a run may resume with them changed (a compiled
     #: CPU run continued eagerly on a GPU), like the device, which is not a field at all.
@@ -127,6 +132,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, *, epochs: int, batch_
         help="weight of a regression target's loss (others 1), e.g. formation_energy_per_atom=2",
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the training forward (~1.5x on CPU)")
+    parser.add_argument(
+        "--bf16", action="store_true", help="convolutions in bfloat16 mixed precision (~2.6x on a CPU with AMX)"
+    )
 
 
 def with_labels(graphs: list[Data], labels: np.ndarray) -> list[Data]:
@@ -264,6 +272,8 @@ class Trainer:
             if config.ema_decay is not None
             else None
         )
+        if config.bf16:  # after the EMA copy, which evaluates in float32 anyway (eval mode)
+            model.train_autocast = torch.bfloat16
         if config.compile:
             model.compile(dynamic=True)  # in place: state_dict keys and the EMA copy are unaffected
         self.epoch = 0

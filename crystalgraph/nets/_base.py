@@ -23,6 +23,11 @@ class CrystalGraphNet(nn.Module):
     """
 
     convs: nn.Module
+    #: Mixed precision for training: in training mode the convolutions run under autocast to this
+    #: dtype (``torch.bfloat16``: about 2.5x faster epochs on a CPU with AMX or AVX512-BF16); the
+    #: parameters, the node state between updates, pooling, heads and evaluation stay float32.
+    #: Not saved: a setting of the run (``TrainConfig.bf16``), not of the model.
+    train_autocast: torch.dtype | None = None
     # buffers (register_buffer), typed for the checker
     atom_features: Tensor
     target_mean: Tensor
@@ -97,7 +102,11 @@ class CrystalGraphNet(nn.Module):
         """
         emb = F.linear(self.atom_features, self.embedding.weight, self.embedding.bias)
         x = emb.index_select(0, z)
-        x = self.convs(x, self.expansion(edge_dist), edge_index[0], edge_index[1])
+        if self.training and self.train_autocast is not None:
+            with torch.autocast(x.device.type, dtype=self.train_autocast):
+                x = self.convs(x, self.expansion(edge_dist), edge_index[0], edge_index[1]).float()
+        else:
+            x = self.convs(x, self.expansion(edge_dist), edge_index[0], edge_index[1])
         return scatter_sum(x, batch, num_atoms.shape[0]) / num_atoms.unsqueeze(1).to(x.dtype)
 
     def readout(self, crys: Tensor) -> Tensor:

@@ -331,6 +331,38 @@ def test_compiled_training_matches_eager_within_tolerance(tmp_path, labelled):
     np.testing.assert_allclose(losses[True], losses[False], rtol=1e-4)
 
 
+def test_bf16_training_runs_the_convolutions_in_bfloat16_and_evaluates_in_float32(tmp_path, labelled):
+    """``bf16=True``: the losses follow float32 training to bfloat16's precision, the rest stays float32.
+
+    The weights, the EMA copy, the validation pass and the node state are float32; only the
+    convolutions' messages in the training forward are bfloat16 (a batch norm's input shows it).
+    """
+    prepared = labelled
+    graphs = with_labels([prepared.graphs[i] for i in prepared.data.ids], prepared.data.labels)
+    losses, trainers = {}, {}
+    for bf16 in (False, True):
+        torch.manual_seed(0)
+        model = build_model(CGCNNConfig(targets=MT[:2], atom_fea_len=16, h_fea_len=16))
+        config = TrainConfig(epochs=2, batch_size=8, lr=1e-3, loss="l1", ema_decay=0.99, bf16=bf16)
+        trainers[bf16] = t = Trainer(model, graphs[:18], graphs[18:], config, tmp_path / f"b{bf16}")
+        losses[bf16] = [h["train_loss"] for h in t.fit(progress=False, log=lambda m: None)]
+    np.testing.assert_allclose(losses[True], losses[False], rtol=0.05)
+    assert losses[True] != losses[False]  # bfloat16 did run
+    t = trainers[True]
+    assert t.model.train_autocast is torch.bfloat16 and t.eval_model.train_autocast is None
+    assert all(p.dtype == torch.float32 for p in t.model.parameters())
+    seen = []
+    bn = next(m for m in t.model.convs.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    hook = bn.register_forward_hook(lambda m, i, out: seen.append(i[0].dtype))
+    inputs, _ = t.packed_train.batch(list(range(8)))
+    t.model.train()(*inputs)
+    t.model.eval()(*inputs)
+    hook.remove()
+    assert seen == [torch.bfloat16, torch.float32]  # the messages: bfloat16 in training mode only
+    assert t.model.train()(*inputs).dtype == torch.float32  # node state, pooling and heads: float32
+    assert not TrainConfig(bf16=True).same_recipe(TrainConfig().model_dump_json())  # not a way of running: a recipe
+
+
 def test_metal_threshold_is_tuned_on_validation_and_gates_the_gap(labelled):
     prepared = labelled
     ids = prepared.data.ids
