@@ -103,7 +103,7 @@ class ModelUncertainty:
         """The distance score and each property's sigma for one crystal embedding ``[D]``.
 
         Each property's sigma reads the score chosen for it on validation (``score_of``: the
-        distance, or the mean error on the nearest validation crystals).
+        distance, the mean error on the nearest validation crystals, or both combined).
 
         Args:
             embedding: The crystal's pooled embedding.

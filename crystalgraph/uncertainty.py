@@ -34,6 +34,7 @@ __all__ = [
     "centroid_score",
     "neighbour_error",
     "combined_score",
+    "distance_and_neighbour_error",
     "monotone_fit",
     "density_g_cm3",
 ]
@@ -194,6 +195,20 @@ def combined_score(score: np.ndarray, spread: np.ndarray, spread_scale: float, d
     return np.hypot(np.asarray(spread) / spread_scale, np.asarray(score) / distance_scale)
 
 
+def distance_and_neighbour_error(
+    distance: np.ndarray, neighbour: np.ndarray, distance_scale: float, neighbour_scale: float
+) -> np.ndarray:
+    """The embedding distance and the neighbour error, each in units of its validation median, combined.
+
+    A crystal far from the training set and one among badly predicted validation crystals are
+    both doubtful; on the validation split the combination ranks the formation-energy errors
+    better than either alone (``python -m training.uncertainty`` measures it per property).
+
+    Returns ``hypot(distance / distance_scale, neighbour / neighbour_scale)``.
+    """
+    return np.hypot(np.asarray(distance) / distance_scale, np.asarray(neighbour) / neighbour_scale)
+
+
 @dataclass(frozen=True)
 class EmbeddingUncertainty:
     """The shipped uncertainty of one model: embedding standardisation, centroids and maps.
@@ -211,8 +226,11 @@ class EmbeddingUncertainty:
         reference: ``[R, D]`` standardised validation embeddings (``None``: no neighbour error).
         reference_errors: Property -> ``[R]`` the model's ``|error|`` on them (NaN: no label).
         k_reference: Validation neighbours averaged in the neighbour error.
-        score_of: Property -> ``"distance"`` or ``"neighbour_error"``, the score its maps read
-            (``distance`` where absent).
+        score_of: Property -> the score its maps read: ``"distance"`` (where absent),
+            ``"neighbour_error"``, or ``"distance+neighbour_error"``, both combined as
+            ``hypot(d / u, e / v)`` with ``(u, v) = score_scales[property]``.
+        score_scales: Property -> ``(u, v)``, the validation medians of the distance and of the
+            neighbour error, for the properties whose score combines them.
     """
 
     mean: np.ndarray
@@ -226,6 +244,7 @@ class EmbeddingUncertainty:
     reference_errors: dict[str, np.ndarray] = field(default_factory=dict)
     k_reference: int = 30
     score_of: dict[str, str] = field(default_factory=dict)
+    score_scales: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # What every query reads, computed once: float32 reference rows and their squared norms, each
@@ -262,12 +281,21 @@ class EmbeddingUncertainty:
         return centroid_score(self.standardise(embedding), self.centroids, self.k)
 
     def property_scores(self, embedding: np.ndarray, distance: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Property -> the ``[n]`` scores its sigma map reads (distance, or neighbour error)."""
+        """Property -> the ``[n]`` scores its sigma map reads (see ``score_of``)."""
         z = self.standardise(embedding)
         d = centroid_score(z, self.centroids, self.k) if distance is None else distance
-        local = [p for p in self.knots if self.score_of.get(p) == "neighbour_error" and self.reference is not None]
-        out = self._neighbour_errors(z, local) if local else {}
-        return {p: out.get(p, d) for p in self.knots}
+        kinds = {p: self.score_of.get(p, "distance") if self.reference is not None else "distance" for p in self.knots}
+        local = [p for p, kind in kinds.items() if kind != "distance"]
+        errors = self._neighbour_errors(z, local) if local else {}
+        out = {}
+        for p, kind in kinds.items():
+            if kind == "distance":
+                out[p] = d
+            elif kind == "neighbour_error":
+                out[p] = errors[p]
+            else:
+                out[p] = distance_and_neighbour_error(d, errors[p], *self.score_scales[p])
+        return out
 
     def sigma(self, prop: str, score: np.ndarray) -> np.ndarray:
         """Calibrated one-sigma uncertainty of ``prop`` at its scores (flat beyond the knots)."""
@@ -305,6 +333,8 @@ class EmbeddingUncertainty:
             for prop, errors in self.reference_errors.items():
                 arrays[f"reference_errors/{prop}"] = errors.astype(np.float32)
         arrays["score_of"] = np.array([self.score_of.get(p, "distance") for p in sorted(self.knots)], dtype=str)
+        for prop, scales in self.score_scales.items():
+            arrays[f"score_scales/{prop}"] = np.array(scales, dtype=np.float64)
         with open(path, "wb") as fh:
             np.savez(fh, **arrays)  # type: ignore[arg-type]
 
@@ -335,6 +365,11 @@ class EmbeddingUncertainty:
                     reference_errors={p: z[f"reference_errors/{p}"] for p in props if f"reference_errors/{p}" in z},
                     k_reference=int(z["k_reference"]) if "k_reference" in z else 30,
                     score_of=dict(zip(sorted(props), kinds, strict=True)),
+                    score_scales={
+                        p: (float(z[f"score_scales/{p}"][0]), float(z[f"score_scales/{p}"][1]))
+                        for p in props
+                        if f"score_scales/{p}" in z
+                    },
                     ensemble=ensemble,
                     mean=z["mean"].astype(np.float32),
                     std=z["std"].astype(np.float32),

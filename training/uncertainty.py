@@ -35,6 +35,7 @@ from crystalgraph import (
     EmbeddingUncertainty,
     centroid_score,
     combined_score,
+    distance_and_neighbour_error,
     kmeans,
     monotone_fit,
     neighbour_error,
@@ -71,7 +72,12 @@ K_REFERENCE = 30
 #: Validation quantile of the distance score above which a crystal is ``out_of_domain``.
 OOD_QUANTILE = 0.99
 NPZ, JSON = "uncertainty.npz", "uncertainty.json"
-_SCORE_NAMES = {"distance": "embedding distance", "neighbour_error": "error on the nearest validation crystals"}
+_SCORE_NAMES = {
+    "distance": "embedding distance",
+    "neighbour_error": "error on the nearest validation crystals",
+    "distance+neighbour_error": "embedding distance with the error on the nearest validation crystals",
+}
+_SCORE_LETTERS = {"distance": "d", "neighbour_error": "e", "distance+neighbour_error": "hypot(d / u, e / v)"}
 
 
 def _exact_knn(train: np.ndarray, query: np.ndarray, k: int, chunk: int = 512) -> np.ndarray:
@@ -102,15 +108,21 @@ def _score_of(chosen: dict, sv, st, ens, spread) -> np.ndarray:
     return combined_score(st, spread["test"], ens[2], ens[3])
 
 
-def _property_scores(z: dict, err_val: np.ndarray, distance: dict) -> dict[str, dict[str, np.ndarray]]:
-    """Both candidate scores of one property on validation (own error left out) and test."""
-    return {
-        "distance": {"val": distance["val"], "test": distance["test"]},
-        "neighbour_error": {
-            "val": neighbour_error(z["val"], z["val"], np.abs(err_val), K_REFERENCE, leave_one_out=True),
-            "test": neighbour_error(z["test"], z["val"], np.abs(err_val), K_REFERENCE),
-        },
+def _property_scores(
+    z: dict, err_val: np.ndarray, distance: dict
+) -> tuple[dict[str, dict[str, np.ndarray]], tuple[float, float]]:
+    """The candidate scores of one property on validation (own error left out) and test.
+
+    Returns them and the scales ``(u, v)`` of the combined one (validation medians).
+    """
+    local = {
+        "val": neighbour_error(z["val"], z["val"], np.abs(err_val), K_REFERENCE, leave_one_out=True),
+        "test": neighbour_error(z["test"], z["val"], np.abs(err_val), K_REFERENCE),
     }
+    ok = np.isfinite(local["val"])
+    scales = (float(np.median(distance["val"])), float(np.median(local["val"][ok])) + 1e-9)
+    both = {s: distance_and_neighbour_error(distance[s], local[s], *scales) for s in ("val", "test")}
+    return {"distance": distance, "neighbour_error": local, "distance+neighbour_error": both}, scales
 
 
 def _fit_and_measure(score_val, err_val, score_test=None, err_test=None) -> dict:
@@ -141,14 +153,14 @@ def calibrate_model(
     centroid_ms = (time.perf_counter() - t0) / len(z["val"]) * 1e3
     ood = float(np.quantile(score["val"], OOD_QUANTILE))
     knots, ensemble, partners, props, comparison = {}, {}, {}, {}, {}
-    reference_errors, score_of = {}, {}
+    reference_errors, score_of, score_scales = {}, {}, {}
     for t, prop in enumerate(p.targets):
         if prop == "p_metal":
             continue
         err = {s: p.pred[s][:, t] - p.labels[s][:, t] for s in ("val", "test")}
         ok = {s: np.isfinite(err[s]) for s in err}
         ev, et = err["val"][ok["val"]], err["test"][ok["test"]]
-        candidates = _property_scores(z, err["val"], score)
+        candidates, scales = _property_scores(z, err["val"], score)
         fits = {
             kind: _fit_and_measure(c["val"][ok["val"]], ev, c["test"][ok["test"]], et) for kind, c in candidates.items()
         }
@@ -156,6 +168,8 @@ def calibrate_model(
         kind = max(fits, key=lambda k: np.nan_to_num(fits[k]["val"]["spearman"], nan=-1.0))
         sv, st = candidates[kind]["val"][ok["val"]], candidates[kind]["test"][ok["test"]]
         knots[prop], score_of[prop] = fits[kind]["knots"], kind
+        if kind == "distance+neighbour_error":
+            score_scales[prop] = scales
         reference_errors[prop] = np.abs(err["val"]).astype(np.float32)
         methods = {
             f"embedding distance, {K_CENTROIDS} centroids": fits["distance"]["val"],
@@ -163,6 +177,7 @@ def calibrate_model(
             f"error on the {K_REFERENCE} nearest validation crystals (own error left out)": fits["neighbour_error"][
                 "val"
             ],
+            "embedding distance with that error, hypot(d / u, e / v)": fits["distance+neighbour_error"]["val"],
         }
         chosen, how = fits[kind], _SCORE_NAMES[kind]
         partner = _partner(p, passes, prop)
@@ -213,10 +228,11 @@ def calibrate_model(
         knots,
         ood,
         ensemble,
-        reference=z["val"].astype(np.float16).astype(np.float32) if "neighbour_error" in score_of.values() else None,
-        reference_errors={q: e for q, e in reference_errors.items() if score_of[q] == "neighbour_error"},
+        reference=z["val"].astype(np.float16).astype(np.float32) if set(score_of.values()) - {"distance"} else None,
+        reference_errors={q: e for q, e in reference_errors.items() if score_of[q] != "distance"},
         k_reference=K_REFERENCE,
         score_of=score_of,
+        score_scales=score_scales,
     )
     flags = {**flags, "out_of_domain": score["test"] > ood}
     warned = np.zeros(len(score["test"]), bool)
@@ -228,15 +244,16 @@ def calibrate_model(
     test_flags["of"] = len(warned)
     info = {
         "method": ("ensemble_and_" if ensemble else "")
-        + ("embedding_neighbour_error" if "neighbour_error" in score_of.values() else "embedding_distance"),
+        + ("embedding_neighbour_error" if set(score_of.values()) - {"distance"} else "embedding_distance"),
         "how": (
             "sigma = g(s), s a score read from the crystal's pooled embedding (standardised with the training "
             "set's mean and std per dimension), chosen per property on the validation split by the Spearman "
             "correlation of sigma with |error|: either d, the mean Euclidean distance to its "
             f"{K_NEAREST} nearest of {K_CENTROIDS} k-means centroids of the training crystals' embeddings, or "
             f"e, the model's mean |error| on the {K_REFERENCE} nearest validation crystals (leaving the crystal's "
-            "own error out on validation). Chosen: "
-            + ", ".join(f"{q}: {'e' if k == 'neighbour_error' else 'd'}" for q, k in score_of.items())
+            "own error out on validation), or both combined, hypot(d / u, e / v) with u and v their validation "
+            "medians. Chosen: "
+            + ", ".join(f"{q}: {_SCORE_LETTERS[k]}" for q, k in score_of.items())
             + ". g is a non-decreasing piecewise-linear map per property, fitted on the validation split (12 "
             "equal-count bins: the larger of the 68.27% quantile of |error| and half the 90% quantile, made "
             "monotone by isotonic regression; flat beyond the end knots). sigma is one standard deviation in the "

@@ -86,18 +86,22 @@ def test_neighbour_error_leaves_its_own_error_out_and_round_trips(tmp_path: Path
     # a query on top of a reference crystal sees that crystal's error (not left out at inference)
     assert cg.neighbour_error(ref[:1], ref, errors, 1)[0] == pytest.approx(errors[0])
 
-    knots = {"band_gap": (np.array([0.0, 1.0]), np.array([0.1, 0.9])), "e": (np.array([0.0, 9.0]), np.array([0, 9.0]))}
+    line = (np.array([0.0, 9.0]), np.array([0, 9.0]))
+    knots = {"band_gap": (np.array([0.0, 1.0]), np.array([0.1, 0.9])), "e": line, "f": line}
     mean, std = np.zeros(4, np.float32), np.ones(4, np.float32)
+    kinds = {"band_gap": "neighbour_error", "e": "distance", "f": "distance+neighbour_error"}
     est = cg.EmbeddingUncertainty(
-        mean, std, ref[:8], 2, knots, 9.0, reference=ref, reference_errors={"band_gap": errors},
-        k_reference=5, score_of={"band_gap": "neighbour_error", "e": "distance"},
+        mean, std, ref[:8], 2, knots, 9.0, reference=ref, reference_errors={"band_gap": errors, "f": errors[::-1]},
+        k_reference=5, score_of=kinds, score_scales={"f": (2.0, 0.25)},
     )  # fmt: skip
     est.save(tmp_path / "u.npz")
     back = cg.EmbeddingUncertainty.load(tmp_path / "u.npz")
     scores = back.property_scores(ref[:3])
     np.testing.assert_allclose(scores["band_gap"], cg.neighbour_error(ref[:3], ref, errors, 5), rtol=1e-3)
     np.testing.assert_allclose(scores["e"], back.score(ref[:3]))
-    assert back.score_of == {"band_gap": "neighbour_error", "e": "distance"} and back.k_reference == 5
+    local = cg.neighbour_error(ref[:3], ref, errors[::-1], 5)
+    np.testing.assert_allclose(scores["f"], np.hypot(back.score(ref[:3]) / 2.0, local / 0.25), rtol=1e-3)
+    assert back.score_of == kinds and back.k_reference == 5 and back.score_scales == {"f": (2.0, 0.25)}
 
 
 def test_density() -> None:
