@@ -113,7 +113,8 @@ def run(args: argparse.Namespace) -> None:
                 same = "  losses identical to collate"
             else:
                 rel = np.max(np.abs(np.subtract(losses, reference)) / np.abs(reference))
-                same = f"  losses within {rel:.1e} (relative) of collate"
+                mean = abs(np.mean(losses) / np.mean(reference) - 1)
+                same = f"  losses within {rel:.1e} (relative; epoch mean {mean:.1e}) of collate"
             extra = f"; first epoch incl. compiling {compile_s:.0f} s" if "compile" in mode else ""
             print(
                 f"{name:9s} {mode:15s} {rate:7.0f} structures/s per thread "
