@@ -209,6 +209,10 @@ def distance_and_neighbour_error(
     return np.hypot(np.asarray(distance) / distance_scale, np.asarray(neighbour) / neighbour_scale)
 
 
+#: The scores a property's sigma map may read (``EmbeddingUncertainty.score_of``).
+SCORE_KINDS = ("distance", "neighbour_error", "distance+neighbour_error")
+
+
 @dataclass(frozen=True)
 class EmbeddingUncertainty:
     """The shipped uncertainty of one model: embedding standardisation, centroids and maps.
@@ -247,6 +251,11 @@ class EmbeddingUncertainty:
     score_scales: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for prop, kind in self.score_of.items():
+            if kind not in SCORE_KINDS:
+                raise ValueError(f"{prop}: unknown score {kind!r} (known: {', '.join(SCORE_KINDS)})")
+            if kind == "distance+neighbour_error" and prop not in self.score_scales:
+                raise ValueError(f"{prop}: a combined score without its scales")
         # What every query reads, computed once: float32 reference rows and their squared norms, each
         # property's errors with its unlabelled rows (never neighbours) marked.
         if self.reference is not None:

@@ -102,6 +102,10 @@ def test_neighbour_error_leaves_its_own_error_out_and_round_trips(tmp_path: Path
     local = cg.neighbour_error(ref[:3], ref, errors[::-1], 5)
     np.testing.assert_allclose(scores["f"], np.hypot(back.score(ref[:3]) / 2.0, local / 0.25), rtol=1e-3)
     assert back.score_of == kinds and back.k_reference == 5 and back.score_scales == {"f": (2.0, 0.25)}
+    with pytest.raises(ValueError, match="without its scales"):
+        cg.EmbeddingUncertainty(mean, std, ref[:8], 2, knots, 9.0, reference=ref, score_of={"f": kinds["f"]})
+    with pytest.raises(ValueError, match="unknown score"):
+        cg.EmbeddingUncertainty(mean, std, ref[:8], 2, knots, 9.0, score_of={"f": "vibes"})
 
 
 def test_density() -> None:
