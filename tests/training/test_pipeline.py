@@ -490,6 +490,21 @@ def test_cuda_training_matches_cpu_and_resumes_on_the_cpu(tmp_path):
     )
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_bf16_training_follows_float32_on_the_cpu(tmp_path, labelled):
+    """``bf16`` on a GPU (autocast to bfloat16 on CUDA): losses within bfloat16's precision of float32."""
+    graphs = with_labels([labelled.graphs[i] for i in labelled.data.ids], labelled.data.labels)
+    losses = {}
+    for device, bf16 in (("cpu", False), ("cuda", True)):
+        torch.manual_seed(0)
+        model = build_model(CGCNNConfig(targets=MT[:2], atom_fea_len=16, h_fea_len=16))
+        config = TrainConfig(epochs=2, batch_size=8, lr=1e-3, loss="l1", bf16=bf16)
+        t = Trainer(model, graphs[:18], graphs[18:], config, tmp_path / device, device=device)
+        losses[device] = [h["train_loss"] for h in t.fit(progress=False, log=lambda m: None)]
+    np.testing.assert_allclose(losses["cuda"], losses["cpu"], rtol=0.05)
+
+
 def test_target_weights_scale_each_regression_loss_and_name_real_targets(tmp_path, labelled):
     """``--target-weight formation_energy_per_atom=2``: that target's loss counts twice in the mean."""
     from training.trainer import _loss
