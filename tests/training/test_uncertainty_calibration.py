@@ -169,3 +169,26 @@ def test_the_ensemble_partner_of_a_multi_task_model_is_the_other_multi_task_mode
     assert _partner(cg_ef, passes, "formation_energy_per_atom") is sr_ef
     assert _partner(cg_ef, [cg_ef, cg_mt], "formation_energy_per_atom") is cg_mt  # any other, when alone
     assert _partner(cg_ef, [cg_ef], "formation_energy_per_atom") is None
+
+
+def test_sigma_map_levels_move_only_where_validation_misses_a_target() -> None:
+    """Gaussian errors keep the default quantiles; band-gap-like ones (40% exactly 0, a long tail) get others."""
+    from training.uncertainty import LEVELS, choose_levels
+
+    rng = np.random.default_rng(0)
+    score = rng.uniform(0.1, 2.0, 4000)
+    gaussian = rng.normal(0.0, score)
+    assert choose_levels(score, gaussian) == LEVELS
+
+    gapped = np.where(rng.uniform(size=4000) < 0.4, 0.0, rng.laplace(0.0, score))
+    a = np.abs(gapped)
+
+    def coverage(levels):
+        sigma = np.interp(score, *cg.monotone_fit(score, a, levels=levels))
+        return (a <= sigma).mean(), (a <= 2 * sigma).mean()
+
+    before = coverage(LEVELS)
+    assert before[0] > 0.75 and before[1] < 0.90  # the exact zeros and the long tail: both targets missed
+    levels = choose_levels(score, gapped)
+    after = coverage(levels)
+    assert levels != LEVELS and after[1] >= 0.90 and after[0] <= 0.80  # 2 sigma met, 1 sigma as near as it gets
