@@ -48,7 +48,7 @@ from .pipeline import prepare
 from .protocol import EXCLUDE, SPLIT_SEED, TARGETS, shipped
 from .uncertainty_data import ModelPass, model_pass, split_ids
 from .uncertainty_domain import domain_stats
-from .uncertainty_metrics import calibration_metrics, coverage_frontier, plot_calibration
+from .uncertainty_metrics import calibration_metrics, coverage_frontier, level_grid, plot_calibration
 
 __all__ = [
     "calibrate_models",
@@ -140,24 +140,14 @@ def choose_levels(score: np.ndarray, err: np.ndarray) -> tuple[float, float]:
     0 (metals gated to 0 eV), covered at any sigma, so the default levels overshoot at 1 sigma.
     """
     a = np.abs(err)
-
-    def coverage(levels: tuple[float, float]) -> tuple[float, float]:
-        sigma = np.interp(score, *monotone_fit(score, a, levels=levels))
-        return float((a <= sigma).mean()), float((a <= 2 * sigma).mean())
-
-    one, two = coverage(LEVELS)
+    sigma = np.interp(score, *monotone_fit(score, a, levels=LEVELS))
+    one, two = float((a <= sigma).mean()), float((a <= 2 * sigma).mean())
     if ONE_SIGMA_TARGET[0] <= one <= ONE_SIGMA_TARGET[1] and two >= TWO_SIGMA_TARGET:
         return LEVELS
     # two standard errors above the 2-sigma target, so that it holds on a test split of this size too
     floor = TWO_SIGMA_TARGET + 2 * np.sqrt(TWO_SIGMA_TARGET * (1 - TWO_SIGMA_TARGET) / len(a))
-    best, chosen = np.inf, LEVELS
-    for lo in np.linspace(0.30, 0.68, 20):
-        for hi in np.linspace(0.80, 0.95, 16):
-            levels = (round(float(lo), 3), round(float(hi), 3))
-            one, two = coverage(levels)
-            if two >= floor and abs(one - LEVELS[0]) < best:
-                best, chosen = abs(one - LEVELS[0]), levels
-    return chosen
+    reaching = [(abs(one - LEVELS[0]), levels) for levels, one, two in level_grid(score, err) if two >= floor]
+    return min(reaching, key=lambda r: r[0])[1] if reaching else LEVELS
 
 
 def _fit_and_measure(score_val, err_val, score_test=None, err_test=None) -> dict:
