@@ -88,7 +88,7 @@ from .repository import (
     validation_mae,
     version_key,
 )
-from .trust import DOMAIN_CODES, ModelUncertainty, ensemble_pairs, load_uncertainty
+from .trust import DOMAIN_CODES, ModelUncertainty, ensemble_pairs, load_uncertainty, trust_signals
 from .uncertainty import (
     EmbeddingUncertainty,
     centroid_score,
@@ -214,6 +214,7 @@ __all__ = [
     "ModelUncertainty",
     "load_uncertainty",
     "ensemble_pairs",
+    "trust_signals",
     "DOMAIN_CODES",
     "EmbeddingUncertainty",
     "centroid_score",

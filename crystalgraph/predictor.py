@@ -50,7 +50,7 @@ from .notices import Notice
 from .onnx_predictor import OnnxPredictor
 from .padding import Padder
 from .repository import choose_defaults, find_model, latest_versions, model_folders, select_models
-from .trust import ModelUncertainty, ensemble_pairs, load_uncertainty
+from .trust import ModelUncertainty, load_uncertainty, trust_signals
 
 __all__ = ["Predictor", "LoadedVersion", "default_models_dir"]
 
@@ -350,16 +350,14 @@ class Predictor:
             # sigma and the domain warnings as the service's default (embedding distance) makes them
             # (with the ensemble partner's value where it ran too, as the service does)
             answered = {m.ref: (m.targets, row) for m, row in zip(self.models, rows, strict=True)}
-            sigmas: list[dict[str, float]] = []
-            domain: list[Notice] = []
-            for m, row, embedding in zip(self.models, rows, embeddings, strict=True):
-                sigma: dict[str, float] = {}
-                if m.uncertainty is not None and embedding is not None:
-                    pairs = ensemble_pairs(m.uncertainty, m.targets, row, answered)
-                    score, sigma = m.uncertainty.sigmas(embedding[k], pairs)
-                    z = block.graphs[m.config.graph.fingerprint].z
-                    domain += m.uncertainty.notices(m.ref, score, block.summary, z)
-                sigmas.append(sigma)
+            sigmas, domain = trust_signals(
+                self.models,
+                rows,
+                [e[k] if e is not None else None for e in embeddings],
+                answered,
+                block.summary,
+                [block.graphs[m.config.graph.fingerprint].z for m in self.models],
+            )
             predictions, alternatives = model_predictions(self.models, rows, self.primary, self.alternatives, sigmas)
             warnings = block.notices + element_warnings(self.models, block.summary.elements) + domain
             answers.append(

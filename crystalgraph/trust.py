@@ -27,7 +27,7 @@ from .nets import TargetSpec
 from .notices import Notice
 from .uncertainty import EmbeddingUncertainty, density_g_cm3
 
-__all__ = ["ModelUncertainty", "load_uncertainty", "ensemble_pairs", "DOMAIN_CODES"]
+__all__ = ["ModelUncertainty", "load_uncertainty", "ensemble_pairs", "trust_signals", "DOMAIN_CODES"]
 
 
 class _Summary(Protocol):
@@ -46,6 +46,25 @@ class _Summary(Protocol):
     @property
     def volume(self) -> float:
         """Cell volume in Å³."""
+        ...
+
+
+class _TrustModel(Protocol):
+    """What :func:`trust_signals` reads of a model (the service's registry entry, the Predictor's model)."""
+
+    @property
+    def ref(self) -> str:
+        """``name@version``."""
+        ...
+
+    @property
+    def targets(self) -> Sequence[TargetSpec]:
+        """Its outputs, in order."""
+        ...
+
+    @property
+    def uncertainty(self) -> ModelUncertainty | None:
+        """Its calibrated uncertainty, if shipped."""
         ...
 
 
@@ -199,3 +218,40 @@ def ensemble_pairs(
             if prop in partner_names:
                 pairs[prop] = (float(values[names.index(prop)]), float(partner[1][partner_names.index(prop)]))
     return pairs
+
+
+def trust_signals(
+    models: Sequence[_TrustModel],
+    values: Sequence[Sequence[float]],
+    embeddings: Sequence[np.ndarray | None],
+    answered: Mapping[str, tuple[Sequence[TargetSpec], Sequence[float]]],
+    structure: _Summary,
+    atomic_numbers: Sequence[np.ndarray],
+) -> tuple[list[dict[str, float]], list[Notice]]:
+    """Each model's sigma per property and the domain warnings, for one structure.
+
+    The one place the service and the offline :class:`crystalgraph.Predictor` make them.
+
+    Args:
+        models: The models whose answers are returned, in order.
+        values: Their outputs for the structure, in the order of their targets.
+        embeddings: Their pooled embeddings ``[D]`` (``None``: the model has none, no sigma).
+        answered: ``name@version`` -> ``(targets, values)`` of every model that ran (ensemble
+            partners included: where a property's partner ran, its sigma reads the spread too).
+        structure: The structure's summary (elements, atoms, volume).
+        atomic_numbers: Per model, the atomic numbers of the sites in the graph it read.
+
+    Returns:
+        ``(sigmas, warnings)``: a ``{property: sigma}`` per model (empty without uncertainty), and
+        the domain warnings beyond the element check, model by model.
+    """
+    sigmas: list[dict[str, float]] = []
+    warnings: list[Notice] = []
+    for model, row, embedding, z in zip(models, values, embeddings, atomic_numbers, strict=True):
+        sigma: dict[str, float] = {}
+        if model.uncertainty is not None and embedding is not None:
+            pairs = ensemble_pairs(model.uncertainty, model.targets, row, answered)
+            score, sigma = model.uncertainty.sigmas(embedding, pairs)
+            warnings += model.uncertainty.notices(model.ref, score, structure, z)
+        sigmas.append(sigma)
+    return sigmas, warnings

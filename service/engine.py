@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import asdict
 
-from crystalgraph import GraphConfig, element_warnings, ensemble_pairs, model_predictions
+from crystalgraph import GraphConfig, element_warnings, model_predictions, trust_signals
 
 from .batching import InferenceWorker
 from .catalog import provenance
@@ -221,18 +221,15 @@ class Engine:
             if not all(math.isfinite(v) for v in values):
                 raise InferenceFailed(f"Model {e.ref} gave a non-finite value.")
         answered = {e.ref: (e.targets, outputs[e][0]) for e in selection.runs}
-        sigmas: list[dict[str, float]] = []
-        domain: list[Notice] = []
-        for entry in selection.entries:
-            values, embedding = outputs[entry]
-            sigma: dict[str, float] = {}
-            if entry.uncertainty is not None and embedding is not None:
-                pairs = ensemble_pairs(entry.uncertainty, entry.targets, values, answered)
-                score, sigma = entry.uncertainty.sigmas(embedding, pairs)
-                z = feat.graphs[entry.fingerprint].z
-                found_domain = entry.uncertainty.notices(entry.ref, score, feat.structure, z)
-                domain.extend(Notice(code=n.code, detail=n.detail) for n in found_domain)
-            sigmas.append(sigma)
+        sigmas, found_domain = trust_signals(
+            selection.entries,
+            [outputs[e][0] for e in selection.entries],
+            [outputs[e][1] for e in selection.entries],
+            answered,
+            feat.structure,
+            [feat.graphs[e.fingerprint].z for e in selection.entries],
+        )
+        domain = [Notice(code=n.code, detail=n.detail) for n in found_domain]
         # the answer's rules are the core's (crystalgraph.answers), shared with the offline Predictor
         values_of = [outputs[e][0] for e in selection.entries]
         found, others = model_predictions(
