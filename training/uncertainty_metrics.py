@@ -18,7 +18,9 @@ __all__ = ["calibration_metrics", "plot_calibration", "coverage_curve", "coverag
 def calibration_metrics(sigma: np.ndarray, err: np.ndarray) -> dict[str, float]:
     """Coverage at 1 and 2 sigma, Spearman(sigma, |error|), MAE of the 10% largest sigma vs the rest.
 
-    Also the mean sigma (sharpness) and the Gaussian negative log-likelihood per crystal.
+    Also the mean sigma (sharpness) and the Gaussian negative log-likelihood per crystal. A constant
+    sigma (a score the monotone fit found no use for) ranks nothing: its Spearman is 0,
+    and the MAE of "the rest" is that of all.
 
     Shapes:
         ``sigma``, ``err``: ``[n]`` (error = prediction - label).
@@ -30,9 +32,9 @@ def calibration_metrics(sigma: np.ndarray, err: np.ndarray) -> dict[str, float]:
         "n": len(a),
         "within_1_sigma": round(float((a <= sigma).mean()), 4),
         "within_2_sigma": round(float((a <= 2 * sigma).mean()), 4),
-        "spearman": round(float(spearmanr(sigma, a).statistic), 4),
+        "spearman": round(float(spearmanr(sigma, a).statistic), 4) if np.ptp(sigma) > 0 else 0.0,
         "mae_top10_sigma": round(float(a[top].mean()), 5),
-        "mae_rest": round(float(a[~top].mean()), 5),
+        "mae_rest": round(float(a[~top].mean() if (~top).any() else a.mean()), 5),
         "mean_sigma": round(float(sigma.mean()), 5),
         "nll": round(float(nll.mean()), 4),
     }

@@ -53,6 +53,19 @@ def test_monotone_fit_is_non_decreasing_and_calibrated_on_its_data() -> None:
     assert np.all(np.abs(observed - expected) < 0.1)  # Gaussian errors: close to the diagonal
 
 
+def test_a_constant_sigma_has_defined_figures_that_say_it_ranks_nothing() -> None:
+    # a score anti-correlated with the errors is flattened by the monotone fit into one value
+    rng = np.random.default_rng(2)
+    score = rng.uniform(0, 1, 3000)
+    err = rng.normal(scale=1.1 - score)
+    xs, ys = cg.monotone_fit(score, np.abs(err))
+    sigma = np.interp(score, xs, ys)
+    assert np.ptp(sigma) == 0
+    m = calibration_metrics(sigma, err)
+    assert m["spearman"] == 0.0 and m["mae_rest"] == pytest.approx(np.abs(err).mean(), abs=1e-5)
+    assert json.loads(json.dumps(m, allow_nan=False)) == m  # strict JSON, as /v1/models and the report need
+
+
 def test_artifact_round_trip_and_no_pickles(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     knots = {"band_gap": (np.array([0.0, 1.0]), np.array([0.1, 0.5]))}
