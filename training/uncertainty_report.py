@@ -74,7 +74,9 @@ def uncertainty_section(folders: list[Path]) -> str:
         "",
         "The service gives the single-model sigma by default (no measurable cost) and the combined one with "
         "`?uncertainty=ensemble` (it then runs the partner model too: about 44% more server CPU per structure, "
-        "above the 30% rule, hence opt-in; `python -m bench --only uncertainty`).",
+        "above the 30% rule, hence opt-in; `python -m bench --only uncertainty`), for the properties where the "
+        "combination ranks the validation errors better than the model's own score (the others have one row: "
+        "their sigma is the same either way).",
         "",
         f"| model | property | sigma from {_HEADER} n | targets |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",

@@ -121,6 +121,49 @@ def test_neighbour_error_leaves_its_own_error_out_and_round_trips(tmp_path: Path
         cg.EmbeddingUncertainty(mean, std, ref[:8], 2, knots, 9.0, score_of={"f": "vibes"})
 
 
+def test_neighbour_error_weighted_by_inverse_square_distance(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    ref = rng.normal(size=(80, 4)).astype(np.float32)
+    errors = rng.uniform(size=80).astype(np.float32)
+    errors[3] = np.nan
+    weighted = cg.neighbour_error(ref, ref, errors, 6, leave_one_out=True, weighting="inverse_square_distance")
+    for i in (0, 3, 79):  # brute force
+        d2 = ((ref - ref[i]) ** 2).sum(1)
+        d2[~np.isfinite(errors)] = np.inf
+        d2[i] = np.inf
+        near = np.argsort(d2)[:6]
+        w = 1 / (d2[near] + 1e-6)
+        assert weighted[i] == pytest.approx((errors[near] * w).sum() / w.sum(), rel=1e-4)
+    # the nearest count most: a neighbour half as far weighs four times as much
+    far = np.array([[0.0, 0.0, 0.0, 0.0]], np.float32)
+    two = np.array([[1.0, 0, 0, 0], [2.0, 0, 0, 0]], np.float32)
+    got = cg.neighbour_error(far, two, np.array([0.0, 1.0], np.float32), 2, weighting="inverse_square_distance")
+    assert got[0] == pytest.approx(0.2, rel=1e-4)  # (0 * 1 + 1 * 1/4) / (1 + 1/4)
+    with pytest.raises(ValueError, match="unknown neighbour weighting"):
+        cg.neighbour_error(far, two, np.ones(2, np.float32), 2, weighting="gaussian")
+
+    knots = {"band_gap": (np.array([0.0, 1.0]), np.array([0.1, 0.9]))}
+    mean, std = np.zeros(4, np.float32), np.ones(4, np.float32)
+    kinds = {"band_gap": "neighbour_error"}
+    est = cg.EmbeddingUncertainty(
+        mean, std, ref[:8], 2, knots, 9.0, reference=ref, reference_errors={"band_gap": errors}, k_reference=6,
+        score_of=kinds, neighbour_weighting="inverse_square_distance",
+    )  # fmt: skip
+    est.save(tmp_path / "u.npz")
+    back = cg.EmbeddingUncertainty.load(tmp_path / "u.npz")
+    assert back.neighbour_weighting == "inverse_square_distance"
+    query = rng.normal(size=(5, 4)).astype(np.float32)
+    expected = cg.neighbour_error(query, ref, errors, 6, weighting="inverse_square_distance")
+    np.testing.assert_allclose(back.property_scores(query)["band_gap"], expected, rtol=1e-3)
+    # an artifact written before the choice existed averages equally
+    with np.load(tmp_path / "u.npz") as z:
+        old = {k: z[k] for k in z.files if k != "neighbour_weighting"}
+    np.savez(tmp_path / "old.npz", **old)
+    assert cg.EmbeddingUncertainty.load(tmp_path / "old.npz").neighbour_weighting == "uniform"
+    with pytest.raises(ValueError, match="unknown neighbour weighting"):
+        cg.EmbeddingUncertainty(mean, std, ref[:8], 2, knots, 9.0, neighbour_weighting="gaussian")
+
+
 def test_density() -> None:
     # rock salt NaCl, a = 5.64 Å: 2.16 g/cm³
     assert cg.density_g_cm3(np.array([11] * 4 + [17] * 4), 5.64**3) == pytest.approx(2.164, abs=0.01)
