@@ -112,6 +112,11 @@ NEIGHBOUR_WEIGHTINGS = ("uniform", "inverse_square_distance")
 _EPS_SQ = 1e-6
 
 
+def _check_weighting(weighting: str) -> None:
+    if weighting not in NEIGHBOUR_WEIGHTINGS:
+        raise ValueError(f"unknown neighbour weighting {weighting!r} (known: {', '.join(NEIGHBOUR_WEIGHTINGS)})")
+
+
 def _nearest_mean(
     d2: np.ndarray, errors: np.ndarray, excluded: np.ndarray, k: int, weighting: str = "uniform"
 ) -> np.ndarray:
@@ -155,8 +160,7 @@ def neighbour_error(
     Shapes:
         ``[n, D]`` -> ``[n]``.
     """
-    if weighting not in NEIGHBOUR_WEIGHTINGS:
-        raise ValueError(f"unknown neighbour weighting {weighting!r} (known: {', '.join(NEIGHBOUR_WEIGHTINGS)})")
+    _check_weighting(weighting)
     ref = np.asarray(reference, np.float32)
     z = np.asarray(z, np.float32)
     unlabelled = ~np.isfinite(errors)
@@ -277,10 +281,7 @@ class EmbeddingUncertainty:
     neighbour_weighting: str = "uniform"
 
     def __post_init__(self) -> None:
-        if self.neighbour_weighting not in NEIGHBOUR_WEIGHTINGS:
-            raise ValueError(
-                f"unknown neighbour weighting {self.neighbour_weighting!r} (known: {', '.join(NEIGHBOUR_WEIGHTINGS)})"
-            )
+        _check_weighting(self.neighbour_weighting)
         for prop, kind in self.score_of.items():
             if kind not in SCORE_KINDS:
                 raise ValueError(f"{prop}: unknown score {kind!r} (known: {', '.join(SCORE_KINDS)})")

@@ -221,9 +221,10 @@ class Engine:
             if not all(math.isfinite(v) for v in values):
                 raise InferenceFailed(f"Model {e.ref} gave a non-finite value.")
         answered = {e.ref: (e.targets, outputs[e][0]) for e in selection.runs}
+        values_of = [outputs[e][0] for e in selection.entries]
         sigmas, found_domain = trust_signals(
             selection.entries,
-            [outputs[e][0] for e in selection.entries],
+            values_of,
             [outputs[e][1] for e in selection.entries],
             answered,
             feat.structure,
@@ -231,7 +232,6 @@ class Engine:
         )
         domain = [Notice(code=n.code, detail=n.detail) for n in found_domain]
         # the answer's rules are the core's (crystalgraph.answers), shared with the offline Predictor
-        values_of = [outputs[e][0] for e in selection.entries]
         found, others = model_predictions(
             selection.entries, values_of, selection.primary, selection.alternatives, sigmas
         )
