@@ -318,6 +318,10 @@ make train-defaults      # every v3 model: formation energy single-task (version
 make train-defaults VERSION=2 RUNS_DIR=~/.cache/crystal-service/runs/v3-fe3-bf16-e150 \\
     RECIPE="--loss l1 --batch-size 64 --lr 1e-3 --warmup-epochs 5 --ema-decay 0.999 --compile --bf16 \\
     --target-weight formation_energy_per_atom=3" ONLY="cgcnn-mp-multitask sr-cgcnn-mp-multitask"
+# formation energy version 4: the v3 recipe with twice the schedule (300 epochs), in bfloat16:
+make train-defaults VERSION=4 EPOCHS=300 RUNS_DIR=~/.cache/crystal-service/runs/v4-e300 \\
+    RECIPE="--loss l1 --batch-size 64 --lr 1e-3 --warmup-epochs 5 --ema-decay 0.999 --compile --bf16" \\
+    ONLY="cgcnn-mp-formation-energy sr-cgcnn-mp-formation-energy"
 # the single-task models of the earlier protocol (no warm-up or weight averaging; its cosine stepped
 # per epoch, today's steps per batch, so a re-run comes close but not bit-identical):
 make train-defaults EPOCHS=80 VERSION=2 RECIPE="--loss l1 --batch-size 64 --lr 1e-3" \\
