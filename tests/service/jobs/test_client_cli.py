@@ -189,8 +189,11 @@ def _jobs(client: httpx.Client) -> list[dict[str, Any]]:
 def test_ctrl_c_then_the_same_command_re_attaches(
     jobs_server: Any, jobs_client: httpx.Client, tmp_path: Path, many_cifs: Callable
 ) -> None:
+    # Enough structures that the job is still running when Ctrl-C arrives, even on a slow, loaded machine:
+    # 16 (0.13 s of work) once finished before the signal was sent.
+    n = 400
     folder = tmp_path / "set"
-    for name, text in many_cifs(16).items():
+    for name, text in many_cifs(n).items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(text)
     out = tmp_path / "results.csv"
@@ -214,7 +217,7 @@ def test_ctrl_c_then_the_same_command_re_attaches(
     again = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     assert f"re-attached to job {job_id}" in again.stderr and "packed" not in again.stderr, "no new upload"
-    assert len(out.read_text().splitlines()) == 1 + 16
+    assert len(out.read_text().splitlines()) == 1 + n
     assert len(_jobs(jobs_client)) == before + 1, "one job on the server"
     assert not (tmp_path / "results.csv.job.json").exists(), "the state file goes once the results are complete"
 
