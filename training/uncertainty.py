@@ -98,9 +98,9 @@ def _nearest(k: int) -> str:
     return "the nearest" if k == 1 else f"the {k} nearest (their mean)"
 
 
-def _combined_val(distance: np.ndarray, local: np.ndarray) -> np.ndarray:
-    """:func:`distance_and_neighbour_error` on validation, scaled by the validation medians."""
-    return distance_and_neighbour_error(distance, local, float(np.median(distance)), float(np.nanmedian(local)) + 1e-9)
+def _scales(distance_val: np.ndarray, local_val: np.ndarray) -> tuple[float, float]:
+    """``(u, v)`` of the combined score: the validation medians of the distance and of the neighbour error."""
+    return float(np.median(distance_val)), float(np.median(local_val[np.isfinite(local_val)])) + 1e-9
 
 
 def _exact_knn(train: np.ndarray, query: np.ndarray, k: int, chunk: int = 512) -> np.ndarray:
@@ -143,8 +143,7 @@ def _property_scores(
         "val": neighbour_error(z["val"], z["val"], a, K_REFERENCE, leave_one_out=True, weighting=NEIGHBOUR_WEIGHTING),
         "test": neighbour_error(z["test"], z["val"], a, K_REFERENCE, weighting=NEIGHBOUR_WEIGHTING),
     }
-    ok = np.isfinite(local["val"])
-    scales = (float(np.median(distance["val"])), float(np.median(local["val"][ok])) + 1e-9)
+    scales = _scales(distance["val"], local["val"])
     both = {s: distance_and_neighbour_error(distance[s], local[s], *scales) for s in ("val", "test")}
     return {"distance": distance, "neighbour_error": local, "distance+neighbour_error": both}, scales
 
@@ -221,6 +220,8 @@ def calibrate_model(
         reference_errors[prop] = np.abs(err["val"]).astype(np.float32)
         equal_mean = neighbour_error(z["val"], z["val"], np.abs(err["val"]), K_REFERENCE, leave_one_out=True)
         nearest = f"error on the {K_REFERENCE} nearest validation crystals (own error left out)"
+        local_val = candidates["neighbour_error"]["val"]
+        earlier_both = distance_and_neighbour_error(earlier, local_val, *_scales(earlier, local_val))
         methods = {
             f"embedding distance, {_nearest(K_NEAREST)} of {K_CENTROIDS} centroids": fits["distance"]["val"],
             f"embedding distance, {_nearest(earlier_nearest)} of {earlier_k} centroids": _fit_and_measure(
@@ -231,7 +232,7 @@ def calibrate_model(
             f"{nearest}, weighted by 1 / distance²": fits["neighbour_error"]["val"],
             "embedding distance with that error, hypot(d / u, e / v)": fits["distance+neighbour_error"]["val"],
             f"the same with the distance to {_nearest(earlier_nearest)} of {earlier_k} centroids": _fit_and_measure(
-                _combined_val(earlier, candidates["neighbour_error"]["val"])[ok["val"]], ev
+                earlier_both[ok["val"]], ev
             )["val"],
         }
         chosen, how = fits[kind], _SCORE_NAMES[kind]
