@@ -189,8 +189,6 @@ def _jobs(client: httpx.Client) -> list[dict[str, Any]]:
 def test_ctrl_c_then_the_same_command_re_attaches(
     jobs_server: Any, jobs_client: httpx.Client, tmp_path: Path, many_cifs: Callable
 ) -> None:
-    # Enough structures that the job is still running when Ctrl-C arrives, even on a slow, loaded machine:
-    # 16 (0.13 s of work) once finished before the signal was sent.
     n = 400
     folder = tmp_path / "set"
     for name, text in many_cifs(n).items():
@@ -199,7 +197,16 @@ def test_ctrl_c_then_the_same_command_re_attaches(
     out = tmp_path / "results.csv"
     command = [str(CLI), "screen", str(folder), "--url", jobs_server.url, "--out", str(out), "--poll", "0.1"]
     before = len(_jobs(jobs_client))
-    first = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    # Ctrl-C as a terminal sends it: SIGINT with its default disposition. A test run started in the background by a
+    # non-interactive shell (`make test &`) inherits SIGINT ignored, and Python then leaves it ignored, so the
+    # child would never see the signal and would finish the job instead.
+    first = subprocess.Popen(
+        command,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     seen = []
     assert first.stderr is not None
     while not any("submitted" in line for line in seen):
