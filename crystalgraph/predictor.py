@@ -335,15 +335,16 @@ class Predictor:
         """Run every model on the blocks' graphs and assemble each block's answer."""
         if not blocks:
             return []
-        outputs, embeddings = [], []
+        outputs, scores = [], []
         for m in self.models:
             graphs = [b.graphs[m.config.graph.fingerprint] for b in blocks]
             if m.uncertainty is not None and m.runner.has_embedding:
                 values, embedding = m.runner.embedded(graphs)
+                scored = m.uncertainty.scores(np.asarray(embedding))  # the whole batch in one pass
             else:
-                values, embedding = m.runner(graphs), None
+                values, scored = m.runner(graphs), None
             outputs.append(values)
-            embeddings.append(embedding)
+            scores.append(scored)
         answers = []
         for k, block in enumerate(blocks):
             rows = [out[k].tolist() for out in outputs]
@@ -353,7 +354,7 @@ class Predictor:
             sigmas, domain = trust_signals(
                 self.models,
                 rows,
-                [e[k] if e is not None else None for e in embeddings],
+                [sc[k] if sc is not None else None for sc in scores],
                 answered,
                 block.summary,
                 [block.graphs[m.config.graph.fingerprint].z for m in self.models],

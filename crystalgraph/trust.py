@@ -118,28 +118,35 @@ class ModelUncertainty:
             if isinstance(v, dict) and "model" in v and "weights_sha256" in v and p in self.estimator.ensemble
         }
 
-    def sigmas(self, embedding: np.ndarray, pairs: dict[str, tuple[float, float]]) -> tuple[float, dict[str, float]]:
-        """The distance score and each property's sigma for one crystal embedding ``[D]``.
+    def scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """``[n, D]`` pooled embeddings -> ``[n, 1 + P]`` scores (:meth:`EmbeddingUncertainty.scores`).
+
+        Made once per batch, beside the forward pass; :meth:`sigmas` reads one row.
+        """
+        return self.estimator.scores(embeddings)
+
+    def sigmas(self, scores: np.ndarray, pairs: dict[str, tuple[float, float]]) -> tuple[float, dict[str, float]]:
+        """The distance score and each property's sigma for one crystal's row of :meth:`scores`.
 
         Each property's sigma reads the score chosen for it on validation (``score_of``: the
         distance, the mean error on the nearest validation crystals, or both combined).
 
         Args:
-            embedding: The crystal's pooled embedding.
+            scores: ``[1 + P]``: the distance, then each property's score.
             pairs: Property -> ``(this model's value, its ensemble partner's value)`` where the
                 partner ran: those properties get the combined map, the others distance alone.
         """
-        row = np.asarray(embedding, np.float32)[None, :]
-        score = self.estimator.score(row)
-        scores = self.estimator.property_scores(row, score)
+        row = np.asarray(scores, np.float64)
+        of = dict(zip(self.estimator.properties, row[1:], strict=True))
         out = {}
         for p in self.estimator.knots:
+            score = np.array([of[p]])
             if p in pairs and p in self.estimator.ensemble:
                 spread = np.array([abs(pairs[p][0] - pairs[p][1])])
-                out[p] = round(float(self.estimator.sigma_ensemble(p, scores[p], spread)[0]), 6)
+                out[p] = round(float(self.estimator.sigma_ensemble(p, score, spread)[0]), 6)
             else:
-                out[p] = round(float(self.estimator.sigma(p, scores[p])[0]), 6)
-        return float(score[0]), out
+                out[p] = round(float(self.estimator.sigma(p, score)[0]), 6)
+        return float(row[0]), out
 
     def notices(self, ref: str, score: float, structure: _Summary, z: np.ndarray) -> list[Notice]:
         """Domain warnings beyond the element check (:func:`crystalgraph.element_warnings`, for every model)."""
@@ -223,7 +230,7 @@ def ensemble_pairs(
 def trust_signals(
     models: Sequence[_TrustModel],
     values: Sequence[Sequence[float]],
-    embeddings: Sequence[np.ndarray | None],
+    scores: Sequence[np.ndarray | None],
     answered: Mapping[str, tuple[Sequence[TargetSpec], Sequence[float]]],
     structure: _Summary,
     atomic_numbers: Sequence[np.ndarray],
@@ -235,7 +242,7 @@ def trust_signals(
     Args:
         models: The models whose answers are returned, in order.
         values: Their outputs for the structure, in the order of their targets.
-        embeddings: Their pooled embeddings ``[D]`` (``None``: the model has none, no sigma).
+        scores: Their rows of :meth:`ModelUncertainty.scores` ``[1 + P]`` (``None``: no sigma).
         answered: ``name@version`` -> ``(targets, values)`` of every model that ran (ensemble
             partners included: where a property's partner ran, its sigma reads the spread too).
         structure: The structure's summary (elements, atoms, volume).
@@ -247,11 +254,11 @@ def trust_signals(
     """
     sigmas: list[dict[str, float]] = []
     warnings: list[Notice] = []
-    for model, row, embedding, z in zip(models, values, embeddings, atomic_numbers, strict=True):
+    for model, row, scored, z in zip(models, values, scores, atomic_numbers, strict=True):
         sigma: dict[str, float] = {}
-        if model.uncertainty is not None and embedding is not None:
+        if model.uncertainty is not None and scored is not None:
             pairs = ensemble_pairs(model.uncertainty, model.targets, row, answered)
-            score, sigma = model.uncertainty.sigmas(embedding, pairs)
+            score, sigma = model.uncertainty.sigmas(scored, pairs)
             warnings += model.uncertainty.notices(model.ref, score, structure, z)
         sigmas.append(sigma)
     return sigmas, warnings

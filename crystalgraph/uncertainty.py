@@ -92,6 +92,10 @@ def _sq_distances(z: np.ndarray, ref: np.ndarray, ref_sq: np.ndarray | None = No
     return out
 
 
+#: Query rows per distance block (512 x 8,192 centroids in float32: 16 MiB).
+_ROWS = 512
+
+
 def centroid_score(z: np.ndarray, centroids: np.ndarray, k: int) -> np.ndarray:
     """Mean Euclidean distance of each row of ``z`` to its ``k`` nearest centroids.
 
@@ -99,10 +103,14 @@ def centroid_score(z: np.ndarray, centroids: np.ndarray, k: int) -> np.ndarray:
         ``z: [n, D]``, ``centroids: [K, D]`` -> ``[n]``.
     """
     c = np.asarray(centroids, np.float32)
-    d2 = _sq_distances(np.asarray(z, np.float32), c)
+    z = np.asarray(z, np.float32)
+    c_sq = (c**2).sum(1)
     k = min(k, c.shape[0])
-    near = np.partition(np.maximum(d2, 0.0), k - 1, axis=1)[:, :k]
-    out: np.ndarray = np.sqrt(near).mean(1)
+    out = np.empty(len(z), np.float32)
+    for s in range(0, len(z), _ROWS):  # bounded memory: at most _ROWS x K distances at a time
+        d2 = _sq_distances(z[s : s + _ROWS], c, c_sq)
+        near = d2.min(1, keepdims=True) if k == 1 else np.partition(d2, k - 1, axis=1)[:, :k]
+        out[s : s + len(d2)] = np.sqrt(np.maximum(near, 0.0)).mean(1)
     return out
 
 
@@ -168,8 +176,8 @@ def neighbour_error(
     k = min(k, int((~unlabelled).sum()) - int(leave_one_out))
     ref_sq = (ref**2).sum(1)
     out = np.empty(len(z), np.float32)
-    for s in range(0, len(z), 1024):
-        d2 = _sq_distances(z[s : s + 1024], ref, ref_sq)
+    for s in range(0, len(z), _ROWS):
+        d2 = _sq_distances(z[s : s + _ROWS], ref, ref_sq)
         if leave_one_out:
             rows = np.arange(len(d2))
             d2[rows, s + rows] = np.inf
@@ -321,9 +329,14 @@ class EmbeddingUncertainty:
         """Distance scores, ``[n, D]`` embeddings -> ``[n]``."""
         return centroid_score(self.standardise(embedding), self.centroids, self.k)
 
-    def property_scores(self, embedding: np.ndarray, distance: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """Property -> the ``[n]`` scores its sigma map reads (see ``score_of``)."""
-        z = self.standardise(embedding)
+    def property_scores(
+        self, embedding: np.ndarray, distance: np.ndarray | None = None, standardised: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Property -> the ``[n]`` scores its sigma map reads (see ``score_of``).
+
+        ``standardised``: ``embedding`` is already in the scores' units (:meth:`standardise`).
+        """
+        z = embedding if standardised else self.standardise(embedding)
         d = centroid_score(z, self.centroids, self.k) if distance is None else distance
         kinds = {p: self.score_of.get(p, "distance") if self.reference is not None else "distance" for p in self.knots}
         local = [p for p, kind in kinds.items() if kind != "distance"]
@@ -337,6 +350,26 @@ class EmbeddingUncertainty:
             else:
                 out[p] = distance_and_neighbour_error(d, errors[p], *self.score_scales[p])
         return out
+
+    @property
+    def properties(self) -> list[str]:
+        """The properties with a sigma map, in the column order of :meth:`scores`."""
+        return sorted(self.knots)
+
+    def scores(self, embedding: np.ndarray) -> np.ndarray:
+        """Everything sigma and ``out_of_domain`` read of a batch of crystals, in one pass.
+
+        Column 0 is the distance score, then one column per property (:attr:`properties`) with the
+        score its map reads. A batch costs one matrix product against the centroids (and one against
+        the validation reference), so the service computes it beside the batched forward pass.
+
+        Shapes:
+            ``[n, D]`` embeddings -> ``[n, 1 + P]``.
+        """
+        z = self.standardise(embedding)
+        d = centroid_score(z, self.centroids, self.k)
+        per_property = self.property_scores(z, d, standardised=True)
+        return np.column_stack([d, *(per_property[p] for p in self.properties)]).astype(np.float64)
 
     def sigma(self, prop: str, score: np.ndarray) -> np.ndarray:
         """Calibrated one-sigma uncertainty of ``prop`` at its scores (flat beyond the knots)."""

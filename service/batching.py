@@ -218,18 +218,20 @@ class InferenceWorker:
     def _infer(self, entry: ModelEntry, jobs: list[_Job], collated: dict[tuple[int, ...], ModelInputs]) -> np.ndarray:
         """Collate (or reuse the same graphs' batch) and predict on the worker thread.
 
-        Returns ``[B, T]``, or ``[B, T + D]`` for a model with an uncertainty: its ``D`` embedding
-        columns follow the targets (``service.uncertainty.split_row``).
+        Returns ``[B, T]``, or ``[B, T + 1 + P]`` for a model with an uncertainty: its scores
+        (:meth:`crystalgraph.ModelUncertainty.scores`, made here for the whole batch at once) follow
+        the targets (``service.uncertainty.split_row``).
         """
         start = time.perf_counter()
         key = tuple(id(job.graph) for job in jobs)
         inputs = collated.get(key)
         if inputs is None:
             inputs = collated[key] = collate([job.graph for job in jobs])
-        if entry.uncertainty is not None:  # the embedding rides along after the targets: [B, T + D]
+        if entry.uncertainty is not None:  # the scores ride along after the targets: [B, T + 1 + P]
             values, embedding = entry.predictor.predict_embedded(inputs)  # type: ignore[attr-defined]
-            out = np.concatenate([np.asarray(values), np.asarray(embedding, dtype=np.asarray(values).dtype)], axis=1)
-            expected = (len(jobs), len(entry.targets) + np.asarray(embedding).shape[1])
+            scores = entry.uncertainty.scores(np.asarray(embedding))
+            out = np.concatenate([np.asarray(values, np.float64), scores], axis=1)
+            expected = (len(jobs), len(entry.targets) + scores.shape[1])
         else:
             out = np.asarray(entry.predictor.predict(inputs))
             expected = (len(jobs), len(entry.targets))

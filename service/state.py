@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import logging
 
+from threadpoolctl import threadpool_limits
+
 from .backends import resolve_device, resolve_precision
 from .engine import Engine
 from .errors import ModelNotReady
@@ -64,6 +66,9 @@ class ServiceState:
         self.device = resolve_device(self.settings.device)
         self.precision = resolve_precision(self.settings.precision, self.device)
         torch.set_num_threads(self.settings.torch_threads)
+        # The uncertainty scores are small numpy products made on the inference thread per batch; OpenBLAS's own
+        # threads would spin beside onnxruntime's (measured: twice the CPU for them, and slower inference).
+        threadpool_limits(limits=1, user_api="blas")
 
     def start(self) -> None:
         """Begin loading in the background (call from the running event loop)."""

@@ -1,7 +1,7 @@
 """The service's side of the trust signals (:mod:`crystalgraph.trust` holds the rest).
 
 Which backends return the pooled crystal embedding, and how a worker's row splits into
-predictions and embedding.
+predictions and the uncertainty scores (made per batch on the inference thread).
 """
 
 from __future__ import annotations
@@ -21,6 +21,6 @@ def embeds(predictor: object) -> bool:
 
 
 def split_row(row: Sequence[float], n_targets: int) -> tuple[list[float], np.ndarray | None]:
-    """A worker's row ``[T]`` or ``[T + D]`` -> predictions and the embedding (``None`` when absent)."""
+    """A worker's row ``[T]`` or ``[T + 1 + P]`` -> predictions and the uncertainty scores (``None`` when absent)."""
     values = list(row[:n_targets])
-    return values, (np.asarray(row[n_targets:], np.float32) if len(row) > n_targets else None)
+    return values, (np.asarray(row[n_targets:], np.float64) if len(row) > n_targets else None)

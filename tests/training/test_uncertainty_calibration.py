@@ -24,6 +24,11 @@ def test_kmeans_finds_separated_clusters() -> None:
     # the score is the distance to the nearest centroid(s): small inside, large far away
     score = cg.centroid_score(np.array([[0, 0], [50, 50]], np.float32), found, 1)
     assert score[0] < 0.5 < 40 < score[1]
+    # many queries are scored in blocks of rows (bounded memory): the same as one brute-force matrix
+    queries = rng.normal(scale=5, size=(1300, 2)).astype(np.float32)
+    brute = np.sqrt(((queries[:, None, :] - found[None]) ** 2).sum(-1))
+    np.testing.assert_allclose(cg.centroid_score(queries, found, 1), brute.min(1), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(cg.centroid_score(queries, found, 2), np.sort(brute, 1)[:, :2].mean(1), rtol=1e-4)
 
 
 def test_coverage_frontier_tells_whether_both_coverage_targets_can_be_met() -> None:
@@ -115,6 +120,13 @@ def test_neighbour_error_leaves_its_own_error_out_and_round_trips(tmp_path: Path
     local = cg.neighbour_error(ref[:3], ref, errors[::-1], 5)
     np.testing.assert_allclose(scores["f"], np.hypot(back.score(ref[:3]) / 2.0, local / 0.25), rtol=1e-3)
     assert back.score_of == kinds and back.k_reference == 5 and back.score_scales == {"f": (2.0, 0.25)}
+    # the batch's scores in one pass (what the service's inference thread makes): the distance, then each
+    # property's score in the order of `properties`
+    batch = back.scores(ref[:3])
+    assert batch.shape == (3, 4) and back.properties == ["band_gap", "e", "f"]
+    np.testing.assert_allclose(batch[:, 0], back.score(ref[:3]))
+    for col, prop in enumerate(back.properties, start=1):
+        np.testing.assert_allclose(batch[:, col], scores[prop], rtol=1e-6)
     with pytest.raises(ValueError, match="without its scales"):
         cg.EmbeddingUncertainty(mean, std, ref[:8], 2, knots, 9.0, reference=ref, score_of={"f": kinds["f"]})
     with pytest.raises(ValueError, match="unknown score"):
