@@ -90,6 +90,7 @@ from .repository import (
 )
 from .trust import DOMAIN_CODES, ModelUncertainty, ensemble_pairs, load_uncertainty, trust_signals
 from .uncertainty import (
+    BY_CLASS,
     EmbeddingUncertainty,
     centroid_score,
     combined_score,
@@ -219,6 +220,7 @@ __all__ = [
     "EmbeddingUncertainty",
     "centroid_score",
     "neighbour_error",
+    "BY_CLASS",
     "combined_score",
     "distance_and_neighbour_error",
     "density_g_cm3",

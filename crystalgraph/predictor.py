@@ -340,7 +340,7 @@ class Predictor:
             graphs = [b.graphs[m.config.graph.fingerprint] for b in blocks]
             if m.uncertainty is not None and m.runner.has_embedding:
                 values, embedding = m.runner.embedded(graphs)
-                scored = m.uncertainty.scores(np.asarray(embedding))  # the whole batch in one pass
+                scored = m.uncertainty.scores(np.asarray(embedding), values, m.targets)  # the batch in one pass
             else:
                 values, scored = m.runner(graphs), None
             outputs.append(values)

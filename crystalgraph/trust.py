@@ -118,12 +118,14 @@ class ModelUncertainty:
             if isinstance(v, dict) and "model" in v and "weights_sha256" in v and p in self.estimator.ensemble
         }
 
-    def scores(self, embeddings: np.ndarray) -> np.ndarray:
-        """``[n, D]`` pooled embeddings -> ``[n, 1 + P]`` scores (:meth:`EmbeddingUncertainty.scores`).
+    def scores(self, embeddings: np.ndarray, values: np.ndarray, targets: Sequence[TargetSpec]) -> np.ndarray:
+        """A batch's pooled embeddings ``[n, D]`` and outputs ``[n, T]`` -> ``[n, 1 + P]`` scores.
 
-        Made once per batch, beside the forward pass; :meth:`sigmas` reads one row.
+        :meth:`EmbeddingUncertainty.scores`, made once per batch beside the forward pass (a band gap's
+        score may read whether its prediction is exactly 0); :meth:`sigmas` reads one row.
         """
-        return self.estimator.scores(embeddings)
+        out = np.asarray(values)
+        return self.estimator.scores(embeddings, {t.name: out[:, i] for i, t in enumerate(targets)})
 
     def sigmas(self, scores: np.ndarray, pairs: dict[str, tuple[float, float]]) -> tuple[float, dict[str, float]]:
         """The distance score and each property's sigma for one crystal's row of :meth:`scores`.

@@ -8,7 +8,9 @@ training set's mean and std per dimension. Two scores are read from it:
   training domain;
 - **neighbour error** (per property): the mean ``|error|`` of the model on the ``k_reference``
   validation crystals nearest in embedding space, i.e. how wrong the model was on crystals it
-  sees as similar (on the validation split itself, each crystal's own error is left out).
+  sees as similar (on the validation split itself, each crystal's own error is left out); for a
+  band gap, among the validation crystals of the same class only (the prediction exactly 0 eV or
+  not), where that ranks the validation errors better.
 
 For each property, the score chosen on validation feeds a monotone piecewise-linear map, fitted on
 the validation split, that gives ``sigma``: one standard deviation in the property's unit.
@@ -20,6 +22,7 @@ the standardisation and the maps: a few hundred KiB to about 1 MiB, never the tr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +32,7 @@ import numpy as np
 from .features import MAX_Z
 
 __all__ = [
+    "BY_CLASS",
     "EmbeddingUncertainty",
     "kmeans",
     "centroid_score",
@@ -153,6 +157,7 @@ def neighbour_error(
     k: int,
     leave_one_out: bool = False,
     weighting: str = "uniform",
+    classes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Mean of ``errors`` over each row's ``k`` nearest reference rows (Euclidean).
 
@@ -164,6 +169,10 @@ def neighbour_error(
         leave_one_out: ``z`` is ``reference`` itself: each row's own error is left out.
         weighting: ``uniform`` (an equal mean) or ``inverse_square_distance`` (weights
             ``1 / (d² + 1e-6)``; a query identical to a reference crystal gets that crystal's error).
+        classes: ``(query_class [n], reference_class [R])`` booleans: each query's neighbours are
+            taken among the reference rows of its own class only (for a band gap, whether the
+            prediction is exactly 0 eV: a crystal predicted metallic is judged by how wrong the
+            model was on the crystals it also predicted metallic).
 
     Shapes:
         ``[n, D]`` -> ``[n]``.
@@ -173,7 +182,6 @@ def neighbour_error(
     z = np.asarray(z, np.float32)
     unlabelled = ~np.isfinite(errors)
     err = np.nan_to_num(np.asarray(errors, np.float32))
-    k = min(k, int((~unlabelled).sum()) - int(leave_one_out))
     ref_sq = (ref**2).sum(1)
     out = np.empty(len(z), np.float32)
     for s in range(0, len(z), _ROWS):
@@ -181,7 +189,42 @@ def neighbour_error(
         if leave_one_out:
             rows = np.arange(len(d2))
             d2[rows, s + rows] = np.inf
-        out[s : s + len(d2)] = _nearest_mean(d2, err, unlabelled, k, weighting)
+        out[s : s + len(d2)] = _class_nearest_mean(
+            d2, err, unlabelled, k, weighting, None if classes is None else (classes[0][s : s + _ROWS], classes[1])
+        )
+    return out
+
+
+def _class_nearest_mean(
+    d2: np.ndarray,
+    errors: np.ndarray,
+    unlabelled: np.ndarray,
+    k: int,
+    weighting: str,
+    classes: tuple[np.ndarray, np.ndarray] | None,
+) -> np.ndarray:
+    """:func:`_nearest_mean` over all reference rows, or per class (each query among its own class's rows).
+
+    Rows already at an infinite distance (a crystal's own row, left out) are never neighbours either;
+    ``k`` shrinks to the neighbours a class has.
+
+    Shapes:
+        ``d2: [n, R]``, ``errors, unlabelled: [R]`` -> ``[n]``.
+    """
+    out = np.empty(len(d2), np.float32)
+    groups = [(np.ones(len(d2), bool), ~unlabelled)]
+    if classes is not None:
+        query, ref = np.asarray(classes[0], bool), np.asarray(classes[1], bool)
+        groups = [(query == c, ~unlabelled & (ref == c)) for c in (False, True)]
+    for rows, eligible in groups:
+        if not rows.any():
+            continue
+        part = d2[rows]
+        usable = int(np.isfinite(part[:, eligible]).sum(1).min()) if eligible.any() else 0
+        if usable == 0:  # a class without reference crystals: its queries read every class's
+            eligible = ~unlabelled
+            usable = int(np.isfinite(part[:, eligible]).sum(1).min())
+        out[rows] = _nearest_mean(part, errors, ~eligible, min(k, usable), weighting)
     return out
 
 
@@ -245,7 +288,10 @@ def distance_and_neighbour_error(
 
 
 #: The scores a property's sigma map may read (``EmbeddingUncertainty.score_of``).
-SCORE_KINDS = ("distance", "neighbour_error", "distance+neighbour_error")
+SCORE_KINDS = ("distance", "neighbour_error", "distance+neighbour_error", "neighbour_error_by_class")
+#: The score kinds whose neighbours are taken among the validation crystals of the query's own class
+#: (its prediction of the property exactly 0 or not; ``EmbeddingUncertainty.reference_zero``).
+BY_CLASS = ("neighbour_error_by_class",)
 
 
 @dataclass(frozen=True)
@@ -266,8 +312,12 @@ class EmbeddingUncertainty:
         reference_errors: Property -> ``[R]`` the model's ``|error|`` on them (NaN: no label).
         k_reference: Validation neighbours averaged in the neighbour error.
         score_of: Property -> the score its maps read: ``"distance"`` (where absent),
-            ``"neighbour_error"``, or ``"distance+neighbour_error"``, both combined as
-            ``hypot(d / u, e / v)`` with ``(u, v) = score_scales[property]``.
+            ``"neighbour_error"``, ``"distance+neighbour_error"``, both combined as
+            ``hypot(d / u, e / v)`` with ``(u, v) = score_scales[property]``, or
+            ``"neighbour_error_by_class"``: the neighbour error among the validation crystals of
+            the query's class (its prediction of the property exactly 0 or not).
+        reference_zero: Property -> ``[R]`` whether the model's prediction of it on each validation
+            crystal was exactly 0 (the classes of ``neighbour_error_by_class``).
         score_scales: Property -> ``(u, v)``, the validation medians of the distance and of the
             neighbour error, for the properties whose score combines them.
         neighbour_weighting: How the neighbour error averages (:data:`NEIGHBOUR_WEIGHTINGS`;
@@ -287,6 +337,7 @@ class EmbeddingUncertainty:
     score_of: dict[str, str] = field(default_factory=dict)
     score_scales: dict[str, tuple[float, float]] = field(default_factory=dict)
     neighbour_weighting: str = "uniform"
+    reference_zero: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check_weighting(self.neighbour_weighting)
@@ -295,6 +346,8 @@ class EmbeddingUncertainty:
                 raise ValueError(f"{prop}: unknown score {kind!r} (known: {', '.join(SCORE_KINDS)})")
             if kind == "distance+neighbour_error" and prop not in self.score_scales:
                 raise ValueError(f"{prop}: a combined score without its scales")
+            if kind in BY_CLASS and prop not in self.reference_zero:
+                raise ValueError(f"{prop}: a score by class without the reference crystals' classes")
         # What every query reads, computed once: float32 reference rows and their squared norms, each
         # property's errors with its unlabelled rows (never neighbours) marked.
         if self.reference is not None:
@@ -310,14 +363,20 @@ class EmbeddingUncertainty:
                 },
             )
 
-    def _neighbour_errors(self, z: np.ndarray, props: list[str]) -> dict[str, np.ndarray]:
-        """:func:`neighbour_error` of ``z`` for each of ``props``, with one distance matrix for all."""
+    def _neighbour_errors(
+        self, z: np.ndarray, props: list[str], zero: Mapping[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """:func:`neighbour_error` of ``z`` for each of ``props``, with one distance matrix for all.
+
+        ``zero``: property -> ``[n]`` whether each query's prediction is exactly 0 (its class), for the
+        properties whose score is by class.
+        """
         d2 = _sq_distances(z, self._ref, self._ref_sq)  # type: ignore[attr-defined]
         out = {}
         for prop in props:
             err, unlabelled = self._ref_errors[prop]  # type: ignore[attr-defined]
-            k = min(self.k_reference, int((~unlabelled).sum()))
-            out[prop] = _nearest_mean(d2, err, unlabelled, k, self.neighbour_weighting)
+            classes = (zero[prop], self.reference_zero[prop]) if self.score_of.get(prop) in BY_CLASS else None
+            out[prop] = _class_nearest_mean(d2, err, unlabelled, self.k_reference, self.neighbour_weighting, classes)
         return out
 
     def standardise(self, embedding: np.ndarray) -> np.ndarray:
@@ -330,22 +389,39 @@ class EmbeddingUncertainty:
         return centroid_score(self.standardise(embedding), self.centroids, self.k)
 
     def property_scores(
-        self, embedding: np.ndarray, distance: np.ndarray | None = None, standardised: bool = False
+        self,
+        embedding: np.ndarray,
+        distance: np.ndarray | None = None,
+        standardised: bool = False,
+        values: Mapping[str, np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
         """Property -> the ``[n]`` scores its sigma map reads (see ``score_of``).
 
-        ``standardised``: ``embedding`` is already in the scores' units (:meth:`standardise`).
+        Args:
+            embedding: ``[n, D]`` pooled embeddings.
+            distance: Their distance scores, if already made.
+            standardised: ``embedding`` is already in the scores' units (:meth:`standardise`).
+            values: Property -> ``[n]`` the model's predictions of it: a score by class needs them.
+
+        Raises:
+            ValueError: a property's score is by class and its predictions are not given.
         """
         z = embedding if standardised else self.standardise(embedding)
         d = centroid_score(z, self.centroids, self.k) if distance is None else distance
         kinds = {p: self.score_of.get(p, "distance") if self.reference is not None else "distance" for p in self.knots}
         local = [p for p, kind in kinds.items() if kind != "distance"]
-        errors = self._neighbour_errors(z, local) if local else {}
+        zero = {}
+        for p in local:
+            if kinds[p] in BY_CLASS:
+                if values is None or p not in values:
+                    raise ValueError(f"{p}: its sigma reads the class of the prediction; give the predictions")
+                zero[p] = np.asarray(values[p]) == 0
+        errors = self._neighbour_errors(z, local, zero) if local else {}
         out = {}
         for p, kind in kinds.items():
             if kind == "distance":
                 out[p] = d
-            elif kind == "neighbour_error":
+            elif kind in ("neighbour_error", *BY_CLASS):
                 out[p] = errors[p]
             else:
                 out[p] = distance_and_neighbour_error(d, errors[p], *self.score_scales[p])
@@ -356,19 +432,20 @@ class EmbeddingUncertainty:
         """The properties with a sigma map, in the column order of :meth:`scores`."""
         return sorted(self.knots)
 
-    def scores(self, embedding: np.ndarray) -> np.ndarray:
+    def scores(self, embedding: np.ndarray, values: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
         """Everything sigma and ``out_of_domain`` read of a batch of crystals, in one pass.
 
         Column 0 is the distance score, then one column per property (:attr:`properties`) with the
         score its map reads. A batch costs one matrix product against the centroids (and one against
         the validation reference), so the service computes it beside the batched forward pass.
+        ``values``: property -> ``[n]`` the model's predictions (see :meth:`property_scores`).
 
         Shapes:
             ``[n, D]`` embeddings -> ``[n, 1 + P]``.
         """
         z = self.standardise(embedding)
         d = centroid_score(z, self.centroids, self.k)
-        per_property = self.property_scores(z, d, standardised=True)
+        per_property = self.property_scores(z, d, standardised=True, values=values)
         return np.column_stack([d, *(per_property[p] for p in self.properties)]).astype(np.float64)
 
     def sigma(self, prop: str, score: np.ndarray) -> np.ndarray:
@@ -407,6 +484,8 @@ class EmbeddingUncertainty:
             arrays["neighbour_weighting"] = np.array(self.neighbour_weighting)
             for prop, errors in self.reference_errors.items():
                 arrays[f"reference_errors/{prop}"] = errors.astype(np.float32)
+            for prop, zero in self.reference_zero.items():
+                arrays[f"reference_zero/{prop}"] = np.asarray(zero, bool)
         arrays["score_of"] = np.array([self.score_of.get(p, "distance") for p in sorted(self.knots)], dtype=str)
         for prop, scales in self.score_scales.items():
             arrays[f"score_scales/{prop}"] = np.array(scales, dtype=np.float64)
@@ -438,6 +517,7 @@ class EmbeddingUncertainty:
                 return cls(
                     reference=reference,
                     reference_errors={p: z[f"reference_errors/{p}"] for p in props if f"reference_errors/{p}" in z},
+                    reference_zero={p: z[f"reference_zero/{p}"] for p in props if f"reference_zero/{p}" in z},
                     k_reference=int(z["k_reference"]) if "k_reference" in z else 30,
                     neighbour_weighting=str(z["neighbour_weighting"]) if "neighbour_weighting" in z else "uniform",
                     score_of=dict(zip(sorted(props), kinds, strict=True)),

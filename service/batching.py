@@ -229,7 +229,7 @@ class InferenceWorker:
             inputs = collated[key] = collate([job.graph for job in jobs])
         if entry.uncertainty is not None:  # the scores ride along after the targets: [B, T + 1 + P]
             values, embedding = entry.predictor.predict_embedded(inputs)  # type: ignore[attr-defined]
-            scores = entry.uncertainty.scores(np.asarray(embedding))
+            scores = entry.uncertainty.scores(np.asarray(embedding), np.asarray(values), entry.targets)
             out = np.concatenate([np.asarray(values, np.float64), scores], axis=1)
             expected = (len(jobs), len(entry.targets) + scores.shape[1])
         else:

@@ -20,7 +20,9 @@ def calibration_metrics(sigma: np.ndarray, err: np.ndarray) -> dict[str, float]:
 
     Also the mean sigma (sharpness) and the Gaussian negative log-likelihood per crystal. A constant
     sigma (a score the monotone fit found no use for) ranks nothing: its Spearman is 0,
-    and the MAE of "the rest" is that of all.
+    and the MAE of "the rest" is that of all. Where 1% or more of the errors are exactly 0 (band gaps
+    of metals gated to 0 eV: covered at any sigma), ``exact_zero`` is their fraction and
+    ``within_1_sigma_nonzero`` / ``within_2_sigma_nonzero`` the coverage of the other errors.
 
     Shapes:
         ``sigma``, ``err``: ``[n]`` (error = prediction - label).
@@ -28,6 +30,16 @@ def calibration_metrics(sigma: np.ndarray, err: np.ndarray) -> dict[str, float]:
     a = np.abs(err)
     top = sigma >= np.quantile(sigma, 0.9)
     nll = 0.5 * np.log(2 * np.pi * sigma**2) + 0.5 * (err / sigma) ** 2
+    zero = a == 0
+    nonzero = (
+        {
+            "exact_zero": round(float(zero.mean()), 4),
+            "within_1_sigma_nonzero": round(float((a <= sigma)[~zero].mean()), 4),
+            "within_2_sigma_nonzero": round(float((a <= 2 * sigma)[~zero].mean()), 4),
+        }
+        if zero.mean() >= 0.01 and (~zero).any()
+        else {}
+    )
     return {
         "n": len(a),
         "within_1_sigma": round(float((a <= sigma).mean()), 4),
@@ -37,6 +49,7 @@ def calibration_metrics(sigma: np.ndarray, err: np.ndarray) -> dict[str, float]:
         "mae_rest": round(float(a[~top].mean() if (~top).any() else a.mean()), 5),
         "mean_sigma": round(float(sigma.mean()), 5),
         "nll": round(float(nll.mean()), 4),
+        **nonzero,
     }
 
 

@@ -95,7 +95,19 @@ def _calibrate(folder: Path, structures: list[Structure], partner: Path | None =
         partners = {p: {"model": f"{m['name']}@{m['version']}", "weights_sha256": m["files"]["weights"]["sha256"]}
                     for p in props}  # fmt: skip
         ensemble = {p: (np.array([0.0, 10.0]), np.array([0.07, 0.7]), 0.1, float(np.median(score))) for p in props}
-    est = cg.EmbeddingUncertainty(mean, std, centroids, 2, knots, float(score.max()) * 1.5, ensemble)
+    by_class = {}
+    if "band_gap" in props:  # the band gap's sigma reads the neighbour error among crystals of its own class
+        z = est.standardise(emb)
+        n = len(z)
+        by_class = {
+            "reference": z,
+            "reference_errors": {"band_gap": np.linspace(0.05, 1.5, n, dtype=np.float32)},
+            "reference_zero": {"band_gap": np.arange(n) % 2 == 0},  # both classes: predicted 0 eV or not
+            "k_reference": 3,
+            "score_of": {"band_gap": "neighbour_error_by_class"},
+        }
+        knots["band_gap"] = (np.array([0.0, 1.5]), np.array([0.05, 0.9]))
+    est = cg.EmbeddingUncertainty(mean, std, centroids, 2, knots, float(score.max()) * 1.5, ensemble, **by_class)
     counts: dict[str, int] = {}
     for s in structures:
         for e in {el.symbol for el in s.composition}:
@@ -130,7 +142,7 @@ def trust_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     mt_bg = _export(root, "mt-bg", cg.build_model(cg.CGCNNConfig(targets=(BG, P_METAL), **SMALL)), seed=2)
     _calibrate(cg_fe, structures, partner=sr_fe)  # a 2-member ensemble for the formation energy
     _calibrate(sr_fe, structures, partner=cg_fe)
-    _calibrate(mt_bg, structures)  # distance alone
+    _calibrate(mt_bg, structures)  # the band gap: the neighbour error by class
     return root
 
 

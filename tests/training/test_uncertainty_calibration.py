@@ -69,6 +69,19 @@ def test_a_constant_sigma_has_defined_figures_that_say_it_ranks_nothing() -> Non
     m = calibration_metrics(sigma, err)
     assert m["spearman"] == 0.0 and m["mae_rest"] == pytest.approx(np.abs(err).mean(), abs=1e-5)
     assert json.loads(json.dumps(m, allow_nan=False)) == m  # strict JSON, as /v1/models and the report need
+    assert "exact_zero" not in m, "no exact zeros here: no separate figures"
+
+
+def test_exactly_right_gated_metals_are_set_apart_in_the_coverage() -> None:
+    # 40% errors exactly 0 (covered at any sigma) and Gaussian errors of known sigma for the rest
+    rng = np.random.default_rng(3)
+    sigma = rng.uniform(0.1, 1.0, 5000)
+    err = np.where(np.arange(5000) < 2000, 0.0, rng.normal(scale=sigma))
+    m = calibration_metrics(sigma, err)
+    assert m["exact_zero"] == 0.4
+    assert m["within_1_sigma_nonzero"] == pytest.approx(0.6827, abs=0.03)
+    assert m["within_2_sigma_nonzero"] == pytest.approx(0.9545, abs=0.02)
+    assert m["within_1_sigma"] == pytest.approx(0.4 + 0.6 * m["within_1_sigma_nonzero"], abs=1e-3)
 
 
 def test_artifact_round_trip_and_no_pickles(tmp_path: Path) -> None:
@@ -260,3 +273,37 @@ def test_sigma_map_levels_move_only_where_validation_misses_a_target() -> None:
     levels = choose_levels(score, gapped)
     after = coverage(levels)
     assert levels != LEVELS and after[1] >= 0.90 and after[0] <= 0.80  # 2 sigma met, 1 sigma as near as it gets
+
+
+def test_neighbour_error_by_class_reads_only_the_queries_own_class(tmp_path: Path) -> None:
+    rng = np.random.default_rng(6)
+    ref = rng.normal(size=(90, 4)).astype(np.float32)
+    errors = rng.uniform(size=90).astype(np.float32)
+    zero = np.arange(90) % 3 == 0  # a third of the reference crystals predicted exactly 0
+    by_class = cg.neighbour_error(ref, ref, errors, 5, leave_one_out=True, classes=(zero, zero))
+    for i in (0, 1, 89):  # brute force: the 5 nearest of the same class, itself left out
+        d = ((ref - ref[i]) ** 2).sum(1)
+        d[zero != zero[i]] = np.inf
+        d[i] = np.inf
+        assert by_class[i] == pytest.approx(errors[np.argsort(d)[:5]].mean(), rel=1e-5)
+
+    knots = {"band_gap": (np.array([0.0, 1.0]), np.array([0.1, 0.9]))}
+    mean, std = np.zeros(4, np.float32), np.ones(4, np.float32)
+    kinds = {"band_gap": "neighbour_error_by_class"}
+    with pytest.raises(ValueError, match="without the reference crystals' classes"):
+        cg.EmbeddingUncertainty(mean, std, ref[:8], 2, knots, 9.0, reference=ref, score_of=kinds)
+    est = cg.EmbeddingUncertainty(
+        mean, std, ref[:8], 2, knots, 9.0, reference=ref, reference_errors={"band_gap": errors}, k_reference=5,
+        score_of=kinds, reference_zero={"band_gap": zero},
+    )  # fmt: skip
+    est.save(tmp_path / "u.npz")
+    back = cg.EmbeddingUncertainty.load(tmp_path / "u.npz")
+    np.testing.assert_array_equal(back.reference_zero["band_gap"], zero)
+    query = rng.normal(size=(6, 4)).astype(np.float32)
+    predicted = np.array([0.0, 1.2, 0.0, 3.4, 0.5, 0.0])  # exactly 0: the gated class
+    expected = cg.neighbour_error(query, ref, errors, 5, classes=(predicted == 0, zero))
+    scores = back.scores(query, {"band_gap": predicted})
+    np.testing.assert_allclose(scores[:, 1], expected, rtol=1e-5)
+    assert not np.allclose(expected, cg.neighbour_error(query, ref, errors, 5)), "the class changes the answer"
+    with pytest.raises(ValueError, match="give the predictions"):
+        back.scores(query)
