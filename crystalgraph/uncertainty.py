@@ -189,9 +189,8 @@ def neighbour_error(
         if leave_one_out:
             rows = np.arange(len(d2))
             d2[rows, s + rows] = np.inf
-        out[s : s + len(d2)] = _class_nearest_mean(
-            d2, err, unlabelled, k, weighting, None if classes is None else (classes[0][s : s + _ROWS], classes[1])
-        )
+        part = None if classes is None else (classes[0][s : s + _ROWS], classes[1])
+        out[s : s + len(d2)] = _class_nearest_mean(d2, err, unlabelled, k, weighting, part, int(leave_one_out))
     return out
 
 
@@ -202,29 +201,30 @@ def _class_nearest_mean(
     k: int,
     weighting: str,
     classes: tuple[np.ndarray, np.ndarray] | None,
+    left_out: int = 0,
 ) -> np.ndarray:
     """:func:`_nearest_mean` over all reference rows, or per class (each query among its own class's rows).
 
-    Rows already at an infinite distance (a crystal's own row, left out) are never neighbours either;
-    ``k`` shrinks to the neighbours a class has.
+    ``left_out``: 1 where each query's own reference row is already at an infinite distance (leave
+    one out); ``k`` shrinks to the neighbours a class has. A class without reference crystals reads
+    every class's.
 
     Shapes:
         ``d2: [n, R]``, ``errors, unlabelled: [R]`` -> ``[n]``.
     """
+    labelled = ~unlabelled
+    if classes is None:
+        return _nearest_mean(d2, errors, unlabelled, min(k, int(labelled.sum()) - left_out), weighting)
+    query, ref = np.asarray(classes[0], bool), np.asarray(classes[1], bool)
     out = np.empty(len(d2), np.float32)
-    groups = [(np.ones(len(d2), bool), ~unlabelled)]
-    if classes is not None:
-        query, ref = np.asarray(classes[0], bool), np.asarray(classes[1], bool)
-        groups = [(query == c, ~unlabelled & (ref == c)) for c in (False, True)]
-    for rows, eligible in groups:
+    for c in (False, True):
+        rows = query == c
         if not rows.any():
             continue
-        part = d2[rows]
-        usable = int(np.isfinite(part[:, eligible]).sum(1).min()) if eligible.any() else 0
-        if usable == 0:  # a class without reference crystals: its queries read every class's
-            eligible = ~unlabelled
-            usable = int(np.isfinite(part[:, eligible]).sum(1).min())
-        out[rows] = _nearest_mean(part, errors, ~eligible, min(k, usable), weighting)
+        eligible = labelled & (ref == c)
+        if int(eligible.sum()) <= left_out:
+            eligible = labelled
+        out[rows] = _nearest_mean(d2[rows], errors, ~eligible, min(k, int(eligible.sum()) - left_out), weighting)
     return out
 
 

@@ -47,7 +47,7 @@ from crystalgraph import (
 from .graph_cache import default_cache_dir
 from .pipeline import prepare
 from .protocol import EXCLUDE, SPLIT_SEED, TARGETS, shipped
-from .uncertainty_data import ModelPass, model_pass, split_ids
+from .uncertainty_data import ModelPass, model_pass, sample_rows, split_ids
 from .uncertainty_domain import domain_stats
 from .uncertainty_metrics import calibration_metrics, coverage_frontier, level_grid, plot_calibration
 
@@ -242,8 +242,8 @@ def calibrate_model(
     ood = float(np.quantile(score["val"], OOD_QUANTILE))
     earlier_k, earlier_nearest = EARLIER_DISTANCE
     earlier = centroid_score(z["val"], kmeans(z["train"], earlier_k), earlier_nearest)
-    sample = np.random.default_rng(SPLIT_SEED).choice(len(z["train"]), min(EARLIER_SAMPLE, len(z["train"])), False)
-    sampled = centroid_score(z["val"], kmeans(z["train"][np.sort(sample)], K_CENTROIDS), K_NEAREST)
+    sample = sample_rows(len(z["train"]), EARLIER_SAMPLE, SPLIT_SEED)  # as model_pass would have embedded
+    sampled = centroid_score(z["val"], kmeans(z["train"][sample], K_CENTROIDS), K_NEAREST)
     knots, ensemble, partners, props, comparison = {}, {}, {}, {}, {}
     reference_errors, reference_zero, score_of, score_scales = {}, {}, {}, {}
     for t, prop in enumerate(p.targets):

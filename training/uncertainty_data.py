@@ -22,7 +22,7 @@ from .graph_cache import default_cache_dir
 from .pipeline import Prepared, parse_exclusion, target_labels
 from .split import make_split, split_hash
 
-__all__ = ["ModelPass", "SPLITS", "model_pass", "split_ids", "embed_graphs"]
+__all__ = ["ModelPass", "SPLITS", "model_pass", "split_ids", "embed_graphs", "sample_rows"]
 
 SPLITS = ("train", "val", "test")
 
@@ -62,6 +62,11 @@ def embed_graphs(model, graphs, batch_size: int = 256) -> tuple[np.ndarray, np.n
         preds.append(model.denormalize(model.readout(crys)).double().numpy())
         embs.append(crys.float().numpy())
     return np.concatenate(preds), np.concatenate(embs)
+
+
+def sample_rows(n: int, size: int, seed: int) -> np.ndarray:
+    """A seeded choice of ``min(size, n)`` of ``n`` rows, in order (the training crystals a sample keeps)."""
+    return np.sort(np.random.default_rng(seed).choice(n, min(size, n), replace=False))
 
 
 def split_ids(prepared: Prepared, manifest: dict, seed: int, exclude: list[str]) -> dict[str, list[str]]:
@@ -118,8 +123,7 @@ def model_pass(
     name, version = manifest["name"], str(manifest["version"])
     ids = split_ids(prepared, manifest, seed, exclude)
     if 0 < train_sample < len(ids["train"]):
-        pick = np.sort(np.random.default_rng(seed).choice(len(ids["train"]), train_sample, replace=False))
-        ids["train"] = [ids["train"][i] for i in pick]
+        ids["train"] = [ids["train"][i] for i in sample_rows(len(ids["train"]), train_sample, seed)]
     loaded = load_exported(folder)
     model = loaded.model.float().eval()
     index = {m: i for i, m in enumerate(prepared.data.ids)}
