@@ -72,9 +72,9 @@ def uncertainty_section(folders: list[Path]) -> str:
         "",
         "Targets: within 1σ 60-75%, within 2σ ≥ 90%, Spearman ≥ 0.4.",
         "",
-        "The service gives the single-model sigma by default (10-16% of HTTP batch throughput, within the 30% "
-        "rule) and the combined one with `?uncertainty=ensemble` (it then runs the partner model too: 29-33%, "
-        "at the 30% rule's edge, hence opt-in; `python -m bench --only uncertainty`), for the properties where the "
+        "The service gives the single-model sigma by default (10-17% of HTTP batch throughput, within the 30% "
+        "rule) and the combined one with `?uncertainty=ensemble` (it then runs the partner model too: 28-37%, "
+        "around the 30% rule, hence opt-in; `python -m bench --only uncertainty`), for the properties where the "
         "combination ranks the validation errors better than the model's own score (the others have one row: "
         "their sigma is the same either way).",
         "",
