@@ -249,9 +249,11 @@ def monotone_fit(
     sigma is the larger of the 68.27% quantile of ``|error|`` and half its 90% quantile (``levels``), so
     that about 68% of the bin's errors lie within 1 sigma and at least 90% within 2 sigma even
     where the errors have heavier tails than a Gaussian; the bin values are then made
-    non-decreasing (isotonic regression) and placed at each bin's median score. Sigma never goes
-    below a tenth of the mean ``|error|``: a bin whose errors are mostly exactly zero (metals whose
-    band gap is gated to 0 eV) does not make a prediction certain.
+    non-decreasing (isotonic regression) and placed at each bin's median score. A bin whose errors
+    are so often exactly zero that its quantile is 0 (metals whose band gap is gated to 0 eV) gets a
+    tenth of the mean ``|error|`` instead, so that it does not make a prediction certain; a bin of
+    small errors that are not zero (a model without a gate predicting a few meV for metals) keeps
+    its measured quantile: a floor there would cover every one of them at 1 sigma.
 
     Returns:
         ``(score_knots, sigma_knots)``, each ``[n_bins]``.
@@ -261,8 +263,9 @@ def monotone_fit(
     xs = np.array([np.median(score[b]) for b in bins])
     one, two = levels
     q = np.array([max(np.quantile(abs_err[b], one), np.quantile(abs_err[b], two) / 2) for b in bins])
+    q = np.where(q > 0, q, 0.1 * float(np.mean(abs_err)))
     ys = _isotonic(q, np.array([len(b) for b in bins], float))
-    return xs, np.maximum(ys, max(0.1 * float(np.mean(abs_err)), 1e-6))
+    return xs, np.maximum(ys, 1e-6)
 
 
 def combined_score(score: np.ndarray, spread: np.ndarray, spread_scale: float, distance_scale: float) -> np.ndarray:

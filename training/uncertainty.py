@@ -383,8 +383,9 @@ def calibrate_model(
             "to 0 eV; a candidate where 1% or more of the validation predictions are 0). Chosen: "
             + ", ".join(f"{q}: {_SCORE_LETTERS[k]}" for q, k in score_of.items())
             + ". g is a non-decreasing piecewise-linear map per property, fitted on the validation split (12 "
-            "equal-count bins: the larger of the a quantile of |error| and half the b quantile, made "
-            "monotone by isotonic regression; flat beyond the end knots). (a, b) = (68.27%, 90%), unless that "
+            "equal-count bins: the larger of the a quantile of |error| and half the b quantile, or a tenth of "
+            "the mean |error| where that is 0 (a bin of exact zeros), made monotone by isotonic regression; flat "
+            "beyond the end knots). (a, b) = (68.27%, 90%), unless that "
             "map misses 60-75% within 1 sigma or 90% within 2 on validation; then the (a, b) of a grid that keeps "
             "90% within 2 sigma (plus two standard errors) with the 1-sigma coverage nearest 68.27% (levels, per "
             "property). sigma is one "

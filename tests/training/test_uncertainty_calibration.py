@@ -58,6 +58,21 @@ def test_monotone_fit_is_non_decreasing_and_calibrated_on_its_data() -> None:
     assert np.all(np.abs(observed - expected) < 0.1)  # Gaussian errors: close to the diagonal
 
 
+def test_only_bins_of_exact_zeros_get_the_sigma_floor() -> None:
+    # lowest scores: a model without a gate, a few meV off on metals; then metals gated to exactly 0 eV;
+    # then semiconductors off by tenths of an eV
+    rng = np.random.default_rng(4)
+    score = np.arange(3600.0)
+    a = np.concatenate([rng.uniform(0.005, 0.015, 1200), np.zeros(1200), np.abs(rng.normal(scale=0.5, size=1200))])
+    xs, ys = cg.monotone_fit(score, a)
+    floor = 0.1 * a.mean()
+    assert np.all(ys[:4] < 0.016) and np.all(ys[:4] < floor), "small measured errors keep their quantile"
+    assert np.allclose(ys[4:8], floor), "bins of exact zeros are not made certain"
+    sigma = np.interp(score, xs, ys)
+    assert 0.55 <= (a[:1200] <= sigma[:1200]).mean() <= 0.80, "the small errors are covered as measured, not all"
+    assert np.all(a[1200:2400] <= sigma[1200:2400])
+
+
 def test_a_constant_sigma_has_defined_figures_that_say_it_ranks_nothing() -> None:
     # a score anti-correlated with the errors is flattened by the monotone fit into one value
     rng = np.random.default_rng(2)
