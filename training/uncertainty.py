@@ -49,7 +49,14 @@ from .pipeline import prepare
 from .protocol import EXCLUDE, SPLIT_SEED, TARGETS, shipped
 from .uncertainty_data import ModelPass, model_pass, sample_rows, split_ids
 from .uncertainty_domain import domain_stats
-from .uncertainty_metrics import calibration_metrics, coverage_frontier, level_grid, plot_calibration
+from .uncertainty_metrics import (
+    ONE_SIGMA_TARGET,
+    TWO_SIGMA_TARGET,
+    calibration_metrics,
+    coverage_frontier,
+    level_grid,
+    plot_calibration,
+)
 
 __all__ = [
     "calibrate_models",
@@ -98,8 +105,6 @@ BY_CLASS_ABOVE = 0.01
 OOD_QUANTILE = 0.99
 #: Quantile levels of the sigma maps by default, and the coverage targets they are held to on validation.
 LEVELS = (0.6827, 0.90)
-ONE_SIGMA_TARGET = (0.60, 0.75)
-TWO_SIGMA_TARGET = 0.90
 NPZ, JSON = "uncertainty.npz", "uncertainty.json"
 _SCORE_NAMES = {
     "distance": "embedding distance",

@@ -12,7 +12,22 @@ from scipy.stats import spearmanr
 
 from crystalgraph import monotone_fit
 
-__all__ = ["calibration_metrics", "plot_calibration", "coverage_curve", "coverage_frontier", "level_grid"]
+__all__ = [
+    "ONE_SIGMA_TARGET",
+    "TWO_SIGMA_TARGET",
+    "SPEARMAN_TARGET",
+    "calibration_metrics",
+    "plot_calibration",
+    "coverage_curve",
+    "coverage_frontier",
+    "level_grid",
+]
+
+#: The trust-signals issue's calibration targets: the fraction of |error| <= sigma, of |error| <= 2 sigma,
+#: and the Spearman correlation of sigma with |error| (test split).
+ONE_SIGMA_TARGET = (0.60, 0.75)
+TWO_SIGMA_TARGET = 0.90
+SPEARMAN_TARGET = 0.4
 
 
 def calibration_metrics(sigma: np.ndarray, err: np.ndarray) -> dict[str, float]:
@@ -70,7 +85,7 @@ def level_grid(score: np.ndarray, err: np.ndarray) -> list[tuple[tuple[float, fl
     return out
 
 
-def coverage_frontier(score: np.ndarray, err: np.ndarray, two_sigma_target: float = 0.90) -> dict:
+def coverage_frontier(score: np.ndarray, err: np.ndarray, two_sigma_target: float = TWO_SIGMA_TARGET) -> dict:
     """The lowest 1-sigma coverage any map of :func:`level_grid` reaches with 2-sigma coverage >= the target.
 
     Whether the 1-sigma target (60-75%) can be met together with the 2-sigma one by re-choosing

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from scipy.stats import norm
 
-__all__ = ["uncertainty_section"]
+from .uncertainty_metrics import ONE_SIGMA_TARGET, SPEARMAN_TARGET, TWO_SIGMA_TARGET
+
+__all__ = ["uncertainty_section", "needed_of_nonzero"]
 
 _COLUMNS = ("within_1_sigma", "within_2_sigma", "spearman", "mae_top10_sigma", "mae_rest", "mean_sigma", "nll")
 _HEADER = "| within 1σ | within 2σ | Spearman(σ, abs err) | MAE, 10% largest σ | MAE, the rest | mean σ | NLL |"
@@ -24,16 +26,16 @@ def _cells(m: dict) -> str:
 def _verdict(m: dict) -> str:
     """Which of the issue's targets a row misses (1σ 60-75%, 2σ ≥ 90%, Spearman ≥ 0.4)."""
     missed = []
-    if not 0.60 <= m["within_1_sigma"] <= 0.75:
+    if not ONE_SIGMA_TARGET[0] <= m["within_1_sigma"] <= ONE_SIGMA_TARGET[1]:
         missed.append("1σ")
-    if m["within_2_sigma"] < 0.90:
+    if m["within_2_sigma"] < TWO_SIGMA_TARGET:
         missed.append("2σ")
-    if m["spearman"] < 0.4:
+    if m["spearman"] < SPEARMAN_TARGET:
         missed.append("Spearman")
     return "all met" if not missed else "missed: " + ", ".join(missed)
 
 
-def _needed_of_nonzero(exact_zero: float) -> tuple[float, float, float, float]:
+def needed_of_nonzero(exact_zero: float) -> tuple[float, float, float, float]:
     """What the targets ask of the errors that are not exactly 0, and what two error shapes give there.
 
     With a fraction ``z`` of errors exactly 0 (covered at any sigma), 1σ ≤ 75% and 2σ ≥ 90% overall
@@ -45,8 +47,8 @@ def _needed_of_nonzero(exact_zero: float) -> tuple[float, float, float, float]:
     Returns:
         ``(most within 1σ, least within 2σ, Laplace within 2σ, Gaussian within 2σ)``.
     """
-    one = (0.75 - exact_zero) / (1 - exact_zero)
-    two = (0.90 - exact_zero) / (1 - exact_zero)
+    one = (ONE_SIGMA_TARGET[1] - exact_zero) / (1 - exact_zero)
+    two = (TWO_SIGMA_TARGET - exact_zero) / (1 - exact_zero)
     gauss = 2 * float(norm.cdf(2 * norm.ppf((1 + one) / 2))) - 1
     return one, two, 1 - (1 - one) ** 2, gauss
 
@@ -138,7 +140,7 @@ def uncertainty_section(folders: list[Path]) -> str:
     zeros = [
         f"| `{info['model']['name']}` | {prop} | {how} | {t['exact_zero']:.1%} | {t['within_1_sigma_nonzero']:.1%} | "
         f"{t['within_2_sigma_nonzero']:.1%} | {t['within_1_sigma']:.1%} | "
-        + " | ".join(f"{x:.1%}" for x in _needed_of_nonzero(t["exact_zero"]))
+        + " | ".join(f"{x:.1%}" for x in needed_of_nonzero(t["exact_zero"]))
         + " |"
         for info in infos
         for prop, p in info["properties"].items()

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.special import erfinv
 
 import crystalgraph as cg
 from training.uncertainty_metrics import calibration_metrics, coverage_curve, coverage_frontier
-from training.uncertainty_report import uncertainty_section
+from training.uncertainty_report import needed_of_nonzero, uncertainty_section
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -234,6 +235,29 @@ def test_shipped_artifacts_are_small_verified_and_flag_few_test_crystals(info_pa
     assert "Am" not in counts and "Cm" not in counts
     assert info["domain"]["max_atoms"] < 400
     assert info["domain"]["density_g_cm3"][0] > 0.1
+
+
+def test_what_the_targets_ask_of_nonzero_errors_matches_simulated_errors() -> None:
+    # 38% exact zeros (gated metals), the rest Laplace or Gaussian with a known scale per crystal
+    rng = np.random.default_rng(5)
+    n, zero = 200_000, 0.384
+    one, two, laplace, gauss = needed_of_nonzero(zero)
+    assert one == pytest.approx(0.594, abs=1e-3) and two == pytest.approx(0.838, abs=1e-3)
+    scale = rng.uniform(0.05, 2.0, n)
+    for draw, sigma_over_scale, expected in (
+        (rng.laplace(scale=scale), -np.log(1 - one), laplace),  # P(|e| <= s) = 1 - exp(-s / b)
+        (rng.normal(scale=scale), np.sqrt(2) * erfinv(one), gauss),
+    ):
+        err = np.where(np.arange(n) < zero * n, 0.0, draw)
+        m = calibration_metrics(scale * sigma_over_scale, err)
+        assert m["within_1_sigma_nonzero"] == pytest.approx(one, abs=0.005)
+        assert m["within_2_sigma_nonzero"] == pytest.approx(expected, abs=0.005)
+    assert laplace < two < gauss, "Laplace-shaped errors cannot meet both targets here, Gaussian ones can"
+    # per crystal other sigmas (here: half of them smaller, half larger) only lower the 2-sigma coverage
+    err = np.abs(rng.laplace(scale=scale))
+    u = np.where(np.arange(n) % 2 == 0, (1 - one) * 0.5, (1 - one) * 1.5)
+    sigma = -scale * np.log(u)
+    assert (err <= sigma).mean() == pytest.approx(one, abs=0.005) and (err <= 2 * sigma).mean() < laplace
 
 
 def test_report_section_renders_the_shipped_figures() -> None:
