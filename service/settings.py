@@ -135,6 +135,9 @@ class Settings(BaseSettings):
         ray_actor_cpus: CPUs an inference actor reserves on the cluster (a fraction is allowed: on
             a CPU, inference costs a fraction of parsing; parse tasks take one CPU each).
         ray_parse_batch: Files per Ray parse task.
+        ray_start_timeout_s: Longest the inference actors may take to be placed on the cluster and load
+            the models. Past it the start fails (its actors are ended, the reason is logged) and the
+            jobs stay queued until the next try, about a minute later.
     """
 
     model_config = SettingsConfigDict(env_prefix="CRYSTAL_", extra="forbid", frozen=True)
@@ -187,6 +190,7 @@ class Settings(BaseSettings):
     ray_actors: int = Field(1, ge=1, le=1024)
     ray_actor_cpus: float = Field(1.0, gt=0, le=256)
     ray_parse_batch: int = Field(16, ge=1, le=4096)
+    ray_start_timeout_s: float = Field(300.0, gt=0)
 
     def batch_limits(self, device: str) -> tuple[int, int]:
         """``(max structures, max atoms)`` of one micro-batch on ``device``.

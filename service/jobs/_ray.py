@@ -62,6 +62,16 @@ def connect(address: str, **init: Any) -> None:
         ray.init(address=address, **options, **init)
 
 
+def _end(actors: Sequence[Any]) -> None:
+    """Kill ``actors`` (their models and the cluster resources they hold go with them)."""
+    if actors:
+        import ray
+
+        for a in actors:
+            with contextlib.suppress(Exception):
+                ray.kill(a)
+
+
 def _crashed() -> tuple[str, str]:
     error = InvalidStructure(
         "The parser process died twice on this file (a crash in the CIF reader, or the operating "
@@ -111,25 +121,38 @@ class RayExecutor:
     def _start(self) -> None:
         import ray
 
-        connect(self.settings.ray_address, **self._init)
-        gpus = ray.cluster_resources().get("GPU", 0) >= 1
+        s = self.settings
+        log.info("ray executor: joining the cluster at %s", s.ray_address)
+        connect(s.ray_address, **self._init)
+        resources = ray.cluster_resources()
+        gpus = resources.get("GPU", 0) >= 1
         self._parse = ray.remote(parse_files).options(num_cpus=1, max_retries=_BATCH_RETRIES)
         actor = ray.remote(InferenceActor).options(
-            num_cpus=self.settings.ray_actor_cpus, num_gpus=1 if gpus else 0, max_restarts=-1, max_task_retries=-1
+            num_cpus=s.ray_actor_cpus, num_gpus=1 if gpus else 0, max_restarts=-1, max_task_retries=-1
         )
-        self._actors = [actor.remote(self.settings) for _ in range(self.settings.ray_actors)]
-        loaded = ray.get([a.ready.remote() for a in self._actors])
-        log.info("ray executor: %d actor(s), %s", len(self._actors), loaded[0])
+        actors: list[Any] = [actor.remote(s) for _ in range(s.ray_actors)]
+        log.info("ray executor: joined; %d actor(s) loading the models (cluster: %s)", len(actors), resources)
+        try:
+            loaded = ray.get([a.ready.remote() for a in actors], timeout=s.ray_start_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            _end(actors)
+            asked = f"{s.ray_actor_cpus:g} CPU" + (" and 1 GPU" if gpus else "")
+            have = ", ".join(f"{resources.get(k, 0):g} {k}" for k in ("CPU", "GPU"))
+            raise TimeoutError(
+                f"{len(actors)} inference actor(s) did not load the models in {s.ray_start_timeout_s:g} s "
+                f"(CRYSTAL_RAY_START_TIMEOUT_S): each asks for {asked}, the cluster has {have} in all "
+                "(`ray status` shows what is free)"
+            ) from None
+        except BaseException:
+            _end(actors)  # a failed start leaves no actor holding the cluster's CPUs for the next try
+            raise
+        self._actors = actors
+        log.info("ray executor: %d actor(s), %s", len(actors), loaded[0])
 
     async def stop(self) -> None:
         """End the actors (this process stays connected: ``ray.init`` is once per process)."""
         actors, self._actors = self._actors, []
-        if actors:
-            import ray
-
-            for a in actors:
-                with contextlib.suppress(Exception):
-                    ray.kill(a)
+        _end(actors)
 
     def _submit(self, spec: object, positions: list[int], pending: Sequence[InputRow], parsed: Any) -> _Flight:
         """Chain ``positions``' parse task (or their outcomes, a list) to the next actor, round robin."""

@@ -103,6 +103,11 @@ class ServiceProcess:
 
     proc: subprocess.Popen[bytes]
     url: str
+    log: Path
+
+    def log_tail(self, chars: int = 4000) -> str:
+        """The end of the process's output (stdout and stderr), for a failing test's message."""
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else "(no log)"
 
     def kill(self) -> None:
         os.killpg(self.proc.pid, signal.SIGKILL)
@@ -140,13 +145,13 @@ def service_process(tmp_path: Path, in_home: Callable[[str], bool]) -> Iterator[
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        live = ServiceProcess(proc, f"http://127.0.0.1:{port}")
+        live = ServiceProcess(proc, f"http://127.0.0.1:{port}", tmp_path / f"service-{port}.log")
         started.append(live)
         deadline = time.monotonic() + 180
         with httpx.Client(base_url=live.url, timeout=5) as client:
             while True:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"the service exited: {(tmp_path / f'service-{port}.log').read_text()}")
+                    raise RuntimeError(f"the service exited: {live.log_tail(100_000)}")
                 try:
                     if client.get("/readyz").status_code == 200:
                         return live

@@ -7,6 +7,7 @@ restart test's ``python -m service`` subprocesses join it by its address.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -198,3 +199,31 @@ def test_service_killed_mid_ray_job_resumes_on_restart(
     assert (status["state"], status["executor"], status["counts"]["done"]) == ("done", "ray", len(members))
     assert set(before) <= set(after), "rows committed before the kill are kept"
     assert [json.loads(line)["index"] for line in after] == list(range(len(members))), "every file exactly once"
+
+
+def test_an_executor_start_past_its_timeout_fails_and_frees_the_cluster(
+    ray_address: str, models_dir: Path, tmp_path: Path
+) -> None:
+    """A start is bounded (``ray_start_timeout_s``) and ends its actors, so the next try finds their CPUs free.
+
+    The actors ask for 1.5 of the instance's 2 CPUs: one left behind by the failed start would leave
+    the second start no room (and a module server's actor, if running, holds 0.5).
+    """
+    from service.jobs._ray import RayExecutor
+
+    def executor(timeout_s: float) -> RayExecutor:
+        settings = Settings(
+            models_dir=models_dir,
+            data_dir=tmp_path,
+            jobs_executor="ray",
+            ray_address=ray_address,
+            ray_actor_cpus=1.5,
+            ray_start_timeout_s=timeout_s,
+        )
+        return RayExecutor(settings)
+
+    with pytest.raises(TimeoutError, match=r"in 0\.01 s .*asks for 1\.5 CPU, the cluster has 2 CPU"):
+        asyncio.run(executor(0.01).start())
+    patient = executor(120)
+    asyncio.run(patient.start())
+    asyncio.run(patient.stop())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,11 @@ import pytest
 pytest.importorskip("ray")
 pytest.importorskip("grpc", reason="Ray Client needs ray[client]")
 
+#: A line of a Ray log that may say why a job never started: Python's and glog's errors and warnings, tracebacks.
+_COMPLAINT = re.compile(r"\b(ERROR|WARNING)\b| [EW] \d+ \d+\]|^Traceback|^\w*(Error|Exception)\b")
+#: Ray's logs of what is not in the job's way (the dashboard's modules, periodic state dumps).
+_QUIET = ("dashboard", "debug_state", "monitor", "events")
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -34,8 +41,38 @@ def _free_port() -> int:
         return port
 
 
+@dataclass
+class RayHead:
+    """A running ``ray start --head``: its Ray Client address, its output, and its session's files."""
+
+    address: str
+    log: Path
+    temp: Path
+
+    def complaints(self, per_file: int = 4) -> str:
+        """The last few error and warning lines of the head's output and of its session's logs.
+
+        Short, as CI shows only the end of a run's output: enough to tell a client that never
+        connected from actors that were never placed.
+        """
+        logs = sorted((self.temp / "session_latest" / "logs").glob("*")) if self.temp.is_dir() else []
+        found = []
+        for f in [self.log, *logs]:
+            if not f.is_file() or f.name.startswith(_QUIET):
+                continue
+            lines = [line[:240] for line in f.read_text(errors="replace").splitlines() if _COMPLAINT.search(line)]
+            if lines:
+                found.append(f"--- {f.name}:\n" + "\n".join(lines[-per_file:]))
+        return "\n".join(found) or "--- the Ray head logged no error"
+
+
+def _news(log: str) -> str:
+    """The service's log without its model loading (the test's repository, good and bad models alike)."""
+    return "\n".join(line for line in log.splitlines() if "service.repository" not in line)[-1500:]
+
+
 @pytest.fixture
-def ray_client_address(tmp_path: Path) -> Iterator[str]:
+def ray_head(tmp_path: Path) -> Iterator[RayHead]:
     gcs, client = _free_port(), _free_port()
     home = tmp_path / "home"
     home.mkdir()
@@ -63,7 +100,7 @@ def ray_client_address(tmp_path: Path) -> Iterator[str]:
                     if time.monotonic() > deadline:
                         pytest.fail("the Ray Client port did not open in 180 s")
                     time.sleep(0.5)
-            yield f"ray://127.0.0.1:{client}"
+            yield RayHead(f"ray://127.0.0.1:{client}", tmp_path / "ray-head.log", Path(temp))
         finally:
             os.killpg(proc.pid, signal.SIGTERM)  # `ray start --block` stops its node on SIGTERM
             try:
@@ -75,7 +112,7 @@ def ray_client_address(tmp_path: Path) -> Iterator[str]:
 
 
 def test_a_job_through_ray_client_matches_the_batch_answers(
-    ray_client_address: str,
+    ray_head: RayHead,
     models_dir: Path,
     many_cifs: Callable[[int], dict[str, str]],
     make_archive: Callable[..., bytes],
@@ -88,7 +125,7 @@ def test_a_job_through_ray_client_matches_the_batch_answers(
             "CRYSTAL_MODELS_DIR": str(models_dir),
             "CRYSTAL_PARSE_WORKERS": "1",
             "CRYSTAL_JOBS_EXECUTOR": "ray",
-            "CRYSTAL_RAY_ADDRESS": ray_client_address,
+            "CRYSTAL_RAY_ADDRESS": ray_head.address,
             "CRYSTAL_RAY_PARSE_BATCH": "8",
             "CRYSTAL_RAY_ACTOR_CPUS": "0.5",
             "RAY_AUTH_MODE": "disabled",
@@ -97,7 +134,11 @@ def test_a_job_through_ray_client_matches_the_batch_answers(
     with httpx.Client(base_url=service.url, timeout=120) as client:
         body = make_archive(members, "tar.gz")
         job = client.post("/v1/jobs", content=body, headers={"Content-Type": "application/gzip"}).raise_for_status()
-        status = wait_job(client, job.json()["id"], timeout=300)
+        try:
+            status = wait_job(client, job.json()["id"], timeout=300)
+        except AssertionError as stuck:  # what the service and the head said is the only clue to why
+            said = f"{ray_head.complaints()}\n--- the service:\n{_news(service.log_tail(4000))}"
+            raise AssertionError(f"{stuck}\n{said}") from None
         rows = client.get(job.json()["links"]["results"], params={"format": "ndjson"}).raise_for_status().text
         names = list(members)
         batch = client.post(
