@@ -183,8 +183,12 @@ def _follow(client: ServiceClient, job: dict[str, Any], *, poll: float, progress
         dynamic_ncols=True,
         smoothing=0.1,
     ) as bar:
+        waiting = None
         while True:
             counts = job["counts"]
+            if job.get("waiting") and job["waiting"] != waiting:  # a queued job that cannot start says why, once
+                waiting = job["waiting"]
+                bar.write(f"waiting: {waiting['code']}: {waiting['detail']}", file=sys.stderr)
             bar.set_postfix(progress_counts(counts), refresh=False)
             bar.update(counts["done"] - bar.n)
             if job["state"] in FINISHED:

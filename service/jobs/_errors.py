@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..errors import NotFound, ServiceError
 
-__all__ = ["JobNotFound", "StorageFull", "InputsMissing", "DataDirBusy"]
+__all__ = ["JobNotFound", "StorageFull", "InputsMissing", "DataDirBusy", "ExecutorUnavailable"]
 
 
 class JobNotFound(NotFound):
@@ -27,3 +27,9 @@ class DataDirBusy(ServiceError):
     """Another service process owns the data folder (its lock file is held)."""
 
     status, code, title = 503, "data_dir_busy", "Job storage is owned by another process"
+
+
+class ExecutorUnavailable(ServiceError):
+    """The executor of ``jobs_executor`` could not start; queued jobs say so (``waiting``) and wait for the next try."""
+
+    status, code, title = 503, "executor_unavailable", "The job executor could not start"

@@ -47,7 +47,7 @@ from ..schemas import Notice
 from ..settings import Settings
 from ..state import ServiceState
 from ..uploads import Upload
-from ._errors import DataDirBusy, InputsMissing, JobNotFound, StorageFull
+from ._errors import DataDirBusy, ExecutorUnavailable, InputsMissing, JobNotFound, StorageFull
 from ._executor import make_executor
 from ._export import csv_lines, ndjson_lines
 from ._ingest import write_inputs
@@ -94,6 +94,8 @@ class JobService:
         #: What computes the jobs' files (``jobs_executor``); connected when the first job runs.
         self.executor = make_executor(settings, state, self.traffic)
         self._executor_started = False
+        #: Why the executor's last start failed (shown by queued jobs); ``None`` once it has started.
+        self._executor_failure: Notice | None = None
         #: The clock that decides when finished jobs expire and when to sweep (tests move it on).
         self.clock: Callable[[], float] = time.time
 
@@ -179,6 +181,7 @@ class JobService:
             executor=row.executor,  # inprocess | ray, as stored
             strict=self._strict(row),
             queue_position=queue_position if row.state == "queued" else None,
+            waiting=self._executor_failure if row.state == "queued" else None,
             links=JobLinks(self=base, results=f"{base}/results"),
         )
 
@@ -388,14 +391,15 @@ class JobService:
             try:
                 await self.executor.start()
             except Exception as failure:  # noqa: BLE001 - the jobs wait (queued), the service serves on
-                log.error(
-                    "jobs wait: the %s executor could not start: %s: %s",
-                    self.executor.name,
-                    type(failure).__name__,
-                    failure,
+                why = ExecutorUnavailable(
+                    f"The {self.executor.name} executor could not start ({type(failure).__name__}: {failure}); "
+                    "the job waits, and the service tries again about a minute later."
                 )
+                self._executor_failure = Notice(code=why.code, detail=why.detail)
+                log.error("jobs wait: %s", why.detail)
                 await asyncio.sleep(10.0)
                 return False
+            self._executor_failure = None
             self._executor_started = True
         async with self._lock:
             row = await self._db(self.store.next_runnable, self._last)

@@ -55,6 +55,11 @@ class JobStatus(BaseModel):
         description="For a queued job: unfinished jobs submitted before it (0: it starts next). Jobs take turns "
         "chunk by chunk, so it starts once each of them has run one more chunk.",
     )
+    waiting: Notice | None = Field(
+        None,
+        description="For a queued job: why no job can start now (``executor_unavailable``: the Ray cluster "
+        "could not be joined, or its actors not placed); the service tries again about a minute later.",
+    )
     executor: Literal["inprocess", "ray"] | None = Field(
         None,
         description="What ran the job: this process (``inprocess``) or a Ray cluster (``ray``); null until it starts.",

@@ -118,6 +118,7 @@ function progress(job) {
   }[job.state];
   let text = `${words}: ${done} of ${total} files, ${ok} predicted, ${failed} failed.`;
   if (job.error) text += ` ${job.error.detail}`;
+  if (job.waiting) text += ` ${job.waiting.detail}`;
   say(text);
 }
 

@@ -11,6 +11,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +25,8 @@ import pytest
 from service import Settings
 
 ray = pytest.importorskip("ray")
+
+CLI = Path(sys.executable).parent / "crystal-predict"
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +231,44 @@ def test_an_executor_start_past_its_timeout_fails_and_frees_the_cluster(
     patient = executor(120)
     asyncio.run(patient.start())
     asyncio.run(patient.stop())
+
+
+def test_a_job_that_cannot_start_says_why_in_its_status_and_in_the_cli(
+    ray_address: str,
+    models_dir: Path,
+    tmp_path: Path,
+    live_server_class: type[Any],
+    cifs: dict[str, str],
+) -> None:
+    """Actors asking for more CPUs than the cluster has: the job stays queued and its status says why."""
+    settings = Settings(
+        models_dir=models_dir,
+        parse_workers=1,
+        data_dir=tmp_path / "data",
+        jobs_executor="ray",
+        ray_address=ray_address,
+        ray_actor_cpus=4,
+        ray_start_timeout_s=1,
+    )
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "nacl.cif").write_text(cifs["nacl"])
+    live = live_server_class(settings).start()
+    command = [str(CLI), "screen", str(tmp_path / "in"), "--url", live.url, "--out", str(tmp_path / "out.csv")]
+    screen = subprocess.Popen([*command, "--poll", "0.1"], stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        with live.client() as client:
+            deadline = time.monotonic() + 120
+            while not (jobs := client.get("/v1/jobs").raise_for_status().json()["jobs"]) or not jobs[0]["waiting"]:
+                assert time.monotonic() < deadline, f"no job waiting with a reason: {jobs}"
+                time.sleep(0.2)
+            time.sleep(2.0)  # the CLI polls every 0.1 s
+            status = client.get(jobs[0]["links"]["self"]).raise_for_status().json()
+    finally:
+        screen.kill()
+        said = screen.communicate(timeout=30)[1]
+        live.stop()
+    assert (status["state"], status["counts"]["done"]) == ("queued", 0)
+    assert status["waiting"]["code"] == "executor_unavailable"
+    assert "did not load the models in 1 s" in status["waiting"]["detail"]
+    assert "asks for 4 CPU, the cluster has 2 CPU" in status["waiting"]["detail"]
+    assert f"waiting: executor_unavailable: {status['waiting']['detail']}" in said, said

@@ -277,3 +277,39 @@ def test_narrow_window_keeps_the_error_column_in_view(open_page: Any, cifs: dict
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 700, box
     assert page.evaluate("document.scrollingElement.scrollWidth") <= 700
     page.screenshot(path=str(_artifacts() / "screening-page-700px.png"), full_page=True)
+
+
+@pytest.fixture
+def stuck_service(service_process: Any, models_dir: Path) -> Iterator[Any]:
+    """A ``python -m service`` whose jobs cannot start: its local Ray instance has fewer CPUs than its actors ask."""
+    pytest.importorskip("ray")
+    with tempfile.TemporaryDirectory(prefix="rp") as temp:  # short: Ray's socket paths are capped
+        live = service_process(
+            {
+                "CRYSTAL_MODELS_DIR": str(models_dir),
+                "CRYSTAL_PARSE_WORKERS": "1",
+                "CRYSTAL_JOBS_EXECUTOR": "ray",
+                "CRYSTAL_RAY_ADDRESS": "local",
+                "CRYSTAL_RAY_ACTOR_CPUS": "256",
+                "CRYSTAL_RAY_START_TIMEOUT_S": "1",
+                "RAY_TMPDIR": temp,
+                "RAY_AUTH_MODE": "disabled",
+                "RAY_USAGE_STATS_ENABLED": "0",
+            }
+        )
+        yield live
+        live.stop()  # before its Ray files go
+
+
+def test_a_job_that_cannot_start_says_why_on_the_page(browser: Any, stuck_service: Any, cifs: dict[str, str]) -> None:
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(stuck_service.url + "/")
+    expect(page.locator("#models-status")).to_contain_text("models loaded")
+    _drop(page, {"nacl.cif": cifs["nacl"]}, "Queued: 0 of 1 files")
+    expect(page.locator("#status")).to_contain_text("The ray executor could not start (TimeoutError:", timeout=120_000)
+    expect(page.locator("#status")).to_contain_text("asks for 256 CPU")
+    page.screenshot(path=str(_artifacts() / "screening-page-waiting.png"))
+    page.close()
+    assert errors == []
