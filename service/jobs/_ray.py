@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,8 @@ log = logging.getLogger("service.jobs.ray")
 #: Retries of a parse task whose worker died; a file alone gets one (it is then tried twice).
 _BATCH_RETRIES = 3
 _SINGLE_RETRIES = 1
+#: Seconds past ``ray_start_timeout_s`` that :meth:`RayExecutor.start` waits for the start to end by itself.
+_START_GRACE_S = 5.0
 
 
 def connect(address: str, **init: Any) -> None:
@@ -113,12 +116,33 @@ class RayExecutor:
         self._actors: list[Any] = []
         self._turn = 0
         self._parse: Any = None
+        self._starting: asyncio.Future[None] | None = None  # the start in progress, or the last one
 
     async def start(self) -> None:
-        """Join the cluster and start the inference actors; returns once every actor has loaded its models."""
-        await asyncio.to_thread(self._start)
+        """Join the cluster and start the inference actors; returns once every actor has loaded its models.
 
-    def _start(self) -> None:
+        Raises:
+            TimeoutError: Not done in ``ray_start_timeout_s``. Joining goes on in the background (Ray's
+                client can wait on its server without end, and a thread cannot be stopped): a later
+                call waits for that same attempt rather than starting a second one.
+        """
+        timeout = self.settings.ray_start_timeout_s
+        attempt = self._starting
+        if attempt is None or (attempt.done() and attempt.exception() is not None):
+            deadline = time.monotonic() + timeout
+            attempt = self._starting = asyncio.ensure_future(asyncio.to_thread(self._start, deadline))
+        try:
+            # A little past the deadline: actors late to load fail inside with what they asked for.
+            await asyncio.wait_for(asyncio.shield(attempt), timeout + _START_GRACE_S)
+        except TimeoutError:
+            if attempt.done():
+                raise  # the start's own TimeoutError (its actors late), not this wait's
+            raise TimeoutError(
+                f"joining the Ray cluster at {self.settings.ray_address} and loading the models has taken more "
+                f"than {timeout:g} s (CRYSTAL_RAY_START_TIMEOUT_S); it goes on"
+            ) from None
+
+    def _start(self, deadline: float) -> None:
         import ray
 
         s = self.settings
@@ -133,7 +157,7 @@ class RayExecutor:
         actors: list[Any] = [actor.remote(s) for _ in range(s.ray_actors)]
         log.info("ray executor: joined; %d actor(s) loading the models (cluster: %s)", len(actors), resources)
         try:
-            loaded = ray.get([a.ready.remote() for a in actors], timeout=s.ray_start_timeout_s)
+            loaded = ray.get([a.ready.remote() for a in actors], timeout=max(0.0, deadline - time.monotonic()))
         except ray.exceptions.GetTimeoutError:
             _end(actors)
             asked = f"{s.ray_actor_cpus:g} CPU" + (" and 1 GPU" if gpus else "")
@@ -151,7 +175,7 @@ class RayExecutor:
 
     async def stop(self) -> None:
         """End the actors (this process stays connected: ``ray.init`` is once per process)."""
-        actors, self._actors = self._actors, []
+        actors, self._actors, self._starting = self._actors, [], None
         _end(actors)
 
     def _submit(self, spec: object, positions: list[int], pending: Sequence[InputRow], parsed: Any) -> _Flight:

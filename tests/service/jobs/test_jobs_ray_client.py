@@ -128,6 +128,7 @@ def test_a_job_through_ray_client_matches_the_batch_answers(
             "CRYSTAL_RAY_ADDRESS": ray_head.address,
             "CRYSTAL_RAY_PARSE_BATCH": "8",
             "CRYSTAL_RAY_ACTOR_CPUS": "0.5",
+            "CRYSTAL_RAY_START_TIMEOUT_S": "120",  # a start that sticks is retried within the wait below
             "RAY_AUTH_MODE": "disabled",
         }
     )
@@ -152,3 +153,37 @@ def test_a_job_through_ray_client_matches_the_batch_answers(
         assert item["ok"] and answer["ok"]
         for prop, value in answer["predictions"].items():
             assert item["predictions"][prop]["value"] == value["value"], (item["filename"], prop)
+
+
+def test_a_ray_client_address_that_never_answers_leaves_the_job_waiting_with_the_reason(
+    models_dir: Path,
+    many_cifs: Callable[[int], dict[str, str]],
+    make_archive: Callable[..., bytes],
+    service_process: Callable[..., Any],
+    wait_job: Callable[..., dict[str, Any]],
+) -> None:
+    """A port that takes connections and says nothing: Ray's client waits on it; the service says so in time."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # connections complete in the kernel's backlog; nobody ever answers them
+        address = f"ray://127.0.0.1:{silent.getsockname()[1]}"
+        service = service_process(
+            {
+                "CRYSTAL_MODELS_DIR": str(models_dir),
+                "CRYSTAL_PARSE_WORKERS": "1",
+                "CRYSTAL_JOBS_EXECUTOR": "ray",
+                "CRYSTAL_RAY_ADDRESS": address,
+                "CRYSTAL_RAY_START_TIMEOUT_S": "2",
+                "RAY_AUTH_MODE": "disabled",
+            }
+        )
+        with httpx.Client(base_url=service.url, timeout=30) as client:
+            body = make_archive(many_cifs(2), "tar.gz")
+            job = client.post("/v1/jobs", content=body, headers={"Content-Type": "application/gzip"}).raise_for_status()
+            status = wait_job(client, job.json()["id"], until=lambda s: s["waiting"] is not None, timeout=60)
+            assert client.get("/readyz").status_code == 200, "the service answers on"
+    assert (status["state"], status["waiting"]["code"]) == ("queued", "executor_unavailable")
+    assert (
+        f"joining the Ray cluster at {address} and loading the models has taken more than 2 s"
+        in (status["waiting"]["detail"])
+    )
