@@ -272,7 +272,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 **init,
             )
         )
-    except (FileNotFoundError, ServiceError, RuntimeError) as exc:  # a missing input or model, Ray not installed
+    # a missing input or model, Ray not installed, a cluster that did not start the actors in time
+    except (FileNotFoundError, ServiceError, RuntimeError, TimeoutError) as exc:
         print(f"screen: {exc}", file=sys.stderr)
         return 2
     print(

@@ -41,8 +41,16 @@ def ray_address(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ray.shutdown()
 
 
-def _screen(*args: str, models_dir: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "CRYSTAL_MODELS_DIR": str(models_dir), "CRYSTAL_DATA_DIR": str(cwd / "data")}
+def _screen(
+    *args: str, models_dir: Path, cwd: Path, settings: dict[str, str] | None = None, returncode: int = 0
+) -> subprocess.CompletedProcess[str]:
+    """``python -m service screen ARGS`` with ``CRYSTAL_*`` ``settings``; its exit status must be ``returncode``."""
+    env = {
+        **os.environ,
+        "CRYSTAL_MODELS_DIR": str(models_dir),
+        "CRYSTAL_DATA_DIR": str(cwd / "data"),
+        **(settings or {}),
+    }
     done = subprocess.run(
         [sys.executable, "-m", "service", "screen", *args, "--no-progress"],
         env=env,
@@ -51,7 +59,7 @@ def _screen(*args: str, models_dir: Path, cwd: Path) -> subprocess.CompletedProc
         text=True,
         timeout=600,
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == returncode, done.stderr[-3000:]
     return done
 
 
@@ -128,3 +136,26 @@ def test_screen_of_mp_cifs_equals_the_batch_api_and_resumes(
         if p.name != parts[1].name:
             assert p.stat().st_mtime_ns == mtimes[p.name], f"{p.name} was written again"
     assert pq.read_table(out_pq).to_pylist() == table
+
+
+def test_screen_on_a_cluster_too_small_for_its_actors_stops_with_the_reason(
+    ray_address: str, models_dir: Path, cifs: dict[str, str], tmp_path: Path
+) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "nacl.cif").write_text(cifs["nacl"])
+    out = tmp_path / "results.csv"
+    done = _screen(
+        str(folder),
+        "--out",
+        str(out),
+        "--address",
+        ray_address,
+        models_dir=models_dir,
+        cwd=tmp_path,
+        settings={"CRYSTAL_RAY_ACTOR_CPUS": "4", "CRYSTAL_RAY_START_TIMEOUT_S": "1"},
+        returncode=2,
+    )
+    assert "screen: 1 inference actor(s) did not load the models in 1 s" in done.stderr, done.stderr[-3000:]
+    assert "asks for 4 CPU, the cluster has 2 CPU" in done.stderr
+    assert "Traceback" not in done.stderr and not out.exists()
