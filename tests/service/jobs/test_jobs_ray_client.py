@@ -66,6 +66,25 @@ class RayHead:
         return "\n".join(found) or "--- the Ray head logged no error"
 
 
+@pytest.fixture
+def service_on_ray(service_process: Callable[..., Any], models_dir: Path) -> Callable[..., Any]:
+    """``service_on_ray(address, **settings)``: a ready ``python -m service`` running its jobs on that cluster."""
+
+    def start(address: str, **settings: str) -> Any:
+        return service_process(
+            {
+                "CRYSTAL_MODELS_DIR": str(models_dir),
+                "CRYSTAL_PARSE_WORKERS": "1",
+                "CRYSTAL_JOBS_EXECUTOR": "ray",
+                "CRYSTAL_RAY_ADDRESS": address,
+                "RAY_AUTH_MODE": "disabled",
+                **settings,
+            }
+        )
+
+    return start
+
+
 def _news(log: str) -> str:
     """The service's log without its model loading (the test's repository, good and bad models alike)."""
     return "\n".join(line for line in log.splitlines() if "service.repository" not in line)[-1500:]
@@ -113,34 +132,26 @@ def ray_head(tmp_path: Path) -> Iterator[RayHead]:
 
 def test_a_job_through_ray_client_matches_the_batch_answers(
     ray_head: RayHead,
-    models_dir: Path,
+    service_on_ray: Callable[..., Any],
     many_cifs: Callable[[int], dict[str, str]],
-    make_archive: Callable[..., bytes],
-    service_process: Callable[..., Any],
+    submit_archive: Callable[..., dict[str, Any]],
     wait_job: Callable[..., dict[str, Any]],
 ) -> None:
     members = many_cifs(24)
-    service = service_process(
-        {
-            "CRYSTAL_MODELS_DIR": str(models_dir),
-            "CRYSTAL_PARSE_WORKERS": "1",
-            "CRYSTAL_JOBS_EXECUTOR": "ray",
-            "CRYSTAL_RAY_ADDRESS": ray_head.address,
-            "CRYSTAL_RAY_PARSE_BATCH": "8",
-            "CRYSTAL_RAY_ACTOR_CPUS": "0.5",
-            "CRYSTAL_RAY_START_TIMEOUT_S": "120",  # a start that sticks is retried within the wait below
-            "RAY_AUTH_MODE": "disabled",
-        }
+    service = service_on_ray(
+        ray_head.address,
+        CRYSTAL_RAY_PARSE_BATCH="8",
+        CRYSTAL_RAY_ACTOR_CPUS="0.5",
+        CRYSTAL_RAY_START_TIMEOUT_S="120",  # a start that sticks is retried within the wait below
     )
     with httpx.Client(base_url=service.url, timeout=120) as client:
-        body = make_archive(members, "tar.gz")
-        job = client.post("/v1/jobs", content=body, headers={"Content-Type": "application/gzip"}).raise_for_status()
+        job = submit_archive(client, members)
         try:
-            status = wait_job(client, job.json()["id"], timeout=300)
+            status = wait_job(client, job["id"], timeout=300)
         except AssertionError as stuck:  # what the service and the head said is the only clue to why
             said = f"{ray_head.complaints()}\n--- the service:\n{_news(service.log_tail(4000))}"
             raise AssertionError(f"{stuck}\n{said}") from None
-        rows = client.get(job.json()["links"]["results"], params={"format": "ndjson"}).raise_for_status().text
+        rows = client.get(job["links"]["results"], params={"format": "ndjson"}).raise_for_status().text
         names = list(members)
         batch = client.post(
             "/v1/predict/batch", files=[("files", (n.split("/")[-1], members[n], "chemical/x-cif")) for n in names]
@@ -156,10 +167,9 @@ def test_a_job_through_ray_client_matches_the_batch_answers(
 
 
 def test_a_ray_client_address_that_never_answers_leaves_the_job_waiting_with_the_reason(
-    models_dir: Path,
+    service_on_ray: Callable[..., Any],
     many_cifs: Callable[[int], dict[str, str]],
-    make_archive: Callable[..., bytes],
-    service_process: Callable[..., Any],
+    submit_archive: Callable[..., dict[str, Any]],
     wait_job: Callable[..., dict[str, Any]],
 ) -> None:
     """A port that takes connections and says nothing: Ray's client waits on it; the service says so in time."""
@@ -167,20 +177,10 @@ def test_a_ray_client_address_that_never_answers_leaves_the_job_waiting_with_the
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)  # connections complete in the kernel's backlog; nobody ever answers them
         address = f"ray://127.0.0.1:{silent.getsockname()[1]}"
-        service = service_process(
-            {
-                "CRYSTAL_MODELS_DIR": str(models_dir),
-                "CRYSTAL_PARSE_WORKERS": "1",
-                "CRYSTAL_JOBS_EXECUTOR": "ray",
-                "CRYSTAL_RAY_ADDRESS": address,
-                "CRYSTAL_RAY_START_TIMEOUT_S": "2",
-                "RAY_AUTH_MODE": "disabled",
-            }
-        )
+        service = service_on_ray(address, CRYSTAL_RAY_START_TIMEOUT_S="2")
         with httpx.Client(base_url=service.url, timeout=30) as client:
-            body = make_archive(many_cifs(2), "tar.gz")
-            job = client.post("/v1/jobs", content=body, headers={"Content-Type": "application/gzip"}).raise_for_status()
-            status = wait_job(client, job.json()["id"], until=lambda s: s["waiting"] is not None, timeout=60)
+            job = submit_archive(client, many_cifs(2))
+            status = wait_job(client, job["id"], until=lambda s: s["waiting"] is not None, timeout=60)
             assert client.get("/readyz").status_code == 200, "the service answers on"
     assert (status["state"], status["waiting"]["code"]) == ("queued", "executor_unavailable")
     assert (
