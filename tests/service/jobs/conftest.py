@@ -166,6 +166,25 @@ def service_process(tmp_path: Path, in_home: Callable[[str], bool]) -> Iterator[
         live.stop()
 
 
+@pytest.fixture
+def service_on_ray(service_process: Callable[..., Any], models_dir: Path) -> Callable[..., Any]:
+    """``service_on_ray(address, **settings)``: a ready ``python -m service`` running its jobs on that cluster."""
+
+    def start(address: str, **settings: str) -> Any:
+        return service_process(
+            {
+                "CRYSTAL_MODELS_DIR": str(models_dir),
+                "CRYSTAL_PARSE_WORKERS": "1",
+                "CRYSTAL_JOBS_EXECUTOR": "ray",
+                "CRYSTAL_RAY_ADDRESS": address,
+                "RAY_AUTH_MODE": "disabled",
+                **settings,
+            }
+        )
+
+    return start
+
+
 @pytest.fixture(scope="session")
 def limited_jobs_server(
     models_dir: Path, tmp_path_factory: pytest.TempPathFactory, live_server_class: type[Any]

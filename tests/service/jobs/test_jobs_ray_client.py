@@ -66,25 +66,6 @@ class RayHead:
         return "\n".join(found) or "--- the Ray head logged no error"
 
 
-@pytest.fixture
-def service_on_ray(service_process: Callable[..., Any], models_dir: Path) -> Callable[..., Any]:
-    """``service_on_ray(address, **settings)``: a ready ``python -m service`` running its jobs on that cluster."""
-
-    def start(address: str, **settings: str) -> Any:
-        return service_process(
-            {
-                "CRYSTAL_MODELS_DIR": str(models_dir),
-                "CRYSTAL_PARSE_WORKERS": "1",
-                "CRYSTAL_JOBS_EXECUTOR": "ray",
-                "CRYSTAL_RAY_ADDRESS": address,
-                "RAY_AUTH_MODE": "disabled",
-                **settings,
-            }
-        )
-
-    return start
-
-
 def _news(log: str) -> str:
     """The service's log without its model loading (the test's repository, good and bad models alike)."""
     return "\n".join(line for line in log.splitlines() if "service.repository" not in line)[-1500:]

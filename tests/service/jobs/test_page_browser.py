@@ -280,22 +280,16 @@ def test_narrow_window_keeps_the_error_column_in_view(open_page: Any, cifs: dict
 
 
 @pytest.fixture
-def stuck_service(service_process: Any, models_dir: Path) -> Iterator[Any]:
+def stuck_service(service_on_ray: Any) -> Iterator[Any]:
     """A ``python -m service`` whose jobs cannot start: its local Ray instance has fewer CPUs than its actors ask."""
     pytest.importorskip("ray")
     with tempfile.TemporaryDirectory(prefix="rp") as temp:  # short: Ray's socket paths are capped
-        live = service_process(
-            {
-                "CRYSTAL_MODELS_DIR": str(models_dir),
-                "CRYSTAL_PARSE_WORKERS": "1",
-                "CRYSTAL_JOBS_EXECUTOR": "ray",
-                "CRYSTAL_RAY_ADDRESS": "local",
-                "CRYSTAL_RAY_ACTOR_CPUS": "256",
-                "CRYSTAL_RAY_START_TIMEOUT_S": "1",
-                "RAY_TMPDIR": temp,
-                "RAY_AUTH_MODE": "disabled",
-                "RAY_USAGE_STATS_ENABLED": "0",
-            }
+        live = service_on_ray(
+            "local",
+            CRYSTAL_RAY_ACTOR_CPUS="256",
+            CRYSTAL_RAY_START_TIMEOUT_S="1",
+            RAY_TMPDIR=temp,
+            RAY_USAGE_STATS_ENABLED="0",
         )
         yield live
         live.stop()  # before its Ray files go
